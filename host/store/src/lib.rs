@@ -161,8 +161,9 @@ pub type WatchStream = BoxStream<'static, Result<WatchEvent>>;
 /// is the caller's (the API layer validates and defaults before writing).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Creates `object` at `key`. Sets `resourceVersion`, `uid`,
-    /// `creationTimestamp` and `generation: 1`.
+    /// Creates `object` at `key`. Sets `resourceVersion`,
+    /// `creationTimestamp`, `generation: 1` and `uid` (unless the caller
+    /// already assigned one: the API server does, before defaulting).
     /// Fails with `AlreadyExists` if the key holds an object.
     async fn create(&self, key: &ObjectKey, object: Value) -> Result<Value>;
 

@@ -601,10 +601,14 @@ impl Batch<'_> {
         let revision = self.revision + 1;
         {
             let m = meta::metadata_mut(&mut object)?;
-            m.insert(
-                "uid".into(),
-                Value::String(uuid::Uuid::new_v4().to_string()),
-            );
+            // The API layer may assign the uid first (Job defaulting needs
+            // it); anything else gets a fresh one.
+            if !m.get("uid").and_then(Value::as_str).is_some_and(|u| !u.is_empty()) {
+                m.insert(
+                    "uid".into(),
+                    Value::String(uuid::Uuid::new_v4().to_string()),
+                );
+            }
             m.insert(
                 "creationTimestamp".into(),
                 Value::String(meta::now_rfc3339()),
