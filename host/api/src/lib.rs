@@ -1,0 +1,236 @@
+//! orchd's Kubernetes-compatible API server.
+//!
+//! Serves the Kubernetes REST API over HTTP/1.1 (hyper) on top of an
+//! [`orchd_store::Store`]: discovery, OpenAPI v3, CRUD with optimistic
+//! concurrency, every patch type kubectl sends, server-side apply, watch,
+//! Table output for `kubectl get`, and `Status` errors. Type knowledge
+//! (validation, defaults, schemas, columns) comes from `orchd-resources`.
+
+mod codec;
+mod discovery;
+mod objects;
+mod request;
+mod route;
+mod status;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Response};
+use hyper_util::rt::TokioIo;
+use orchd_resources::Subresource;
+use orchd_store::{ObjectKey, Store, StoreError};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub use codec::Body;
+use objects::Target;
+pub use request::Request;
+use route::Route;
+pub use status::{ApiError, ApiResult};
+
+/// The Kubernetes version orchd's API corresponds to.
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "37");
+
+/// Namespaces every cluster has from the start.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Settings of the API server.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Largest accepted request body (Kubernetes uses 3 MiB).
+    pub max_body_bytes: usize,
+    /// How often idle watches with `allowWatchBookmarks` get a bookmark.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { max_body_bytes: 3 * 1024 * 1024, bookmark_interval: Duration::from_secs(15) }
+    }
+}
+
+/// The API server: shared by every connection.
+pub struct ApiServer {
+    store: Arc<dyn Store>,
+    config: ApiConfig,
+}
+
+/// A JSON reply before encoding.
+pub(crate) struct Reply {
+    code: u16,
+    body: Value,
+    warnings: Vec<String>,
+}
+
+impl Reply {
+    fn json(code: u16, body: Value) -> Self {
+        Reply { code, body, warnings: Vec::new() }
+    }
+
+    fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
+}
+
+impl ApiServer {
+    /// An API server over `store`.
+    pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Arc<Self> {
+        Arc::new(ApiServer { store, config })
+    }
+
+    /// Creates the system namespaces that do not exist yet.
+    pub async fn bootstrap(&self) -> Result<(), StoreError> {
+        for ns in SYSTEM_NAMESPACES {
+            let mut namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            if let Some(rt) = orchd_resources::find_by_kind("v1", "Namespace") {
+                orchd_resources::defaults::apply(rt, &mut namespace);
+            }
+            match self.store.create(&ObjectKey::cluster("namespaces", ns), namespace).await {
+                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Accepts connections on `listener` until `shutdown` resolves.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _peer) = tokio::select! {
+                _ = &mut shutdown => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    // Running out of file descriptors must not end the server.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    }
+
+    /// Handles one HTTP request; never fails (errors become `Status`).
+    pub async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body = match codec::read_body(body, self.config.max_body_bytes).await {
+            Ok(b) => b,
+            Err(e) => return codec::error_response(&e),
+        };
+        let request = Request::new(parts.method, parts.uri.path(), parts.uri.query(), parts.headers, body);
+        match self.dispatch(&request).await {
+            Ok(resp) => resp,
+            Err(e) => codec::error_response(&e),
+        }
+    }
+
+    /// Routes a request read whole.
+    pub async fn dispatch(&self, req: &Request) -> ApiResult<Response<Body>> {
+        let route = route::parse(&req.path)?;
+        let is_get = req.method == Method::GET || req.method == Method::HEAD;
+        let json = |v: Value| Ok(codec::json_response(200, &v, &[]));
+        match route {
+            Route::Version if is_get => json(version()),
+            Route::Health if is_get => Ok(codec::text_response(200, "ok")),
+            Route::CoreVersions if is_get => {
+                if discovery::wants_aggregated(req.accept()) {
+                    Ok(aggregated_response(discovery::aggregated(true)))
+                } else {
+                    let host = req.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+                    json(discovery::core_versions(host))
+                }
+            }
+            Route::Groups if is_get => {
+                if discovery::wants_aggregated(req.accept()) {
+                    Ok(aggregated_response(discovery::aggregated(false)))
+                } else {
+                    json(discovery::group_list())
+                }
+            }
+            Route::Group(g) if is_get => discovery::group(g).map_or_else(|| Err(ApiError::no_route(&req.path)), json),
+            Route::ResourceList(g, v) if is_get => {
+                discovery::resource_list(g, v).map_or_else(|| Err(ApiError::no_route(&req.path)), json)
+            }
+            Route::OpenApiRoot if is_get => json(orchd_resources::openapi::v3_root()),
+            Route::OpenApiGroupVersion(g, v) if is_get => match orchd_resources::openapi::v3_group_version(g, v) {
+                Some(doc) => json((*doc).clone()),
+                None => Err(ApiError::no_route(&req.path)),
+            },
+            Route::Resource(path) => {
+                let target = Target {
+                    resource: path.resource,
+                    namespace: path.namespace.map(str::to_string),
+                    name: path.name.map(str::to_string),
+                };
+                self.resource(req, &target, path.subresource).await
+            }
+            _ => Err(ApiError::method_not_allowed(&req.path)),
+        }
+    }
+
+    async fn resource(&self, req: &Request, target: &Target, sub: Option<Subresource>) -> ApiResult<Response<Body>> {
+        let reply = match (&req.method, target.name.as_deref(), sub) {
+            (&Method::GET, None, None) if req.flag("watch") => return self.watch(req, target).await,
+            (&Method::GET, None, None) => self.list(req, target).await?,
+            (&Method::POST, None, None) => self.create(req, target).await?,
+            (&Method::DELETE, None, None) => self.delete_collection(req, target).await?,
+            (&Method::GET, Some(name), None | Some(Subresource::Status)) => self.get(req, target, name).await?,
+            (&Method::PUT, Some(name), None | Some(Subresource::Status)) => self.update(req, target, name, sub).await?,
+            (&Method::PATCH, Some(name), None | Some(Subresource::Status)) => self.patch(req, target, name, sub).await?,
+            (&Method::DELETE, Some(name), None) => self.delete(req, target, name).await?,
+            (&Method::GET | &Method::PUT | &Method::PATCH, Some(name), Some(Subresource::Scale)) => {
+                self.scale(req, target, name).await?
+            }
+            (&Method::POST, Some(name), Some(Subresource::Binding)) => self.bind(req, target, name).await?,
+            (&Method::GET, Some(name), Some(Subresource::Log)) => {
+                // Make the 404 for a missing pod come first, as Kubernetes does.
+                self.get(req, target, name).await?;
+                return Err(ApiError::bad_request(format!(
+                    "pod \"{name}\" has no container logs: no node agent runs pods in this orchd build yet"
+                )));
+            }
+            _ => return Err(ApiError::method_not_allowed(&req.path)),
+        };
+        Ok(objects::reply_response(reply))
+    }
+}
+
+fn aggregated_response(doc: Value) -> Response<Body> {
+    let mut resp = codec::json_response(200, &doc, &[]);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+    );
+    resp
+}
+
+/// The `/version` document.
+pub fn version() -> Value {
+    let (major, minor) = KUBERNETES_VERSION;
+    json!({
+        "major": major,
+        "minor": minor,
+        "gitVersion": format!("v{major}.{minor}.0+orchd-{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}

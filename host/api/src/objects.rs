@@ -1,0 +1,767 @@
+//! Object verbs: create, get, list, update, patch, delete and the
+//! status, scale and binding subresources.
+//!
+//! Every write goes through the same path: decode, fix up type and object
+//! metadata from the URL, apply defaults, validate through the typed
+//! definition, honour `fieldValidation` and `dryRun`, then one store write
+//! with a resourceVersion precondition. Nothing is written unless all of
+//! that succeeded, so a bad request never leaves half an object behind.
+
+use std::sync::Arc;
+
+use orchd_resources::{ResourceType, Subresource, defaults, table, validate};
+use orchd_store::{DeleteOutcome, ListOptions, ObjectKey, Preconditions, Scope, StoreError, meta};
+use serde_json::{Map, Value, json};
+
+use crate::codec::{decode_object, json_response};
+use crate::request::Request;
+use crate::status::{ApiError, ApiResult, Subject};
+use crate::{ApiServer, Reply};
+
+/// How unknown fields are treated (`fieldValidation` query parameter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+impl FieldValidation {
+    fn from_request(req: &Request) -> ApiResult<Self> {
+        match req.query("fieldValidation") {
+            None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of Strict, Warn, Ignore, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A resource operation's target, resolved from the URL.
+pub struct Target {
+    /// The resource type.
+    pub resource: &'static ResourceType,
+    /// Namespace from the URL.
+    pub namespace: Option<String>,
+    /// Object name from the URL.
+    pub name: Option<String>,
+}
+
+impl Target {
+    pub(crate) fn key(&self, name: &str) -> ObjectKey {
+        ObjectKey {
+            resource: self.resource.group_resource(),
+            namespace: if self.resource.namespaced { self.namespace.clone() } else { None },
+            name: name.to_string(),
+        }
+    }
+
+    pub(crate) fn subject(&self, name: &str) -> Subject {
+        Subject {
+            group: self.resource.group.to_string(),
+            resource: self.resource.plural.to_string(),
+            kind: self.resource.kind.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    pub(crate) fn scope(&self, req: &Request) -> ApiResult<Scope> {
+        let label_selector = orchd_store::LabelSelector::parse(req.query("labelSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let field_selector = orchd_store::FieldSelector::parse(req.query("fieldSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
+        Ok(Scope {
+            resource: self.resource.group_resource(),
+            namespace: if self.resource.namespaced { self.namespace.clone() } else { None },
+            label_selector,
+            field_selector,
+        })
+    }
+
+    fn list_kind(&self) -> String {
+        format!("{}List", self.resource.kind)
+    }
+}
+
+/// Sets `apiVersion` and `kind` when the client left them out (the Python
+/// client does) and rejects a body meant for another resource.
+pub(crate) fn fix_type_meta(resource: &ResourceType, object: &mut Value) -> ApiResult<()> {
+    let map = object.as_object_mut().ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
+    let expected = resource.api_version();
+    match map.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            map.insert("apiVersion".into(), json!(expected));
+        }
+        Some(v) if v == expected => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({expected})"
+            )));
+        }
+    }
+    match map.get("kind").and_then(Value::as_str) {
+        None | Some("") => {
+            map.insert("kind".into(), json!(resource.kind));
+        }
+        Some(k) if k == resource.kind => {}
+        Some(k) => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({}) for {}",
+                resource.kind,
+                resource.group_resource()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks and fills `metadata.namespace` against the URL's namespace.
+fn fix_namespace(target: &Target, object: &mut Value) -> ApiResult<()> {
+    let meta = meta::metadata_mut(object).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if !target.resource.namespaced {
+        meta.remove("namespace");
+        return Ok(());
+    }
+    let Some(url_ns) = target.namespace.as_deref() else {
+        return Err(ApiError::method_not_allowed("a namespaced object must be written under /namespaces/{namespace}/"));
+    };
+    match meta.get("namespace").and_then(Value::as_str) {
+        None | Some("") => {
+            meta.insert("namespace".into(), json!(url_ns));
+            Ok(())
+        }
+        Some(ns) if ns == url_ns => Ok(()),
+        Some(_) => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+    }
+}
+
+const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// `generateName` + 5 random characters, as Kubernetes' name generator.
+fn generate_name(prefix: &str) -> String {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let suffix: String = bytes[..5]
+        .iter()
+        .map(|b| GENERATE_ALPHABET[*b as usize % GENERATE_ALPHABET.len()] as char)
+        .collect();
+    let max_prefix = 63 - 5;
+    let prefix = if prefix.len() > max_prefix { &prefix[..max_prefix] } else { prefix };
+    format!("{prefix}{suffix}")
+}
+
+fn object_name(object: &Value) -> String {
+    meta::meta_str(object, "name").unwrap_or_default().to_string()
+}
+
+/// Pod QoS class from its containers' requests and limits.
+fn pod_qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|l| pod["spec"][l].as_array().into_iter().flatten())
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        let requests = c["resources"]["requests"].as_object();
+        let limits = c["resources"]["limits"].as_object();
+        for res in ["cpu", "memory"] {
+            let r = requests.and_then(|m| m.get(res));
+            let l = limits.and_then(|m| m.get(res));
+            if r.is_some() || l.is_some() {
+                any = true;
+            }
+            // A missing request defaults to the limit, so only the limit is required.
+            if l.is_none() || r.is_some_and(|r| Some(r) != l) {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Status a freshly created object starts with (Kubernetes'
+/// PrepareForCreate): clients do not set status on create, except nodes.
+fn reset_status_on_create(resource: &ResourceType, object: &mut Value) {
+    if !resource.has_subresource(Subresource::Status) || resource.kind == "Node" {
+        return;
+    }
+    let Some(map) = object.as_object_mut() else { return };
+    map.remove("status");
+    if resource.kind == "Pod" {
+        let qos = pod_qos_class(object);
+        object["status"] = json!({"phase": "Pending", "qosClass": qos});
+    }
+}
+
+/// Clears metadata the server owns before a create.
+fn strip_server_metadata(object: &mut Value) -> ApiResult<()> {
+    let meta = meta::metadata_mut(object).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
+        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    }
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink", "resourceVersion"] {
+        meta.remove(field);
+    }
+    Ok(())
+}
+
+impl ApiServer {
+    /// Defaults, validates and applies `fieldValidation` to an object about
+    /// to be written. Returns the canonical object.
+    fn admit(&self, req: &Request, target: &Target, mut object: Value, warnings: &mut Vec<String>) -> ApiResult<Value> {
+        let mode = FieldValidation::from_request(req)?;
+        defaults::apply(target.resource, &mut object);
+        let subject = target.subject(&object_name(&object));
+        let validated = validate(target.resource, &object).map_err(|errs| ApiError::invalid(&subject, &errs))?;
+        if !validated.unknown_fields.is_empty() {
+            let listed: Vec<String> = validated
+                .unknown_fields
+                .iter()
+                .map(|p| format!("unknown field \"{}\"", p.trim_start_matches('.')))
+                .collect();
+            match mode {
+                FieldValidation::Strict => {
+                    return Err(ApiError::bad_request(format!("strict decoding error: {}", listed.join(", "))));
+                }
+                FieldValidation::Warn => warnings.extend(listed),
+                FieldValidation::Ignore => {}
+            }
+        }
+        Ok(validated.object)
+    }
+
+    async fn check_namespace_exists(&self, target: &Target) -> ApiResult<()> {
+        let Some(ns) = target.namespace.as_deref().filter(|_| target.resource.namespaced) else {
+            return Ok(());
+        };
+        let key = ObjectKey::cluster("namespaces", ns);
+        let subject = Subject { resource: "namespaces".into(), kind: "Namespace".into(), name: ns.into(), ..Default::default() };
+        let namespace = self.store.get(&key).await.map_err(|e| ApiError::from_store(e, &subject))?;
+        if meta::meta_str(&namespace, "deletionTimestamp").is_some() {
+            return Err(ApiError {
+                code: 403,
+                reason: "Forbidden",
+                message: format!("unable to create new content in namespace {ns} because it is being terminated"),
+                details: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// POST on a collection.
+    pub(crate) async fn create(&self, req: &Request, target: &Target) -> ApiResult<Reply> {
+        let mut object = decode_object(req.content_type(), &req.body)?;
+        self.create_object(req, target, &mut object).await
+    }
+
+    async fn create_object(&self, req: &Request, target: &Target, object: &mut Value) -> ApiResult<Reply> {
+        fix_type_meta(target.resource, object)?;
+        fix_namespace(target, object)?;
+        strip_server_metadata(object)?;
+        if object_name(object).is_empty() {
+            if let Some(prefix) = meta::meta_str(object, "generateName").map(str::to_string).filter(|p| !p.is_empty()) {
+                let meta = meta::metadata_mut(object).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                meta.insert("name".into(), json!(generate_name(&prefix)));
+            }
+        }
+        reset_status_on_create(target.resource, object);
+        // Assigned before defaulting: Job defaults derive labels from it.
+        meta::metadata_mut(object)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?
+            .insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        let mut warnings = Vec::new();
+        let admitted = self.admit(req, target, object.clone(), &mut warnings)?;
+        self.check_namespace_exists(target).await?;
+        let name = object_name(&admitted);
+        if req.dry_run() {
+            return Ok(Reply::json(201, admitted).with_warnings(warnings));
+        }
+        let created = self
+            .store
+            .create(&target.key(&name), admitted)
+            .await
+            .map_err(|e| ApiError::from_store(e, &target.subject(&name)))?;
+        Ok(Reply::json(201, created).with_warnings(warnings))
+    }
+
+    /// GET on an object.
+    pub(crate) async fn get(&self, req: &Request, target: &Target, name: &str) -> ApiResult<Reply> {
+        let object = self.store.get(&target.key(name)).await.map_err(|e| ApiError::from_store(e, &target.subject(name)))?;
+        if req.wants_table() {
+            let mut t = table::table(target.resource, std::slice::from_ref(&object), req.include_object(), jiff::Timestamp::now());
+            t["metadata"] = json!({"resourceVersion": meta::meta_str(&object, "resourceVersion").unwrap_or_default()});
+            return Ok(Reply::json(200, t));
+        }
+        Ok(Reply::json(200, object))
+    }
+
+    /// GET on a collection (without `watch`).
+    pub(crate) async fn list(&self, req: &Request, target: &Target) -> ApiResult<Reply> {
+        let scope = target.scope(req)?;
+        let limit = match req.query("limit") {
+            None | Some("") | Some("0") => None,
+            Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("limit must be a non-negative integer, not {l:?}")))?),
+        };
+        let options = ListOptions { limit, continue_token: req.query("continue").filter(|c| !c.is_empty()).map(str::to_string) };
+        let list = self.store.list(&scope, &options).await.map_err(|e| match e {
+            StoreError::Expired { .. } => ApiError {
+                code: 410,
+                reason: "Expired",
+                message: "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+                details: None,
+            },
+            other => ApiError::from_store(other, &target.subject("")),
+        })?;
+        let mut list_meta = Map::new();
+        list_meta.insert("resourceVersion".into(), json!(list.revision.to_string()));
+        if let Some(c) = &list.continue_token {
+            list_meta.insert("continue".into(), json!(c));
+        }
+        if let Some(n) = list.remaining_item_count {
+            list_meta.insert("remainingItemCount".into(), json!(n));
+        }
+        if req.wants_table() {
+            let mut t = table::table(target.resource, &list.items, req.include_object(), jiff::Timestamp::now());
+            t["metadata"] = Value::Object(list_meta);
+            return Ok(Reply::json(200, t));
+        }
+        Ok(Reply::json(
+            200,
+            json!({
+                "kind": target.list_kind(),
+                "apiVersion": target.resource.api_version(),
+                "metadata": list_meta,
+                "items": list.items,
+            }),
+        ))
+    }
+
+    /// Writes an update computed from the stored object by `build`, with
+    /// optimistic concurrency. When the request carried no resourceVersion
+    /// of its own (`user_rv` None) conflicts with concurrent writers are
+    /// retried; otherwise a stale resourceVersion is the client's 409.
+    async fn write_update(
+        &self,
+        req: &Request,
+        target: &Target,
+        name: &str,
+        build: &(dyn Fn(&Value) -> ApiResult<Value> + Send + Sync),
+    ) -> ApiResult<Reply> {
+        let key = target.key(name);
+        let subject = target.subject(name);
+        for _ in 0..32 {
+            let current = self.store.get(&key).await.map_err(|e| ApiError::from_store(e, &subject))?;
+            let mut next = build(&current)?;
+            fix_type_meta(target.resource, &mut next)?;
+            fix_namespace(target, &mut next)?;
+            let next_name = object_name(&next);
+            if next_name.is_empty() {
+                meta::metadata_mut(&mut next).map_err(|e| ApiError::bad_request(e.to_string()))?.insert("name".into(), json!(name));
+            } else if next_name != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({next_name}) does not match the name on the URL ({name})"
+                )));
+            }
+            let user_rv = meta::meta_str(&next, "resourceVersion").filter(|rv| !rv.is_empty()).map(str::to_string);
+            if user_rv.is_none() {
+                meta::set_resource_version(&mut next, meta::resource_version(&current));
+            }
+            let mut warnings = Vec::new();
+            let admitted = self.admit(req, target, next, &mut warnings)?;
+            if req.dry_run() {
+                return Ok(Reply::json(200, admitted).with_warnings(warnings));
+            }
+            match self.store.update(&key, admitted).await {
+                Ok(updated) => return Ok(Reply::json(200, updated).with_warnings(warnings)),
+                Err(StoreError::Conflict { .. }) if user_rv.is_none() => continue,
+                Err(e) => return Err(ApiError::from_store(e, &subject)),
+            }
+        }
+        Err(ApiError::conflict(&subject, "too many concurrent writers, try again"))
+    }
+
+    /// PUT on an object or its status.
+    pub(crate) async fn update(&self, req: &Request, target: &Target, name: &str, sub: Option<Subresource>) -> ApiResult<Reply> {
+        let incoming = decode_object(req.content_type(), &req.body)?;
+        let has_status = target.resource.has_subresource(Subresource::Status);
+        self.write_update(req, target, name, &|current| {
+            let mut next = incoming.clone();
+            match sub {
+                // A status write changes only status (and keeps the rest).
+                Some(Subresource::Status) => {
+                    let mut merged = current.clone();
+                    merged["status"] = next.get("status").cloned().unwrap_or(Value::Null);
+                    if let Some(rv) = meta::meta_str(&next, "resourceVersion") {
+                        merged["metadata"]["resourceVersion"] = json!(rv);
+                    } else {
+                        meta::set_resource_version(&mut merged, None);
+                    }
+                    next = merged;
+                }
+                // The main resource ignores status changes when status has its own endpoint.
+                _ if has_status => {
+                    let obj = next.as_object_mut().ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
+                    match current.get("status") {
+                        Some(s) => obj.insert("status".into(), s.clone()),
+                        None => obj.remove("status"),
+                    };
+                }
+                _ => {}
+            }
+            Ok(next)
+        })
+        .await
+    }
+
+    /// PATCH on an object or its status.
+    pub(crate) async fn patch(&self, req: &Request, target: &Target, name: &str, sub: Option<Subresource>) -> ApiResult<Reply> {
+        let media = crate::codec::media_type(req.content_type());
+        let kind = target.resource.kind;
+        let patch_body: Value = match media.as_str() {
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" if media.ends_with("yaml") => {
+                serde_norway::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the apply patch is not valid YAML or JSON: {e}")))?
+            }
+            "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?
+            }
+            _ => return Err(ApiError::unsupported_media_type(req.content_type())),
+        };
+        if media == "application/apply-patch+yaml" {
+            return self.apply(req, target, name, sub, patch_body).await;
+        }
+        let has_status = target.resource.has_subresource(Subresource::Status);
+        self.write_update(req, target, name, &|current| {
+            let patched = match media.as_str() {
+                "application/json-patch+json" => orchd_patch::json_patch(current, &patch_body),
+                "application/merge-patch+json" => orchd_patch::merge_patch(current, &patch_body),
+                _ => orchd_patch::strategic_merge_patch(current, &patch_body, kind),
+            }
+            .map_err(patch_error)?;
+            Ok(restrict_to_subresource(current, patched, sub, has_status))
+        })
+        .await
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`): creates the
+    /// object when missing.
+    async fn apply(&self, req: &Request, target: &Target, name: &str, sub: Option<Subresource>, applied: Value) -> ApiResult<Reply> {
+        let Some(manager) = req.query("fieldManager").filter(|m| !m.is_empty()).map(str::to_string) else {
+            return Err(ApiError::bad_request("PATCH with application/apply-patch+yaml requires the fieldManager parameter"));
+        };
+        let mut applied = applied;
+        if !applied.is_object() {
+            return Err(ApiError::bad_request("the apply patch must be an object"));
+        }
+        fix_type_meta(target.resource, &mut applied)?;
+        let kind = target.resource.kind;
+        let now = meta::now_rfc3339();
+        match self.store.get(&target.key(name)).await {
+            Err(StoreError::NotFound { .. }) if sub.is_none() => {
+                let mut created = orchd_patch::server_side_apply(None, &applied, kind, &manager, &now).map_err(patch_error)?;
+                let name_in_body = object_name(&created);
+                if name_in_body.is_empty() {
+                    meta::metadata_mut(&mut created).map_err(|e| ApiError::bad_request(e.to_string()))?.insert("name".into(), json!(name));
+                } else if name_in_body != name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({name_in_body}) does not match the name on the URL ({name})"
+                    )));
+                }
+                self.create_object(req, target, &mut created).await
+            }
+            Err(e) => Err(ApiError::from_store(e, &target.subject(name))),
+            Ok(_) => {
+                let has_status = target.resource.has_subresource(Subresource::Status);
+                self.write_update(req, target, name, &|current| {
+                    let patched = orchd_patch::server_side_apply(Some(current), &applied, kind, &manager, &now).map_err(patch_error)?;
+                    Ok(restrict_to_subresource(current, patched, sub, has_status))
+                })
+                .await
+            }
+        }
+    }
+
+    /// DELETE on an object.
+    pub(crate) async fn delete(&self, req: &Request, target: &Target, name: &str) -> ApiResult<Reply> {
+        let options = delete_options(req)?;
+        let subject = target.subject(name);
+        let key = target.key(name);
+        let preconditions = Preconditions {
+            uid: options["preconditions"]["uid"].as_str().map(str::to_string),
+            resource_version: match options["preconditions"]["resourceVersion"].as_str() {
+                Some(rv) => Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion precondition {rv:?}")))?),
+                None => None,
+            },
+        };
+        if req.dry_run() || options["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All")) {
+            let object = self.store.get(&key).await.map_err(|e| ApiError::from_store(e, &subject))?;
+            return Ok(Reply::json(200, object));
+        }
+        match self.store.delete(&key, &preconditions).await.map_err(|e| ApiError::from_store(e, &subject))? {
+            DeleteOutcome::Deleted(object) => Ok(Reply::json(200, object)),
+            DeleteOutcome::Finalizing(object) => Ok(Reply::json(202, object)),
+        }
+    }
+
+    /// DELETE on a collection: deletes every matching object.
+    pub(crate) async fn delete_collection(&self, req: &Request, target: &Target) -> ApiResult<Reply> {
+        let scope = target.scope(req)?;
+        let list = self.store.list(&scope, &ListOptions::default()).await.map_err(|e| ApiError::from_store(e, &target.subject("")))?;
+        let mut deleted = Vec::new();
+        for item in list.items {
+            let name = object_name(&item);
+            let key = ObjectKey {
+                resource: target.resource.group_resource(),
+                namespace: meta::meta_str(&item, "namespace").map(str::to_string),
+                name: name.clone(),
+            };
+            match self.store.delete(&key, &Preconditions::default()).await {
+                Ok(DeleteOutcome::Deleted(o) | DeleteOutcome::Finalizing(o)) => deleted.push(o),
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(ApiError::from_store(e, &target.subject(&name))),
+            }
+        }
+        Ok(Reply::json(
+            200,
+            json!({"kind": target.list_kind(), "apiVersion": target.resource.api_version(), "metadata": {}, "items": deleted}),
+        ))
+    }
+
+    /// GET, PUT and PATCH on `/scale`.
+    pub(crate) async fn scale(&self, req: &Request, target: &Target, name: &str) -> ApiResult<Reply> {
+        let subject = target.subject(name);
+        if req.method == hyper::Method::GET {
+            let object = self.store.get(&target.key(name)).await.map_err(|e| ApiError::from_store(e, &subject))?;
+            return Ok(Reply::json(200, scale_view(&object)));
+        }
+        let media = crate::codec::media_type(req.content_type());
+        let body: Value = if req.method == hyper::Method::PUT {
+            decode_object(req.content_type(), &req.body)?
+        } else {
+            serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?
+        };
+        let is_put = req.method == hyper::Method::PUT;
+        let reply = self
+            .write_update(req, target, name, &|current| {
+                let view = scale_view(current);
+                let desired = if is_put {
+                    body.clone()
+                } else {
+                    match media.as_str() {
+                        "application/json-patch+json" => orchd_patch::json_patch(&view, &body),
+                        "application/strategic-merge-patch+json" => orchd_patch::strategic_merge_patch(&view, &body, "Scale"),
+                        _ => orchd_patch::merge_patch(&view, &body),
+                    }
+                    .map_err(patch_error)?
+                };
+                let replicas = desired["spec"]["replicas"].as_i64().unwrap_or(0);
+                if replicas < 0 || replicas > i64::from(i32::MAX) {
+                    return Err(ApiError::invalid(&subject, &[orchd_resources::FieldError {
+                        reason: "FieldValueInvalid",
+                        field: "spec.replicas".into(),
+                        message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                    }]));
+                }
+                let mut next = current.clone();
+                next["spec"]["replicas"] = json!(replicas);
+                match meta::meta_str(&desired, "resourceVersion") {
+                    Some(rv) if !rv.is_empty() && Some(rv) != meta::meta_str(current, "resourceVersion") => {
+                        next["metadata"]["resourceVersion"] = json!(rv);
+                    }
+                    _ => meta::set_resource_version(&mut next, None),
+                }
+                Ok(next)
+            })
+            .await?;
+        Ok(Reply::json(reply.code, scale_view(&reply.body)))
+    }
+
+    /// POST on `pods/{name}/binding`: assigns the pod to a node.
+    pub(crate) async fn bind(&self, req: &Request, target: &Target, name: &str) -> ApiResult<Reply> {
+        let binding = decode_object(req.content_type(), &req.body)?;
+        let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(str::to_string).ok_or_else(|| {
+            ApiError::invalid(&target.subject(name), &[orchd_resources::FieldError {
+                reason: "FieldValueRequired",
+                field: "target.name".into(),
+                message: "Required value".into(),
+            }])
+        })?;
+        let subject = target.subject(name);
+        self.write_update(req, target, name, &|current| {
+            if let Some(existing) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                return Err(ApiError::conflict(&subject, &format!("pod {name} is already assigned to node \"{existing}\"")));
+            }
+            if meta::meta_str(current, "deletionTimestamp").is_some() {
+                return Err(ApiError::conflict(&subject, "pod is being deleted, cannot be assigned to a host"));
+            }
+            let mut next = current.clone();
+            next["spec"]["nodeName"] = json!(node);
+            set_condition(&mut next, json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now_rfc3339()}));
+            meta::set_resource_version(&mut next, None);
+            Ok(next)
+        })
+        .await?;
+        Ok(Reply::json(201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+    }
+}
+
+/// Replaces (or adds) the condition of the same type in `status.conditions`.
+fn set_condition(object: &mut Value, condition: Value) {
+    if !object["status"].is_object() {
+        object["status"] = json!({});
+    }
+    if !object["status"]["conditions"].is_array() {
+        object["status"]["conditions"] = json!([]);
+    }
+    if let Some(list) = object["status"]["conditions"].as_array_mut() {
+        list.retain(|c| c["type"] != condition["type"]);
+        list.push(condition);
+    }
+}
+
+/// A status write keeps everything but status; a main-resource write keeps
+/// status when status has its own endpoint.
+fn restrict_to_subresource(current: &Value, mut patched: Value, sub: Option<Subresource>, has_status: bool) -> Value {
+    let rv = meta::meta_str(&patched, "resourceVersion").map(str::to_string);
+    let result = match sub {
+        Some(Subresource::Status) => {
+            let mut next = current.clone();
+            next["status"] = patched.get("status").cloned().unwrap_or(Value::Null);
+            next
+        }
+        _ if has_status => {
+            if let Some(obj) = patched.as_object_mut() {
+                match current.get("status") {
+                    Some(s) => obj.insert("status".into(), s.clone()),
+                    None => obj.remove("status"),
+                };
+            }
+            patched
+        }
+        _ => patched,
+    };
+    let mut result = result;
+    // A patch that carries a resourceVersion makes it a precondition; one
+    // that does not is applied to whatever is current.
+    match rv.filter(|rv| Some(rv.as_str()) != meta::meta_str(current, "resourceVersion")) {
+        Some(rv) => result["metadata"]["resourceVersion"] = json!(rv),
+        None => meta::set_resource_version(&mut result, None),
+    }
+    result
+}
+
+fn patch_error(e: orchd_patch::PatchError) -> ApiError {
+    // Kubernetes answers 422 when a well-formed patch cannot be applied.
+    match e.http_status() {
+        413 => ApiError { code: 413, reason: "RequestEntityTooLarge", message: e.to_string(), details: None },
+        _ => ApiError::unprocessable(format!("the patch could not be applied: {e}")),
+    }
+}
+
+/// DeleteOptions from the body (kubectl sends one) merged with query
+/// parameters.
+fn delete_options(req: &Request) -> ApiResult<Value> {
+    let mut options = if req.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        decode_object(req.content_type(), &req.body)?
+    };
+    if let Some(p) = req.query("propagationPolicy") {
+        options["propagationPolicy"] = json!(p);
+    }
+    match options["propagationPolicy"].as_str() {
+        None | Some("Background" | "Foreground" | "Orphan") => Ok(options),
+        Some(p) => Err(ApiError::bad_request(format!("propagationPolicy must be Background, Foreground or Orphan, not {p:?}"))),
+    }
+}
+
+/// The `autoscaling/v1` Scale view of a workload.
+fn scale_view(object: &Value) -> Value {
+    let meta = &object["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {
+            "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
+            "selector": selector_string(&object["spec"]["selector"]),
+        },
+    })
+}
+
+/// A LabelSelector in its string form: `app=web,tier in (a,b)`.
+pub(crate) fn selector_string(selector: &Value) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = selector["matchLabels"].as_object() {
+        parts.extend(m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())));
+    }
+    for e in selector["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        parts.push(match e["operator"].as_str().unwrap_or_default() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            _ => format!("!{key}"),
+        });
+    }
+    parts.join(",")
+}
+
+/// Arc'd objects in events become plain values in responses.
+pub(crate) fn with_type_meta(resource: &ResourceType, object: &Arc<Value>) -> Value {
+    let mut v = (**object).clone();
+    if let Some(map) = v.as_object_mut() {
+        map.entry("apiVersion").or_insert_with(|| json!(resource.api_version()));
+        map.entry("kind").or_insert_with(|| json!(resource.kind));
+    }
+    v
+}
+
+/// The reply for a request, before it is encoded.
+pub(crate) fn reply_response(reply: Reply) -> hyper::Response<crate::codec::Body> {
+    json_response(reply.code, &reply.body, &reply.warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_classes() {
+        let be = json!({"spec": {"containers": [{"name": "a"}]}});
+        assert_eq!(pod_qos_class(&be), "BestEffort");
+        let g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        assert_eq!(pod_qos_class(&g), "Guaranteed");
+        let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
+        assert_eq!(pod_qos_class(&b), "Burstable");
+    }
+
+    #[test]
+    fn generated_names_keep_the_prefix() {
+        let n = generate_name("web-");
+        assert!(n.starts_with("web-") && n.len() == 9, "{n}");
+    }
+
+    #[test]
+    fn selector_strings() {
+        let s = json!({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]});
+        assert_eq!(selector_string(&s), "app=web,tier in (a,b)");
+    }
+}

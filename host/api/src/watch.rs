@@ -1,0 +1,184 @@
+//! Watch responses: one JSON `WatchEvent` per line, streamed.
+//!
+//! Semantics follow the Kubernetes API server:
+//! * no `resourceVersion` (or `"0"`): the current objects as `ADDED`, then
+//!   changes;
+//! * `resourceVersion=N`: every change after N, or one `ERROR` event with a
+//!   410 `Expired` Status if N was compacted away (clients then relist);
+//! * `sendInitialEvents=true` (watch-list, used by kubectl delete and
+//!   rollout status): the current objects, then a `BOOKMARK` annotated
+//!   `k8s.io/initial-events-end: "true"`, then changes.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::{Response, header};
+use orchd_resources::table;
+use orchd_store::{EventType, ListOptions, StoreError, WatchOptions};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::ApiServer;
+use crate::codec::Body;
+use crate::objects::{Target, with_type_meta};
+use crate::request::Request;
+use crate::status::{ApiError, ApiResult};
+
+/// Longest a watch stays open when the client sets no timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+enum Start {
+    /// Replay the current state as ADDED first; `end_marker` adds the
+    /// initial-events-end bookmark.
+    InitialState { end_marker: bool },
+    /// Only changes after this revision.
+    After(u64),
+}
+
+impl ApiServer {
+    /// GET on a collection with `watch=true`.
+    pub(crate) async fn watch(&self, req: &Request, target: &Target) -> ApiResult<Response<Body>> {
+        let scope = target.scope(req)?;
+        let bookmarks = req.flag("allowWatchBookmarks");
+        let rv = req.query("resourceVersion").unwrap_or("");
+        let start = if req.flag("sendInitialEvents") {
+            if !bookmarks || req.query("resourceVersionMatch") != Some("NotOlderThan") {
+                return Err(ApiError::unprocessable(
+                    "sendInitialEvents requires allowWatchBookmarks=true and resourceVersionMatch=NotOlderThan",
+                ));
+            }
+            Start::InitialState { end_marker: true }
+        } else if rv.is_empty() || rv == "0" {
+            Start::InitialState { end_marker: false }
+        } else {
+            Start::After(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?)
+        };
+        let timeout = match req.query("timeoutSeconds") {
+            Some(t) if !t.is_empty() => Duration::from_secs(
+                t.parse().map_err(|_| ApiError::bad_request(format!("timeoutSeconds must be an integer, not {t:?}")))?,
+            ),
+            _ => DEFAULT_TIMEOUT,
+        };
+        let resource = target.resource;
+        let wants_table = req.wants_table();
+        let include = req.include_object();
+        let bookmark_interval = bookmarks.then_some(self.config.bookmark_interval);
+
+        let (initial, after) = match start {
+            Start::InitialState { end_marker } => {
+                let list = self.store.list(&scope, &ListOptions::default()).await.map_err(|e| ApiError::from_store(e, &target.subject("")))?;
+                (Some((list.items, end_marker)), list.revision)
+            }
+            Start::After(rev) => (None, rev),
+        };
+        let watch = self.store.watch(&scope, &WatchOptions { after: Some(after), bookmark_interval }).await;
+
+        let (tx, rx) = mpsc::channel::<Bytes>(256);
+        tokio::spawn(async move {
+            let mut encoder = Encoder { resource, wants_table, include, columns_sent: false };
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            if let Some((items, end_marker)) = initial {
+                for item in items {
+                    if tx.send(encoder.event("ADDED", item)).await.is_err() {
+                        return;
+                    }
+                }
+                if end_marker {
+                    let marker = encoder.bookmark(after, true);
+                    if tx.send(marker).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let mut stream = match watch {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(error_event(e)).await;
+                    return;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = &mut deadline => return,
+                    _ = tx.closed() => return,
+                    next = stream.next() => next,
+                };
+                let line = match next {
+                    None => return,
+                    Some(Err(e)) => {
+                        let _ = tx.send(error_event(e)).await;
+                        return;
+                    }
+                    Some(Ok(event)) => match event.event_type {
+                        EventType::Bookmark => encoder.bookmark(event.revision, false),
+                        t => encoder.event(t.as_str(), with_type_meta(resource, &event.object)),
+                    },
+                };
+                if tx.send(line).await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(Frame::data(b)), rx))
+        }));
+        let content_type = if wants_table { "application/json;as=Table;g=meta.k8s.io;v=v1" } else { "application/json" };
+        Response::builder()
+            .status(200)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CACHE_CONTROL, "no-cache, private")
+            .body(BodyExt::boxed(body))
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+}
+
+struct Encoder {
+    resource: &'static orchd_resources::ResourceType,
+    wants_table: bool,
+    include: table::IncludeObject,
+    columns_sent: bool,
+}
+
+impl Encoder {
+    fn line(event_type: &str, object: Value) -> Bytes {
+        let mut bytes = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+        bytes.push(b'\n');
+        Bytes::from(bytes)
+    }
+
+    fn event(&mut self, event_type: &str, object: Value) -> Bytes {
+        if !self.wants_table {
+            return Self::line(event_type, object);
+        }
+        let rv = object["metadata"]["resourceVersion"].clone();
+        let mut t = table::table(self.resource, std::slice::from_ref(&object), self.include, jiff::Timestamp::now());
+        t["metadata"] = json!({"resourceVersion": rv});
+        // Kubernetes sends the column definitions once per watch.
+        if self.columns_sent {
+            t["columnDefinitions"] = json!([]);
+        }
+        self.columns_sent = true;
+        Self::line(event_type, t)
+    }
+
+    fn bookmark(&self, revision: u64, initial_events_end: bool) -> Bytes {
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if initial_events_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        Self::line(
+            "BOOKMARK",
+            json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata}),
+        )
+    }
+}
+
+fn error_event(e: StoreError) -> Bytes {
+    let err = ApiError::from_store(e, &Default::default());
+    Encoder::line("ERROR", err.to_status())
+}
