@@ -18,7 +18,9 @@ pub struct Etcd {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Etcd {
@@ -35,19 +37,41 @@ impl Etcd {
         let child = std::process::Command::new(bin)
             .args(["--name", "bench", "--data-dir"])
             .arg(dir.path())
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("bench={peer}")])
-            .args(["--log-level", "error", "--quota-backend-bytes", "4294967296"])
+            .args([
+                "--log-level",
+                "error",
+                "--quota-backend-bytes",
+                "4294967296",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {bin}"))?;
-        let etcd = Etcd { child, client: format!("127.0.0.1:{client_port}").parse()?, _dir: dir };
+        let etcd = Etcd {
+            child,
+            client: format!("127.0.0.1:{client_port}").parse()?,
+            _dir: dir,
+        };
         let started = Instant::now();
         loop {
             if let Ok(mut c) = Conn::open(etcd.client).await {
-                if let Ok((200, _)) = c.send("GET", "/health", "application/json", Vec::new()).await {
+                if let Ok((200, _)) = c
+                    .send("GET", "/health", "application/json", Vec::new())
+                    .await
+                {
                     return Ok(etcd);
                 }
             }
@@ -70,13 +94,22 @@ impl Etcd {
                 let mut conn = Conn::open(addr).await?;
                 let mut i = w;
                 while i < total / 2 {
-                    let key = b64(&format!("/registry/configmaps/default/cm-{i}-{concurrency}"));
+                    let key = b64(&format!(
+                        "/registry/configmaps/default/cm-{i}-{concurrency}"
+                    ));
                     for round in 0..2 {
                         let value = serde_json::to_string(&crate::configmap(i, round))?;
-                        let body = serde_json::to_vec(&serde_json::json!({"key": key, "value": b64(&value)}))?;
-                        let (code, resp) = conn.send("POST", "/v3/kv/put", "application/json", body).await?;
+                        let body = serde_json::to_vec(
+                            &serde_json::json!({"key": key, "value": b64(&value)}),
+                        )?;
+                        let (code, resp) = conn
+                            .send("POST", "/v3/kv/put", "application/json", body)
+                            .await?;
                         if code != 200 {
-                            bail!("etcd put answered {code}: {}", String::from_utf8_lossy(&resp));
+                            bail!(
+                                "etcd put answered {code}: {}",
+                                String::from_utf8_lossy(&resp)
+                            );
                         }
                     }
                     i += concurrency;

@@ -22,11 +22,20 @@ impl Conn {
         stream.set_nodelay(true)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        Ok(Conn { sender, host: addr.to_string() })
+        Ok(Conn {
+            sender,
+            host: addr.to_string(),
+        })
     }
 
     /// Sends a request and returns the status and body.
-    pub async fn send(&mut self, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<(u16, Bytes)> {
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, Bytes)> {
         self.sender.ready().await?;
         let req = hyper::Request::builder()
             .method(method)
@@ -43,7 +52,10 @@ impl Conn {
 /// Whether GET `path` answers 200.
 pub async fn get_ok(addr: SocketAddr, path: &str) -> bool {
     match Conn::open(addr).await {
-        Ok(mut c) => matches!(c.send("GET", path, "text/plain", Vec::new()).await, Ok((200, _))),
+        Ok(mut c) => matches!(
+            c.send("GET", path, "text/plain", Vec::new()).await,
+            Ok((200, _))
+        ),
         Err(_) => false,
     }
 }
@@ -58,13 +70,22 @@ pub async fn api_writes(addr: SocketAddr, concurrency: usize, total: usize) -> a
             let mut i = w;
             while i < total / 2 {
                 let body = serde_json::to_vec(&crate::configmap(i, 0))?;
-                let (code, resp) = conn.send("POST", "/api/v1/namespaces/default/configmaps", "application/json", body).await?;
+                let (code, resp) = conn
+                    .send(
+                        "POST",
+                        "/api/v1/namespaces/default/configmaps",
+                        "application/json",
+                        body,
+                    )
+                    .await?;
                 if code != 201 {
                     bail!("create answered {code}: {}", String::from_utf8_lossy(&resp));
                 }
                 let patch = br#"{"data":{"round":"1"}}"#.to_vec();
                 let path = format!("/api/v1/namespaces/default/configmaps/cm-{i}");
-                let (code, resp) = conn.send("PATCH", &path, "application/merge-patch+json", patch).await?;
+                let (code, resp) = conn
+                    .send("PATCH", &path, "application/merge-patch+json", patch)
+                    .await?;
                 if code != 200 {
                     bail!("patch answered {code}: {}", String::from_utf8_lossy(&resp));
                 }

@@ -21,7 +21,9 @@ const CONCURRENCY: &[usize] = &[1, 16, 64];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match args.first().map(String::as_str) {
         Some("store") | None => runtime.block_on(store_bench(args.get(1).map(PathBuf::from))),
         Some(other) => bail!("unknown benchmark {other:?} (available: store)"),
@@ -46,7 +48,10 @@ async fn store_bench(orchd_bin: Option<PathBuf>) -> anyhow::Result<()> {
     let mut direct = Vec::new();
     for &c in CONCURRENCY {
         let dir = tempfile::tempdir()?;
-        let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig { path: dir.path().join("s.redb"), ..Default::default() })?;
+        let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig {
+            path: dir.path().join("s.redb"),
+            ..Default::default()
+        })?;
         direct.push(trait_writes(store, c).await?);
     }
     print_row("orchd store (trait, redb)", &direct);
@@ -54,7 +59,10 @@ async fn store_bench(orchd_bin: Option<PathBuf>) -> anyhow::Result<()> {
     let mut api = Vec::new();
     for &c in CONCURRENCY {
         let dir = tempfile::tempdir()?;
-        let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig { path: dir.path().join("s.redb"), ..Default::default() })?;
+        let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig {
+            path: dir.path().join("s.redb"),
+            ..Default::default()
+        })?;
         let server = orchd_api::ApiServer::new(store, orchd_api::ApiConfig::default());
         server.bootstrap().await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -85,19 +93,28 @@ async fn store_bench(orchd_bin: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(etcd) = &etcd_figures {
         print_row("etcd 3.4 (gateway HTTP/1.1 JSON)", etcd);
         let ratio = |a: &[f64]| a.iter().zip(etcd).map(|(x, e)| x / e).collect::<Vec<_>>();
-        println!("{:<34} {:>10} {:>10} {:>10}", "ratio orchd store / etcd", "", "", "");
+        println!(
+            "{:<34} {:>10} {:>10} {:>10}",
+            "ratio orchd store / etcd", "", "", ""
+        );
         print_ratio("  trait", &ratio(&direct));
         print_ratio("  API", &ratio(&api));
     }
 
-    println!("\n== watch fan-out: 1,000 watchers, 200 writes, delivery latency from write start ==");
+    println!(
+        "\n== watch fan-out: 1,000 watchers, 200 writes, delivery latency from write start =="
+    );
     let (p50, p99) = fan_out(1_000, 200).await?;
     println!("p50 {:.2} ms   p99 {:.2} ms", p50, p99);
 
     if let Some(bin) = orchd_bin {
         println!("\n== orchd up ==");
         let (ready, rss) = startup(&bin).await?;
-        println!("time to /readyz: {:.0} ms   idle RSS after 3 s: {:.1} MB", ready.as_secs_f64() * 1e3, rss as f64 / 1e6);
+        println!(
+            "time to /readyz: {:.0} ms   idle RSS after 3 s: {:.1} MB",
+            ready.as_secs_f64() * 1e3,
+            rss as f64 / 1e6
+        );
     } else {
         println!("\n(pass the orchd binary path to also measure `orchd up` time and idle RSS)");
     }
@@ -105,11 +122,17 @@ async fn store_bench(orchd_bin: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn print_row(name: &str, figures: &[f64]) {
-    println!("{name:<34} {:>10.0} {:>10.0} {:>10.0}", figures[0], figures[1], figures[2]);
+    println!(
+        "{name:<34} {:>10.0} {:>10.0} {:>10.0}",
+        figures[0], figures[1], figures[2]
+    );
 }
 
 fn print_ratio(name: &str, figures: &[f64]) {
-    println!("{name:<34} {:>9.2}x {:>9.2}x {:>9.2}x", figures[0], figures[1], figures[2]);
+    println!(
+        "{name:<34} {:>9.2}x {:>9.2}x {:>9.2}x",
+        figures[0], figures[1], figures[2]
+    );
 }
 
 /// Creates `writes_for(c)` objects from `c` tasks, then updates each once.
@@ -125,7 +148,8 @@ async fn trait_writes(store: Arc<dyn Store>, concurrency: usize) -> anyhow::Resu
                 let key = ObjectKey::namespaced("configmaps", "default", &format!("cm-{i}"));
                 let created = store.create(&key, configmap(i, 0)).await?;
                 let mut next = configmap(i, 1);
-                next["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"].clone();
+                next["metadata"]["resourceVersion"] =
+                    created["metadata"]["resourceVersion"].clone();
                 store.update(&key, next).await?;
                 i += concurrency;
             }
@@ -141,9 +165,18 @@ async fn trait_writes(store: Arc<dyn Store>, concurrency: usize) -> anyhow::Resu
 /// Delivery latency over `watchers` watches of `writes` sequential writes.
 async fn fan_out(watchers: usize, writes: usize) -> anyhow::Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig { path: dir.path().join("s.redb"), ..Default::default() })?;
-    let scope = Scope { resource: "configmaps".into(), ..Default::default() };
-    let starts = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<String, Instant>::new()));
+    let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig {
+        path: dir.path().join("s.redb"),
+        ..Default::default()
+    })?;
+    let scope = Scope {
+        resource: "configmaps".into(),
+        ..Default::default()
+    };
+    let starts = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        Instant,
+    >::new()));
     let mut handles = Vec::new();
     for _ in 0..watchers {
         let mut stream = store.watch(&scope, &WatchOptions::default()).await?;
@@ -154,8 +187,15 @@ async fn fan_out(watchers: usize, writes: usize) -> anyhow::Result<(f64, f64)> {
             while latencies.len() < writes {
                 match stream.next().await {
                     Some(Ok(ev)) => {
-                        let name = ev.object["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                        if let Some(t) = starts.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.get(&name) {
+                        let name = ev.object["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string();
+                        if let Some(t) = starts
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("poisoned"))?
+                            .get(&name)
+                        {
                             latencies.push(t.elapsed());
                         }
                     }
@@ -168,23 +208,38 @@ async fn fan_out(watchers: usize, writes: usize) -> anyhow::Result<(f64, f64)> {
     }
     for i in 0..writes {
         let name = format!("cm-{i}");
-        starts.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(name.clone(), Instant::now());
-        store.create(&ObjectKey::namespaced("configmaps", "default", &name), configmap(i, 0)).await?;
+        starts
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .insert(name.clone(), Instant::now());
+        store
+            .create(
+                &ObjectKey::namespaced("configmaps", "default", &name),
+                configmap(i, 0),
+            )
+            .await?;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let mut all = Vec::new();
     for h in handles {
-        all.extend(tokio::time::timeout(Duration::from_secs(60), h).await.context("watchers timed out")???);
+        all.extend(
+            tokio::time::timeout(Duration::from_secs(60), h)
+                .await
+                .context("watchers timed out")???,
+        );
     }
     all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e3;
+    let pct =
+        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e3;
     Ok((pct(0.50), pct(0.99)))
 }
 
 /// Starts `orchd up`, times it to /readyz, and reads its RSS when idle.
 async fn startup(bin: &PathBuf) -> anyhow::Result<(Duration, u64)> {
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let started = Instant::now();
     let mut child = tokio::process::Command::new(bin)
         .args(["up", "--data-dir"])

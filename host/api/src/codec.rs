@@ -28,7 +28,9 @@ pub fn json_response(code: u16, value: &Value, warnings: &[String]) -> Response<
         let text = w.replace('\\', "\\\\").replace('"', "\\\"");
         builder = builder.header(header::WARNING, format!("299 - \"{text}\""));
     }
-    builder.body(full(body)).unwrap_or_else(|_| Response::new(full("{}")))
+    builder
+        .body(full(body))
+        .unwrap_or_else(|_| Response::new(full("{}")))
 }
 
 /// The `Status` response of an error.
@@ -47,31 +49,47 @@ pub fn text_response(code: u16, text: &str) -> Response<Body> {
 
 /// The media type of a Content-Type header, lowercased, without parameters.
 pub fn media_type(content_type: &str) -> String {
-    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Decodes an object body: JSON (also when no Content-Type is sent, as the
 /// Python client does), YAML, or Kubernetes protobuf.
 pub fn decode_object(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("the request body is empty: an object is required"));
+        return Err(ApiError::bad_request(
+            "the request body is empty: an object is required",
+        ));
     }
     let media = media_type(content_type);
     if media == "application/vnd.kubernetes.protobuf" || orchd_protobuf::is_protobuf(body) {
         return orchd_protobuf::decode(body).map_err(|e| match e {
-            orchd_protobuf::DecodeError::UnsupportedKind(_) => ApiError::unsupported_media_type(&format!("{content_type}: {e}")),
-            other => ApiError::bad_request(format!("the protobuf body could not be decoded: {other}")),
+            orchd_protobuf::DecodeError::UnsupportedKind(_) => {
+                ApiError::unsupported_media_type(&format!("{content_type}: {e}"))
+            }
+            other => {
+                ApiError::bad_request(format!("the protobuf body could not be decoded: {other}"))
+            }
         });
     }
     let value: Value = match media.as_str() {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?,
+        "" | "application/json" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => serde_norway::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?,
+            .map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+        })?,
         _ => return Err(ApiError::unsupported_media_type(content_type)),
     };
     if !value.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     Ok(value)
 }
@@ -81,7 +99,14 @@ pub async fn read_body(body: hyper::body::Incoming, limit: usize) -> ApiResult<B
     let limited = http_body_util::Limited::new(body, limit);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::too_large(limit))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }

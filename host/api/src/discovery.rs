@@ -9,18 +9,30 @@ use orchd_resources::{ResourceType, Subresource, group_versions, resources};
 use serde_json::{Value, json};
 
 /// The exact Content-Type kubectl expects for aggregated discovery.
-pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Whether the Accept header asks for aggregated discovery v2.
 pub fn wants_aggregated(accept: &str) -> bool {
     accept.split(',').any(|part| {
         let p = part.replace(' ', "");
-        p.contains("g=apidiscovery.k8s.io") && p.contains("v=v2;") && p.contains("as=APIGroupDiscoveryList")
+        p.contains("g=apidiscovery.k8s.io")
+            && p.contains("v=v2;")
+            && p.contains("as=APIGroupDiscoveryList")
             || p.ends_with("g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
     })
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
@@ -30,7 +42,10 @@ fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     }
 }
 
-fn subresource_kind(resource: &ResourceType, sub: Subresource) -> (&'static str, &'static str, &'static str) {
+fn subresource_kind(
+    resource: &ResourceType,
+    sub: Subresource,
+) -> (&'static str, &'static str, &'static str) {
     match sub {
         Subresource::Status => (resource.group, resource.version, resource.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
@@ -80,12 +95,18 @@ pub fn group_list() -> Value {
 
 /// `/apis/{group}`, if served.
 pub fn group(group: &str) -> Option<Value> {
-    group_versions().iter().any(|(g, _)| *g == group && !g.is_empty()).then(|| group_doc(group))
+    group_versions()
+        .iter()
+        .any(|(g, _)| *g == group && !g.is_empty())
+        .then(|| group_doc(group))
 }
 
 /// `/api/v1` or `/apis/{group}/{version}`, if served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let served: Vec<&ResourceType> = resources().iter().filter(|r| r.group == group && r.version == version).collect();
+    let served: Vec<&ResourceType> = resources()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if served.is_empty() {
         return None;
     }
@@ -121,7 +142,11 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             list.push(e);
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -173,9 +198,13 @@ pub fn aggregated(core: bool) -> Value {
                 e
             })
             .collect();
-        let version_doc = json!({"version": version, "resources": resources, "freshness": "Current"});
+        let version_doc =
+            json!({"version": version, "resources": resources, "freshness": "Current"});
         match items.iter_mut().find(|i| i["metadata"]["name"] == group) {
-            Some(item) => item["versions"].as_array_mut().expect("versions is an array").push(version_doc),
+            Some(item) => item["versions"]
+                .as_array_mut()
+                .expect("versions is an array")
+                .push(version_doc),
             None => items.push(json!({"metadata": {"name": group}, "versions": [version_doc]})),
         }
     }
@@ -201,12 +230,33 @@ mod tests {
     #[test]
     fn documents_list_every_resource_with_short_names() {
         let core = resource_list("", "v1").unwrap();
-        let pods = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        let pods = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
         assert_eq!(pods["shortNames"][0], "po");
-        assert!(core["resources"].as_array().unwrap().iter().any(|r| r["name"] == "pods/binding"));
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "pods/binding")
+        );
         let agg = aggregated(false);
-        let apps = agg["items"].as_array().unwrap().iter().find(|i| i["metadata"]["name"] == "apps").unwrap();
-        let deploy = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
+        let apps = agg["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["metadata"]["name"] == "apps")
+            .unwrap();
+        let deploy = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap();
         assert_eq!(deploy["categories"][0], "all");
         assert_eq!(deploy["subresources"][1]["responseKind"]["kind"], "Scale");
         assert!(resource_list("nope", "v1").is_none());

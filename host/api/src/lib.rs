@@ -36,7 +36,8 @@ pub use status::{ApiError, ApiResult};
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "37");
 
 /// Namespaces every cluster has from the start.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Settings of the API server.
 #[derive(Clone, Debug)]
@@ -49,7 +50,10 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { max_body_bytes: 3 * 1024 * 1024, bookmark_interval: Duration::from_secs(15) }
+        ApiConfig {
+            max_body_bytes: 3 * 1024 * 1024,
+            bookmark_interval: Duration::from_secs(15),
+        }
     }
 }
 
@@ -68,7 +72,11 @@ pub(crate) struct Reply {
 
 impl Reply {
     fn json(code: u16, body: Value) -> Self {
-        Reply { code, body, warnings: Vec::new() }
+        Reply {
+            code,
+            body,
+            warnings: Vec::new(),
+        }
     }
 
     fn with_warnings(mut self, warnings: Vec<String>) -> Self {
@@ -86,11 +94,16 @@ impl ApiServer {
     /// Creates the system namespaces that do not exist yet.
     pub async fn bootstrap(&self) -> Result<(), StoreError> {
         for ns in SYSTEM_NAMESPACES {
-            let mut namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let mut namespace =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             if let Some(rt) = orchd_resources::find_by_kind("v1", "Namespace") {
                 orchd_resources::defaults::apply(rt, &mut namespace);
             }
-            match self.store.create(&ObjectKey::cluster("namespaces", ns), namespace).await {
+            match self
+                .store
+                .create(&ObjectKey::cluster("namespaces", ns), namespace)
+                .await
+            {
                 Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -99,7 +112,11 @@ impl ApiServer {
     }
 
     /// Accepts connections on `listener` until `shutdown` resolves.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         loop {
             let (stream, _peer) = tokio::select! {
@@ -120,7 +137,9 @@ impl ApiServer {
                     let server = server.clone();
                     async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     }
@@ -132,7 +151,13 @@ impl ApiServer {
             Ok(b) => b,
             Err(e) => return codec::error_response(&e),
         };
-        let request = Request::new(parts.method, parts.uri.path(), parts.uri.query(), parts.headers, body);
+        let request = Request::new(
+            parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            parts.headers,
+            body,
+        );
         match self.dispatch(&request).await {
             Ok(resp) => resp,
             Err(e) => codec::error_response(&e),
@@ -151,7 +176,11 @@ impl ApiServer {
                 if discovery::wants_aggregated(req.accept()) {
                     Ok(aggregated_response(discovery::aggregated(true)))
                 } else {
-                    let host = req.headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+                    let host = req
+                        .headers
+                        .get(hyper::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or("");
                     json(discovery::core_versions(host))
                 }
             }
@@ -162,15 +191,18 @@ impl ApiServer {
                     json(discovery::group_list())
                 }
             }
-            Route::Group(g) if is_get => discovery::group(g).map_or_else(|| Err(ApiError::no_route(&req.path)), json),
-            Route::ResourceList(g, v) if is_get => {
-                discovery::resource_list(g, v).map_or_else(|| Err(ApiError::no_route(&req.path)), json)
+            Route::Group(g) if is_get => {
+                discovery::group(g).map_or_else(|| Err(ApiError::no_route(&req.path)), json)
             }
+            Route::ResourceList(g, v) if is_get => discovery::resource_list(g, v)
+                .map_or_else(|| Err(ApiError::no_route(&req.path)), json),
             Route::OpenApiRoot if is_get => json(orchd_resources::openapi::v3_root()),
-            Route::OpenApiGroupVersion(g, v) if is_get => match orchd_resources::openapi::v3_group_version(g, v) {
-                Some(doc) => json((*doc).clone()),
-                None => Err(ApiError::no_route(&req.path)),
-            },
+            Route::OpenApiGroupVersion(g, v) if is_get => {
+                match orchd_resources::openapi::v3_group_version(g, v) {
+                    Some(doc) => json((*doc).clone()),
+                    None => Err(ApiError::no_route(&req.path)),
+                }
+            }
             Route::Resource(path) => {
                 let target = Target {
                     resource: path.resource,
@@ -183,20 +215,37 @@ impl ApiServer {
         }
     }
 
-    async fn resource(&self, req: &Request, target: &Target, sub: Option<Subresource>) -> ApiResult<Response<Body>> {
+    async fn resource(
+        &self,
+        req: &Request,
+        target: &Target,
+        sub: Option<Subresource>,
+    ) -> ApiResult<Response<Body>> {
         let reply = match (&req.method, target.name.as_deref(), sub) {
-            (&Method::GET, None, None) if req.flag("watch") => return self.watch(req, target).await,
+            (&Method::GET, None, None) if req.flag("watch") => {
+                return self.watch(req, target).await;
+            }
             (&Method::GET, None, None) => self.list(req, target).await?,
             (&Method::POST, None, None) => self.create(req, target).await?,
             (&Method::DELETE, None, None) => self.delete_collection(req, target).await?,
-            (&Method::GET, Some(name), None | Some(Subresource::Status)) => self.get(req, target, name).await?,
-            (&Method::PUT, Some(name), None | Some(Subresource::Status)) => self.update(req, target, name, sub).await?,
-            (&Method::PATCH, Some(name), None | Some(Subresource::Status)) => self.patch(req, target, name, sub).await?,
-            (&Method::DELETE, Some(name), None) => self.delete(req, target, name).await?,
-            (&Method::GET | &Method::PUT | &Method::PATCH, Some(name), Some(Subresource::Scale)) => {
-                self.scale(req, target, name).await?
+            (&Method::GET, Some(name), None | Some(Subresource::Status)) => {
+                self.get(req, target, name).await?
             }
-            (&Method::POST, Some(name), Some(Subresource::Binding)) => self.bind(req, target, name).await?,
+            (&Method::PUT, Some(name), None | Some(Subresource::Status)) => {
+                self.update(req, target, name, sub).await?
+            }
+            (&Method::PATCH, Some(name), None | Some(Subresource::Status)) => {
+                self.patch(req, target, name, sub).await?
+            }
+            (&Method::DELETE, Some(name), None) => self.delete(req, target, name).await?,
+            (
+                &Method::GET | &Method::PUT | &Method::PATCH,
+                Some(name),
+                Some(Subresource::Scale),
+            ) => self.scale(req, target, name).await?,
+            (&Method::POST, Some(name), Some(Subresource::Binding)) => {
+                self.bind(req, target, name).await?
+            }
             (&Method::GET, Some(name), Some(Subresource::Log)) => {
                 // Make the 404 for a missing pod come first, as Kubernetes does.
                 self.get(req, target, name).await?;

@@ -53,7 +53,11 @@ impl Target {
     pub(crate) fn key(&self, name: &str) -> ObjectKey {
         ObjectKey {
             resource: self.resource.group_resource(),
-            namespace: if self.resource.namespaced { self.namespace.clone() } else { None },
+            namespace: if self.resource.namespaced {
+                self.namespace.clone()
+            } else {
+                None
+            },
             name: name.to_string(),
         }
     }
@@ -68,13 +72,19 @@ impl Target {
     }
 
     pub(crate) fn scope(&self, req: &Request) -> ApiResult<Scope> {
-        let label_selector = orchd_store::LabelSelector::parse(req.query("labelSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
-        let field_selector = orchd_store::FieldSelector::parse(req.query("fieldSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
+        let label_selector =
+            orchd_store::LabelSelector::parse(req.query("labelSelector").unwrap_or(""))
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let field_selector =
+            orchd_store::FieldSelector::parse(req.query("fieldSelector").unwrap_or(""))
+                .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
         Ok(Scope {
             resource: self.resource.group_resource(),
-            namespace: if self.resource.namespaced { self.namespace.clone() } else { None },
+            namespace: if self.resource.namespaced {
+                self.namespace.clone()
+            } else {
+                None
+            },
             label_selector,
             field_selector,
         })
@@ -88,7 +98,9 @@ impl Target {
 /// Sets `apiVersion` and `kind` when the client left them out (the Python
 /// client does) and rejects a body meant for another resource.
 pub(crate) fn fix_type_meta(resource: &ResourceType, object: &mut Value) -> ApiResult<()> {
-    let map = object.as_object_mut().ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
+    let map = object
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
     let expected = resource.api_version();
     match map.get("apiVersion").and_then(Value::as_str) {
         None | Some("") => {
@@ -125,7 +137,9 @@ fn fix_namespace(target: &Target, object: &mut Value) -> ApiResult<()> {
         return Ok(());
     }
     let Some(url_ns) = target.namespace.as_deref() else {
-        return Err(ApiError::method_not_allowed("a namespaced object must be written under /namespaces/{namespace}/"));
+        return Err(ApiError::method_not_allowed(
+            "a namespaced object must be written under /namespaces/{namespace}/",
+        ));
     };
     match meta.get("namespace").and_then(Value::as_str) {
         None | Some("") => {
@@ -149,12 +163,18 @@ fn generate_name(prefix: &str) -> String {
         .map(|b| GENERATE_ALPHABET[*b as usize % GENERATE_ALPHABET.len()] as char)
         .collect();
     let max_prefix = 63 - 5;
-    let prefix = if prefix.len() > max_prefix { &prefix[..max_prefix] } else { prefix };
+    let prefix = if prefix.len() > max_prefix {
+        &prefix[..max_prefix]
+    } else {
+        prefix
+    };
     format!("{prefix}{suffix}")
 }
 
 fn object_name(object: &Value) -> String {
-    meta::meta_str(object, "name").unwrap_or_default().to_string()
+    meta::meta_str(object, "name")
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Pod QoS class from its containers' requests and limits.
@@ -195,7 +215,9 @@ fn reset_status_on_create(resource: &ResourceType, object: &mut Value) {
     if !resource.has_subresource(Subresource::Status) || resource.kind == "Node" {
         return;
     }
-    let Some(map) = object.as_object_mut() else { return };
+    let Some(map) = object.as_object_mut() else {
+        return;
+    };
     map.remove("status");
     if resource.kind == "Pod" {
         let qos = pod_qos_class(object);
@@ -206,10 +228,24 @@ fn reset_status_on_create(resource: &ResourceType, object: &mut Value) {
 /// Clears metadata the server owns before a create.
 fn strip_server_metadata(object: &mut Value) -> ApiResult<()> {
     let meta = meta::metadata_mut(object).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
-        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    if meta
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|rv| !rv.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink", "resourceVersion"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "selfLink",
+        "resourceVersion",
+    ] {
         meta.remove(field);
     }
     Ok(())
@@ -218,11 +254,18 @@ fn strip_server_metadata(object: &mut Value) -> ApiResult<()> {
 impl ApiServer {
     /// Defaults, validates and applies `fieldValidation` to an object about
     /// to be written. Returns the canonical object.
-    fn admit(&self, req: &Request, target: &Target, mut object: Value, warnings: &mut Vec<String>) -> ApiResult<Value> {
+    fn admit(
+        &self,
+        req: &Request,
+        target: &Target,
+        mut object: Value,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<Value> {
         let mode = FieldValidation::from_request(req)?;
         defaults::apply(target.resource, &mut object);
         let subject = target.subject(&object_name(&object));
-        let validated = validate(target.resource, &object).map_err(|errs| ApiError::invalid(&subject, &errs))?;
+        let validated = validate(target.resource, &object)
+            .map_err(|errs| ApiError::invalid(&subject, &errs))?;
         if !validated.unknown_fields.is_empty() {
             let listed: Vec<String> = validated
                 .unknown_fields
@@ -231,7 +274,10 @@ impl ApiServer {
                 .collect();
             match mode {
                 FieldValidation::Strict => {
-                    return Err(ApiError::bad_request(format!("strict decoding error: {}", listed.join(", "))));
+                    return Err(ApiError::bad_request(format!(
+                        "strict decoding error: {}",
+                        listed.join(", ")
+                    )));
                 }
                 FieldValidation::Warn => warnings.extend(listed),
                 FieldValidation::Ignore => {}
@@ -241,17 +287,32 @@ impl ApiServer {
     }
 
     async fn check_namespace_exists(&self, target: &Target) -> ApiResult<()> {
-        let Some(ns) = target.namespace.as_deref().filter(|_| target.resource.namespaced) else {
+        let Some(ns) = target
+            .namespace
+            .as_deref()
+            .filter(|_| target.resource.namespaced)
+        else {
             return Ok(());
         };
         let key = ObjectKey::cluster("namespaces", ns);
-        let subject = Subject { resource: "namespaces".into(), kind: "Namespace".into(), name: ns.into(), ..Default::default() };
-        let namespace = self.store.get(&key).await.map_err(|e| ApiError::from_store(e, &subject))?;
+        let subject = Subject {
+            resource: "namespaces".into(),
+            kind: "Namespace".into(),
+            name: ns.into(),
+            ..Default::default()
+        };
+        let namespace = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_store(e, &subject))?;
         if meta::meta_str(&namespace, "deletionTimestamp").is_some() {
             return Err(ApiError {
                 code: 403,
                 reason: "Forbidden",
-                message: format!("unable to create new content in namespace {ns} because it is being terminated"),
+                message: format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
                 details: None,
             });
         }
@@ -264,15 +325,22 @@ impl ApiServer {
         self.create_object(req, target, &mut object).await
     }
 
-    async fn create_object(&self, req: &Request, target: &Target, object: &mut Value) -> ApiResult<Reply> {
+    async fn create_object(
+        &self,
+        req: &Request,
+        target: &Target,
+        object: &mut Value,
+    ) -> ApiResult<Reply> {
         fix_type_meta(target.resource, object)?;
         fix_namespace(target, object)?;
         strip_server_metadata(object)?;
-        if object_name(object).is_empty() {
-            if let Some(prefix) = meta::meta_str(object, "generateName").map(str::to_string).filter(|p| !p.is_empty()) {
-                let meta = meta::metadata_mut(object).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                meta.insert("name".into(), json!(generate_name(&prefix)));
-            }
+        let generate = meta::meta_str(object, "generateName")
+            .map(str::to_string)
+            .filter(|p| !p.is_empty());
+        if let (true, Some(prefix)) = (object_name(object).is_empty(), generate) {
+            let meta =
+                meta::metadata_mut(object).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            meta.insert("name".into(), json!(generate_name(&prefix)));
         }
         reset_status_on_create(target.resource, object);
         // Assigned before defaulting: Job defaults derive labels from it.
@@ -296,9 +364,18 @@ impl ApiServer {
 
     /// GET on an object.
     pub(crate) async fn get(&self, req: &Request, target: &Target, name: &str) -> ApiResult<Reply> {
-        let object = self.store.get(&target.key(name)).await.map_err(|e| ApiError::from_store(e, &target.subject(name)))?;
+        let object = self
+            .store
+            .get(&target.key(name))
+            .await
+            .map_err(|e| ApiError::from_store(e, &target.subject(name)))?;
         if req.wants_table() {
-            let mut t = table::table(target.resource, std::slice::from_ref(&object), req.include_object(), jiff::Timestamp::now());
+            let mut t = table::table(
+                target.resource,
+                std::slice::from_ref(&object),
+                req.include_object(),
+                jiff::Timestamp::now(),
+            );
             t["metadata"] = json!({"resourceVersion": meta::meta_str(&object, "resourceVersion").unwrap_or_default()});
             return Ok(Reply::json(200, t));
         }
@@ -310,9 +387,17 @@ impl ApiServer {
         let scope = target.scope(req)?;
         let limit = match req.query("limit") {
             None | Some("") | Some("0") => None,
-            Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("limit must be a non-negative integer, not {l:?}")))?),
+            Some(l) => Some(l.parse::<usize>().map_err(|_| {
+                ApiError::bad_request(format!("limit must be a non-negative integer, not {l:?}"))
+            })?),
         };
-        let options = ListOptions { limit, continue_token: req.query("continue").filter(|c| !c.is_empty()).map(str::to_string) };
+        let options = ListOptions {
+            limit,
+            continue_token: req
+                .query("continue")
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
+        };
         let list = self.store.list(&scope, &options).await.map_err(|e| match e {
             StoreError::Expired { .. } => ApiError {
                 code: 410,
@@ -331,7 +416,12 @@ impl ApiServer {
             list_meta.insert("remainingItemCount".into(), json!(n));
         }
         if req.wants_table() {
-            let mut t = table::table(target.resource, &list.items, req.include_object(), jiff::Timestamp::now());
+            let mut t = table::table(
+                target.resource,
+                &list.items,
+                req.include_object(),
+                jiff::Timestamp::now(),
+            );
             t["metadata"] = Value::Object(list_meta);
             return Ok(Reply::json(200, t));
         }
@@ -360,19 +450,27 @@ impl ApiServer {
         let key = target.key(name);
         let subject = target.subject(name);
         for _ in 0..32 {
-            let current = self.store.get(&key).await.map_err(|e| ApiError::from_store(e, &subject))?;
+            let current = self
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(e, &subject))?;
             let mut next = build(&current)?;
             fix_type_meta(target.resource, &mut next)?;
             fix_namespace(target, &mut next)?;
             let next_name = object_name(&next);
             if next_name.is_empty() {
-                meta::metadata_mut(&mut next).map_err(|e| ApiError::bad_request(e.to_string()))?.insert("name".into(), json!(name));
+                meta::metadata_mut(&mut next)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?
+                    .insert("name".into(), json!(name));
             } else if next_name != name {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({next_name}) does not match the name on the URL ({name})"
                 )));
             }
-            let user_rv = meta::meta_str(&next, "resourceVersion").filter(|rv| !rv.is_empty()).map(str::to_string);
+            let user_rv = meta::meta_str(&next, "resourceVersion")
+                .filter(|rv| !rv.is_empty())
+                .map(str::to_string);
             if user_rv.is_none() {
                 meta::set_resource_version(&mut next, meta::resource_version(&current));
             }
@@ -387,11 +485,20 @@ impl ApiServer {
                 Err(e) => return Err(ApiError::from_store(e, &subject)),
             }
         }
-        Err(ApiError::conflict(&subject, "too many concurrent writers, try again"))
+        Err(ApiError::conflict(
+            &subject,
+            "too many concurrent writers, try again",
+        ))
     }
 
     /// PUT on an object or its status.
-    pub(crate) async fn update(&self, req: &Request, target: &Target, name: &str, sub: Option<Subresource>) -> ApiResult<Reply> {
+    pub(crate) async fn update(
+        &self,
+        req: &Request,
+        target: &Target,
+        name: &str,
+        sub: Option<Subresource>,
+    ) -> ApiResult<Reply> {
         let incoming = decode_object(req.content_type(), &req.body)?;
         let has_status = target.resource.has_subresource(Subresource::Status);
         self.write_update(req, target, name, &|current| {
@@ -410,7 +517,9 @@ impl ApiServer {
                 }
                 // The main resource ignores status changes when status has its own endpoint.
                 _ if has_status => {
-                    let obj = next.as_object_mut().ok_or_else(|| ApiError::bad_request("the request body must be a JSON object"))?;
+                    let obj = next.as_object_mut().ok_or_else(|| {
+                        ApiError::bad_request("the request body must be a JSON object")
+                    })?;
                     match current.get("status") {
                         Some(s) => obj.insert("status".into(), s.clone()),
                         None => obj.remove("status"),
@@ -424,16 +533,27 @@ impl ApiServer {
     }
 
     /// PATCH on an object or its status.
-    pub(crate) async fn patch(&self, req: &Request, target: &Target, name: &str, sub: Option<Subresource>) -> ApiResult<Reply> {
+    pub(crate) async fn patch(
+        &self,
+        req: &Request,
+        target: &Target,
+        name: &str,
+        sub: Option<Subresource>,
+    ) -> ApiResult<Reply> {
         let media = crate::codec::media_type(req.content_type());
         let kind = target.resource.kind;
         let patch_body: Value = match media.as_str() {
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" if media.ends_with("yaml") => {
-                serde_norway::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the apply patch is not valid YAML or JSON: {e}")))?
+            "application/apply-patch+yaml" | "application/apply-patch+cbor"
+                if media.ends_with("yaml") =>
+            {
+                serde_norway::from_slice(&req.body).map_err(|e| {
+                    ApiError::bad_request(format!("the apply patch is not valid YAML or JSON: {e}"))
+                })?
             }
-            "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-                serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?
-            }
+            "application/json-patch+json"
+            | "application/merge-patch+json"
+            | "application/strategic-merge-patch+json" => serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?,
             _ => return Err(ApiError::unsupported_media_type(req.content_type())),
         };
         if media == "application/apply-patch+yaml" {
@@ -454,9 +574,22 @@ impl ApiServer {
 
     /// Server-side apply (`application/apply-patch+yaml`): creates the
     /// object when missing.
-    async fn apply(&self, req: &Request, target: &Target, name: &str, sub: Option<Subresource>, applied: Value) -> ApiResult<Reply> {
-        let Some(manager) = req.query("fieldManager").filter(|m| !m.is_empty()).map(str::to_string) else {
-            return Err(ApiError::bad_request("PATCH with application/apply-patch+yaml requires the fieldManager parameter"));
+    async fn apply(
+        &self,
+        req: &Request,
+        target: &Target,
+        name: &str,
+        sub: Option<Subresource>,
+        applied: Value,
+    ) -> ApiResult<Reply> {
+        let Some(manager) = req
+            .query("fieldManager")
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+        else {
+            return Err(ApiError::bad_request(
+                "PATCH with application/apply-patch+yaml requires the fieldManager parameter",
+            ));
         };
         let mut applied = applied;
         if !applied.is_object() {
@@ -467,10 +600,14 @@ impl ApiServer {
         let now = meta::now_rfc3339();
         match self.store.get(&target.key(name)).await {
             Err(StoreError::NotFound { .. }) if sub.is_none() => {
-                let mut created = orchd_patch::server_side_apply(None, &applied, kind, &manager, &now).map_err(patch_error)?;
+                let mut created =
+                    orchd_patch::server_side_apply(None, &applied, kind, &manager, &now)
+                        .map_err(patch_error)?;
                 let name_in_body = object_name(&created);
                 if name_in_body.is_empty() {
-                    meta::metadata_mut(&mut created).map_err(|e| ApiError::bad_request(e.to_string()))?.insert("name".into(), json!(name));
+                    meta::metadata_mut(&mut created)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?
+                        .insert("name".into(), json!(name));
                 } else if name_in_body != name {
                     return Err(ApiError::bad_request(format!(
                         "the name of the object ({name_in_body}) does not match the name on the URL ({name})"
@@ -482,7 +619,14 @@ impl ApiServer {
             Ok(_) => {
                 let has_status = target.resource.has_subresource(Subresource::Status);
                 self.write_update(req, target, name, &|current| {
-                    let patched = orchd_patch::server_side_apply(Some(current), &applied, kind, &manager, &now).map_err(patch_error)?;
+                    let patched = orchd_patch::server_side_apply(
+                        Some(current),
+                        &applied,
+                        kind,
+                        &manager,
+                        &now,
+                    )
+                    .map_err(patch_error)?;
                     Ok(restrict_to_subresource(current, patched, sub, has_status))
                 })
                 .await
@@ -491,31 +635,59 @@ impl ApiServer {
     }
 
     /// DELETE on an object.
-    pub(crate) async fn delete(&self, req: &Request, target: &Target, name: &str) -> ApiResult<Reply> {
+    pub(crate) async fn delete(
+        &self,
+        req: &Request,
+        target: &Target,
+        name: &str,
+    ) -> ApiResult<Reply> {
         let options = delete_options(req)?;
         let subject = target.subject(name);
         let key = target.key(name);
         let preconditions = Preconditions {
             uid: options["preconditions"]["uid"].as_str().map(str::to_string),
             resource_version: match options["preconditions"]["resourceVersion"].as_str() {
-                Some(rv) => Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion precondition {rv:?}")))?),
+                Some(rv) => Some(rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion precondition {rv:?}"))
+                })?),
                 None => None,
             },
         };
-        if req.dry_run() || options["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All")) {
-            let object = self.store.get(&key).await.map_err(|e| ApiError::from_store(e, &subject))?;
+        if req.dry_run()
+            || options["dryRun"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == "All"))
+        {
+            let object = self
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(e, &subject))?;
             return Ok(Reply::json(200, object));
         }
-        match self.store.delete(&key, &preconditions).await.map_err(|e| ApiError::from_store(e, &subject))? {
+        match self
+            .store
+            .delete(&key, &preconditions)
+            .await
+            .map_err(|e| ApiError::from_store(e, &subject))?
+        {
             DeleteOutcome::Deleted(object) => Ok(Reply::json(200, object)),
             DeleteOutcome::Finalizing(object) => Ok(Reply::json(202, object)),
         }
     }
 
     /// DELETE on a collection: deletes every matching object.
-    pub(crate) async fn delete_collection(&self, req: &Request, target: &Target) -> ApiResult<Reply> {
+    pub(crate) async fn delete_collection(
+        &self,
+        req: &Request,
+        target: &Target,
+    ) -> ApiResult<Reply> {
         let scope = target.scope(req)?;
-        let list = self.store.list(&scope, &ListOptions::default()).await.map_err(|e| ApiError::from_store(e, &target.subject("")))?;
+        let list = self
+            .store
+            .list(&scope, &ListOptions::default())
+            .await
+            .map_err(|e| ApiError::from_store(e, &target.subject("")))?;
         let mut deleted = Vec::new();
         for item in list.items {
             let name = object_name(&item);
@@ -537,17 +709,27 @@ impl ApiServer {
     }
 
     /// GET, PUT and PATCH on `/scale`.
-    pub(crate) async fn scale(&self, req: &Request, target: &Target, name: &str) -> ApiResult<Reply> {
+    pub(crate) async fn scale(
+        &self,
+        req: &Request,
+        target: &Target,
+        name: &str,
+    ) -> ApiResult<Reply> {
         let subject = target.subject(name);
         if req.method == hyper::Method::GET {
-            let object = self.store.get(&target.key(name)).await.map_err(|e| ApiError::from_store(e, &subject))?;
+            let object = self
+                .store
+                .get(&target.key(name))
+                .await
+                .map_err(|e| ApiError::from_store(e, &subject))?;
             return Ok(Reply::json(200, scale_view(&object)));
         }
         let media = crate::codec::media_type(req.content_type());
         let body: Value = if req.method == hyper::Method::PUT {
             decode_object(req.content_type(), &req.body)?
         } else {
-            serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?
+            serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?
         };
         let is_put = req.method == hyper::Method::PUT;
         let reply = self
@@ -558,23 +740,33 @@ impl ApiServer {
                 } else {
                     match media.as_str() {
                         "application/json-patch+json" => orchd_patch::json_patch(&view, &body),
-                        "application/strategic-merge-patch+json" => orchd_patch::strategic_merge_patch(&view, &body, "Scale"),
+                        "application/strategic-merge-patch+json" => {
+                            orchd_patch::strategic_merge_patch(&view, &body, "Scale")
+                        }
                         _ => orchd_patch::merge_patch(&view, &body),
                     }
                     .map_err(patch_error)?
                 };
                 let replicas = desired["spec"]["replicas"].as_i64().unwrap_or(0);
                 if replicas < 0 || replicas > i64::from(i32::MAX) {
-                    return Err(ApiError::invalid(&subject, &[orchd_resources::FieldError {
-                        reason: "FieldValueInvalid",
-                        field: "spec.replicas".into(),
-                        message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-                    }]));
+                    return Err(ApiError::invalid(
+                        &subject,
+                        &[orchd_resources::FieldError {
+                            reason: "FieldValueInvalid",
+                            field: "spec.replicas".into(),
+                            message: format!(
+                                "Invalid value: {replicas}: must be greater than or equal to 0"
+                            ),
+                        }],
+                    ));
                 }
                 let mut next = current.clone();
                 next["spec"]["replicas"] = json!(replicas);
                 match meta::meta_str(&desired, "resourceVersion") {
-                    Some(rv) if !rv.is_empty() && Some(rv) != meta::meta_str(current, "resourceVersion") => {
+                    Some(rv)
+                        if !rv.is_empty()
+                            && Some(rv) != meta::meta_str(current, "resourceVersion") =>
+                    {
                         next["metadata"]["resourceVersion"] = json!(rv);
                     }
                     _ => meta::set_resource_version(&mut next, None),
@@ -586,15 +778,27 @@ impl ApiServer {
     }
 
     /// POST on `pods/{name}/binding`: assigns the pod to a node.
-    pub(crate) async fn bind(&self, req: &Request, target: &Target, name: &str) -> ApiResult<Reply> {
+    pub(crate) async fn bind(
+        &self,
+        req: &Request,
+        target: &Target,
+        name: &str,
+    ) -> ApiResult<Reply> {
         let binding = decode_object(req.content_type(), &req.body)?;
-        let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).map(str::to_string).ok_or_else(|| {
-            ApiError::invalid(&target.subject(name), &[orchd_resources::FieldError {
-                reason: "FieldValueRequired",
-                field: "target.name".into(),
-                message: "Required value".into(),
-            }])
-        })?;
+        let node = binding["target"]["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    &target.subject(name),
+                    &[orchd_resources::FieldError {
+                        reason: "FieldValueRequired",
+                        field: "target.name".into(),
+                        message: "Required value".into(),
+                    }],
+                )
+            })?;
         let subject = target.subject(name);
         self.write_update(req, target, name, &|current| {
             if let Some(existing) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
@@ -610,7 +814,10 @@ impl ApiServer {
             Ok(next)
         })
         .await?;
-        Ok(Reply::json(201, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+        Ok(Reply::json(
+            201,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
     }
 }
 
@@ -630,7 +837,12 @@ fn set_condition(object: &mut Value, condition: Value) {
 
 /// A status write keeps everything but status; a main-resource write keeps
 /// status when status has its own endpoint.
-fn restrict_to_subresource(current: &Value, mut patched: Value, sub: Option<Subresource>, has_status: bool) -> Value {
+fn restrict_to_subresource(
+    current: &Value,
+    mut patched: Value,
+    sub: Option<Subresource>,
+    has_status: bool,
+) -> Value {
     let rv = meta::meta_str(&patched, "resourceVersion").map(str::to_string);
     let result = match sub {
         Some(Subresource::Status) => {
@@ -662,7 +874,12 @@ fn restrict_to_subresource(current: &Value, mut patched: Value, sub: Option<Subr
 fn patch_error(e: orchd_patch::PatchError) -> ApiError {
     // Kubernetes answers 422 when a well-formed patch cannot be applied.
     match e.http_status() {
-        413 => ApiError { code: 413, reason: "RequestEntityTooLarge", message: e.to_string(), details: None },
+        413 => ApiError {
+            code: 413,
+            reason: "RequestEntityTooLarge",
+            message: e.to_string(),
+            details: None,
+        },
         _ => ApiError::unprocessable(format!("the patch could not be applied: {e}")),
     }
 }
@@ -680,7 +897,9 @@ fn delete_options(req: &Request) -> ApiResult<Value> {
     }
     match options["propagationPolicy"].as_str() {
         None | Some("Background" | "Foreground" | "Orphan") => Ok(options),
-        Some(p) => Err(ApiError::bad_request(format!("propagationPolicy must be Background, Foreground or Orphan, not {p:?}"))),
+        Some(p) => Err(ApiError::bad_request(format!(
+            "propagationPolicy must be Background, Foreground or Orphan, not {p:?}"
+        ))),
     }
 }
 
@@ -709,11 +928,23 @@ fn scale_view(object: &Value) -> Value {
 pub(crate) fn selector_string(selector: &Value) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(m) = selector["matchLabels"].as_object() {
-        parts.extend(m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())));
+        parts.extend(
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())),
+        );
     }
-    for e in selector["matchExpressions"].as_array().into_iter().flatten() {
+    for e in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let key = e["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         parts.push(match e["operator"].as_str().unwrap_or_default() {
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -728,7 +959,8 @@ pub(crate) fn selector_string(selector: &Value) -> String {
 pub(crate) fn with_type_meta(resource: &ResourceType, object: &Arc<Value>) -> Value {
     let mut v = (**object).clone();
     if let Some(map) = v.as_object_mut() {
-        map.entry("apiVersion").or_insert_with(|| json!(resource.api_version()));
+        map.entry("apiVersion")
+            .or_insert_with(|| json!(resource.api_version()));
         map.entry("kind").or_insert_with(|| json!(resource.kind));
     }
     v

@@ -23,8 +23,20 @@ pub struct Request {
 
 impl Request {
     /// Builds a request from its parts.
-    pub fn new(method: Method, path: &str, query: Option<&str>, headers: HeaderMap, body: Bytes) -> Self {
-        Request { method, path: path.to_string(), params: parse_query(query.unwrap_or("")), headers, body }
+    pub fn new(
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Self {
+        Request {
+            method,
+            path: path.to_string(),
+            params: parse_query(query.unwrap_or("")),
+            headers,
+            body,
+        }
     }
 
     /// A query parameter.
@@ -39,17 +51,26 @@ impl Request {
 
     /// The Content-Type header, or "" when absent.
     pub fn content_type(&self) -> &str {
-        self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// The Accept header, or "" when absent.
     pub fn accept(&self) -> &str {
-        self.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// Whether the client asks for a `meta.k8s.io` Table (kubectl get).
     pub fn wants_table(&self) -> bool {
-        self.accept().split(',').next().is_some_and(|first| first.replace(' ', "").contains("as=Table"))
+        self.accept()
+            .split(',')
+            .next()
+            .is_some_and(|first| first.replace(' ', "").contains("as=Table"))
     }
 
     /// The `includeObject` parameter of Table requests.
@@ -72,7 +93,8 @@ pub fn parse_query(query: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.entry(percent_decode(k)).or_insert_with(|| percent_decode(v));
+        out.entry(percent_decode(k))
+            .or_insert_with(|| percent_decode(v));
     }
     out
 }
@@ -85,7 +107,9 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);

@@ -62,8 +62,15 @@ pub fn parse(path: &str) -> ApiResult<Route<'_>> {
     }
 }
 
-fn resource_path<'a>(group: &'a str, version: &'a str, rest: &[&'a str], path: &str) -> ApiResult<Route<'a>> {
-    let lookup = |plural: &str| find_by_plural(group, version, plural).ok_or_else(|| ApiError::no_route(path));
+fn resource_path<'a>(
+    group: &'a str,
+    version: &'a str,
+    rest: &[&'a str],
+    path: &str,
+) -> ApiResult<Route<'a>> {
+    let lookup = |plural: &str| {
+        find_by_plural(group, version, plural).ok_or_else(|| ApiError::no_route(path))
+    };
     let subresource = |resource: &ResourceType, s: &str| {
         resource
             .subresources
@@ -75,7 +82,9 @@ fn resource_path<'a>(group: &'a str, version: &'a str, rest: &[&'a str], path: &
     let (namespace, rest) = match rest {
         // `/namespaces/{ns}` and `/namespaces/{ns}/status` address the
         // namespace object itself; longer paths are resources inside it.
-        ["namespaces", ns, plural, tail @ ..] if !(tail.is_empty() && is_namespace_subresource(plural)) => {
+        ["namespaces", ns, plural, tail @ ..]
+            if !(tail.is_empty() && is_namespace_subresource(plural)) =>
+        {
             (Some(*ns), {
                 let mut v = vec![*plural];
                 v.extend_from_slice(tail);
@@ -99,7 +108,12 @@ fn resource_path<'a>(group: &'a str, version: &'a str, rest: &[&'a str], path: &
     if name.is_some_and(str::is_empty) {
         return Err(ApiError::no_route(path));
     }
-    Ok(Route::Resource(ResourcePath { resource, namespace, name, subresource: sub }))
+    Ok(Route::Resource(ResourcePath {
+        resource,
+        namespace,
+        name,
+        subresource: sub,
+    }))
 }
 
 fn is_namespace_subresource(s: &str) -> bool {
@@ -120,14 +134,26 @@ mod tests {
     #[test]
     fn parses_namespaced_cluster_and_subresource_paths() {
         let r = res("/api/v1/namespaces/default/pods/web/status");
-        assert_eq!((r.resource.plural, r.namespace, r.name), ("pods", Some("default"), Some("web")));
+        assert_eq!(
+            (r.resource.plural, r.namespace, r.name),
+            ("pods", Some("default"), Some("web"))
+        );
         assert_eq!(r.subresource, Some(Subresource::Status));
         let r = res("/api/v1/namespaces/kube-system");
-        assert_eq!((r.resource.plural, r.namespace, r.name), ("namespaces", None, Some("kube-system")));
+        assert_eq!(
+            (r.resource.plural, r.namespace, r.name),
+            ("namespaces", None, Some("kube-system"))
+        );
         let r = res("/api/v1/namespaces/x/status");
-        assert_eq!((r.resource.plural, r.name, r.subresource), ("namespaces", Some("x"), Some(Subresource::Status)));
+        assert_eq!(
+            (r.resource.plural, r.name, r.subresource),
+            ("namespaces", Some("x"), Some(Subresource::Status))
+        );
         let r = res("/apis/apps/v1/deployments");
-        assert_eq!((r.resource.plural, r.namespace, r.name), ("deployments", None, None));
+        assert_eq!(
+            (r.resource.plural, r.namespace, r.name),
+            ("deployments", None, None)
+        );
         assert!(matches!(parse("/version/").unwrap(), Route::Version));
         assert!(parse("/api/v1/namespaces/a/nodes/x").is_err());
         assert!(parse("/api/v1/pods/x/bogus").is_err());

@@ -55,7 +55,12 @@ impl Subject {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// 400: the request is malformed.
@@ -65,19 +70,31 @@ impl ApiError {
 
     /// 404 for a resource path that does not exist at all.
     pub fn no_route(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     /// 404 for a missing object.
     pub fn not_found(subject: &Subject) -> Self {
-        let mut e = Self::new(404, "NotFound", format!("{} \"{}\" not found", subject.qualified(), subject.name));
+        let mut e = Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", subject.qualified(), subject.name),
+        );
         e.details = Some(subject.details());
         e
     }
 
     /// 405: the resource does not support the verb.
     pub fn method_not_allowed(what: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({what})"))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({what})"),
+        )
     }
 
     /// 406: no acceptable response format.
@@ -87,19 +104,35 @@ impl ApiError {
 
     /// 413: the body is over the limit.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("the request body is too large: limit is {limit} bytes"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is too large: limit is {limit} bytes"),
+        )
     }
 
     /// 415: an unsupported Content-Type.
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
+        )
     }
 
     /// 422: the object is invalid.
     pub fn invalid(subject: &Subject, errors: &[FieldError]) -> Self {
         let summary: Vec<String> = errors
             .iter()
-            .map(|e| if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) })
+            .map(|e| {
+                if e.field.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("{}: {}", e.field, e.message)
+                }
+            })
             .collect();
         let kind_group = if subject.group.is_empty() {
             subject.kind.clone()
@@ -108,14 +141,20 @@ impl ApiError {
         };
         let message = match summary.as_slice() {
             [one] => format!("{kind_group} \"{}\" is invalid: {one}", subject.name),
-            many => format!("{kind_group} \"{}\" is invalid: [{}]", subject.name, many.join(", ")),
+            many => format!(
+                "{kind_group} \"{}\" is invalid: [{}]",
+                subject.name,
+                many.join(", ")
+            ),
         };
         let causes: Vec<Value> = errors
             .iter()
             .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
             .collect();
         let mut e = Self::new(422, "Invalid", message);
-        e.details = Some(json!({"name": subject.name, "group": subject.group, "kind": subject.kind, "causes": causes}));
+        e.details = Some(
+            json!({"name": subject.name, "group": subject.group, "kind": subject.kind, "causes": causes}),
+        );
         e
     }
 
@@ -126,14 +165,26 @@ impl ApiError {
 
     /// 409 Conflict.
     pub fn conflict(subject: &Subject, message: &str) -> Self {
-        let mut e = Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{}\": {message}", subject.qualified(), subject.name));
+        let mut e = Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": {message}",
+                subject.qualified(),
+                subject.name
+            ),
+        );
         e.details = Some(subject.details());
         e
     }
 
     /// 500: something broke inside.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     /// Maps a store error about `subject`.
@@ -141,12 +192,23 @@ impl ApiError {
         match err {
             StoreError::NotFound { .. } => Self::not_found(subject),
             StoreError::AlreadyExists { .. } => {
-                let mut e = Self::new(409, "AlreadyExists", format!("{} \"{}\" already exists", subject.qualified(), subject.name));
+                let mut e = Self::new(
+                    409,
+                    "AlreadyExists",
+                    format!(
+                        "{} \"{}\" already exists",
+                        subject.qualified(),
+                        subject.name
+                    ),
+                );
                 e.details = Some(subject.details());
                 e
             }
             StoreError::Conflict { message, .. } => Self::conflict(subject, &message),
-            StoreError::Expired { requested, compacted } => Self::new(
+            StoreError::Expired {
+                requested,
+                compacted,
+            } => Self::new(
                 410,
                 "Expired",
                 format!("too old resource version: {requested} ({compacted})"),

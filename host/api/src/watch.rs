@@ -54,12 +54,16 @@ impl ApiServer {
         } else if rv.is_empty() || rv == "0" {
             Start::InitialState { end_marker: false }
         } else {
-            Start::After(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?)
+            Start::After(
+                rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+                })?,
+            )
         };
         let timeout = match req.query("timeoutSeconds") {
-            Some(t) if !t.is_empty() => Duration::from_secs(
-                t.parse().map_err(|_| ApiError::bad_request(format!("timeoutSeconds must be an integer, not {t:?}")))?,
-            ),
+            Some(t) if !t.is_empty() => Duration::from_secs(t.parse().map_err(|_| {
+                ApiError::bad_request(format!("timeoutSeconds must be an integer, not {t:?}"))
+            })?),
             _ => DEFAULT_TIMEOUT,
         };
         let resource = target.resource;
@@ -69,16 +73,34 @@ impl ApiServer {
 
         let (initial, after) = match start {
             Start::InitialState { end_marker } => {
-                let list = self.store.list(&scope, &ListOptions::default()).await.map_err(|e| ApiError::from_store(e, &target.subject("")))?;
+                let list = self
+                    .store
+                    .list(&scope, &ListOptions::default())
+                    .await
+                    .map_err(|e| ApiError::from_store(e, &target.subject("")))?;
                 (Some((list.items, end_marker)), list.revision)
             }
             Start::After(rev) => (None, rev),
         };
-        let watch = self.store.watch(&scope, &WatchOptions { after: Some(after), bookmark_interval }).await;
+        let watch = self
+            .store
+            .watch(
+                &scope,
+                &WatchOptions {
+                    after: Some(after),
+                    bookmark_interval,
+                },
+            )
+            .await;
 
         let (tx, rx) = mpsc::channel::<Bytes>(256);
         tokio::spawn(async move {
-            let mut encoder = Encoder { resource, wants_table, include, columns_sent: false };
+            let mut encoder = Encoder {
+                resource,
+                wants_table,
+                include,
+                columns_sent: false,
+            };
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
             if let Some((items, end_marker)) = initial {
@@ -125,9 +147,15 @@ impl ApiServer {
         });
 
         let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(Frame::data(b)), rx))
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, std::convert::Infallible>(Frame::data(b)), rx))
         }));
-        let content_type = if wants_table { "application/json;as=Table;g=meta.k8s.io;v=v1" } else { "application/json" };
+        let content_type = if wants_table {
+            "application/json;as=Table;g=meta.k8s.io;v=v1"
+        } else {
+            "application/json"
+        };
         Response::builder()
             .status(200)
             .header(header::CONTENT_TYPE, content_type)
@@ -146,7 +174,8 @@ struct Encoder {
 
 impl Encoder {
     fn line(event_type: &str, object: Value) -> Bytes {
-        let mut bytes = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+        let mut bytes =
+            serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
         bytes.push(b'\n');
         Bytes::from(bytes)
     }
@@ -156,7 +185,12 @@ impl Encoder {
             return Self::line(event_type, object);
         }
         let rv = object["metadata"]["resourceVersion"].clone();
-        let mut t = table::table(self.resource, std::slice::from_ref(&object), self.include, jiff::Timestamp::now());
+        let mut t = table::table(
+            self.resource,
+            std::slice::from_ref(&object),
+            self.include,
+            jiff::Timestamp::now(),
+        );
         t["metadata"] = json!({"resourceVersion": rv});
         // Kubernetes sends the column definitions once per watch.
         if self.columns_sent {

@@ -26,15 +26,29 @@ impl Client {
         let Some(authority) = server.strip_prefix("http://") else {
             bail!("only http:// servers are supported, not {server:?}");
         };
-        Ok(Client { authority: authority.trim_end_matches('/').to_string() })
+        Ok(Client {
+            authority: authority.trim_end_matches('/').to_string(),
+        })
     }
 
     /// Sends one request.
-    pub async fn send(&self, method: Method, path: &str, content_type: Option<&str>, body: Vec<u8>) -> anyhow::Result<Answer> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Answer> {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
-            .with_context(|| format!("cannot reach the API server at http://{} (is `orchd up` running?)", self.authority))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            .with_context(|| {
+                format!(
+                    "cannot reach the API server at http://{} (is `orchd up` running?)",
+                    self.authority
+                )
+            })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let mut builder = Request::builder()
             .method(method)
@@ -44,10 +58,15 @@ impl Client {
         if let Some(ct) = content_type {
             builder = builder.header(hyper::header::CONTENT_TYPE, ct);
         }
-        let response = sender.send_request(builder.body(Full::new(Bytes::from(body)))?).await?;
+        let response = sender
+            .send_request(builder.body(Full::new(Bytes::from(body)))?)
+            .await?;
         let code = response.status().as_u16();
         let bytes = response.into_body().collect().await?.to_bytes();
-        Ok(Answer { code, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) })
+        Ok(Answer {
+            code,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        })
     }
 }
 
@@ -57,7 +76,10 @@ impl Answer {
         if (200..300).contains(&self.code) {
             Ok(self.body)
         } else {
-            let message = self.body["message"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {}", self.code));
+            let message = self.body["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("HTTP {}", self.code));
             bail!("{message}")
         }
     }

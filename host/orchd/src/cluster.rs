@@ -32,11 +32,22 @@ pub struct UpArgs {
 /// Runs the cluster until a termination signal.
 pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let what = if single_host { "single-host cluster" } else { "control plane" };
+    let what = if single_host {
+        "single-host cluster"
+    } else {
+        "control plane"
+    };
     let listen = parse_listen(&args.listen)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
-    let data_dir = args.data_dir.canonicalize().unwrap_or(args.data_dir.clone());
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let data_dir = args
+        .data_dir
+        .canonicalize()
+        .unwrap_or(args.data_dir.clone());
     let store_path = data_dir.join("store.redb");
     println!("orchd: starting {what}");
     println!("orchd: opening store {}", store_path.display());
@@ -50,17 +61,25 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
     let store = RedbStore::open(config)
         .with_context(|| format!("cannot open the store at {}", store_path.display()))?;
     let api = ApiServer::new(store.clone(), ApiConfig::default());
-    api.bootstrap().await.context("cannot create the system namespaces")?;
+    api.bootstrap()
+        .await
+        .context("cannot create the system namespaces")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen} (is another orchd running? use --listen)"))?;
+        .with_context(|| {
+            format!("cannot listen on {listen} (is another orchd running? use --listen)")
+        })?;
     let addr = listener.local_addr()?;
     let server_url = format!("http://{addr}");
     let kubeconfig = data_dir.join("kubeconfig");
     write_kubeconfig(&kubeconfig, &server_url)?;
     println!("orchd: API serving on {server_url}");
     println!("orchd: kubeconfig written to {}", kubeconfig.display());
-    println!("orchd: ready in {} ms — try: KUBECONFIG={} kubectl get namespaces", started.elapsed().as_millis(), kubeconfig.display());
+    println!(
+        "orchd: ready in {} ms — try: KUBECONFIG={} kubectl get namespaces",
+        started.elapsed().as_millis(),
+        kubeconfig.display()
+    );
 
     api.serve(listener, shutdown_signal()).await;
     println!("orchd: shutting down");
@@ -95,5 +114,9 @@ fn write_kubeconfig(path: &Path, server: &str) -> anyhow::Result<()> {
 /// The server URL recorded in a kubeconfig written by [`write_kubeconfig`].
 pub fn server_from_kubeconfig(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
-    text.lines().find_map(|l| l.trim().strip_prefix("server: ").map(|s| s.trim().to_string()))
+    text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("server: ")
+            .map(|s| s.trim().to_string())
+    })
 }

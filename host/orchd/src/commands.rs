@@ -74,18 +74,27 @@ fn client(server: &ServerArgs) -> anyhow::Result<Client> {
 /// Resolves what a user typed to a served resource.
 fn resolve(name: &str) -> anyhow::Result<&'static ResourceType> {
     let lower = name.to_ascii_lowercase();
-    let (base, group) = lower.split_once('.').map_or((lower.as_str(), None), |(b, g)| (b, Some(g)));
+    let (base, group) = lower
+        .split_once('.')
+        .map_or((lower.as_str(), None), |(b, g)| (b, Some(g)));
     resources()
         .iter()
         .find(|r| {
             group.is_none_or(|g| g == r.group)
-                && (r.plural == base || r.singular == base || r.kind.eq_ignore_ascii_case(base) || r.short_names.contains(&base))
+                && (r.plural == base
+                    || r.singular == base
+                    || r.kind.eq_ignore_ascii_case(base)
+                    || r.short_names.contains(&base))
         })
         .with_context(|| format!("the server doesn't have a resource type {name:?}"))
 }
 
 fn collection_path(r: &ResourceType, namespace: Option<&str>) -> String {
-    let prefix = if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
+    let prefix = if r.group.is_empty() {
+        format!("/api/{}", r.version)
+    } else {
+        format!("/apis/{}/{}", r.group, r.version)
+    };
     match namespace.filter(|_| r.namespaced) {
         Some(ns) => format!("{prefix}/namespaces/{ns}/{}", r.plural),
         None => format!("{prefix}/{}", r.plural),
@@ -97,10 +106,20 @@ fn print(value: &Value, output: &str) -> anyhow::Result<()> {
         "json" => println!("{}", serde_json::to_string_pretty(value)?),
         "yaml" => print!("{}", serde_norway::to_string(value)?),
         "name" => {
-            let items = value["items"].as_array().cloned().unwrap_or_else(|| vec![value.clone()]);
+            let items = value["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| vec![value.clone()]);
             for item in items {
-                let ns = item["metadata"]["namespace"].as_str().map(|n| format!("{n}/")).unwrap_or_default();
-                println!("{}{}", ns, item["metadata"]["name"].as_str().unwrap_or_default());
+                let ns = item["metadata"]["namespace"]
+                    .as_str()
+                    .map(|n| format!("{n}/"))
+                    .unwrap_or_default();
+                println!(
+                    "{}{}",
+                    ns,
+                    item["metadata"]["name"].as_str().unwrap_or_default()
+                );
             }
         }
         other => bail!("unknown output format {other:?} (name, json, yaml)"),
@@ -116,16 +135,21 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
     if let Some(name) = &args.name {
         path = format!("{path}/{name}");
     }
-    let value = client(&args.server)?.send(Method::GET, &path, None, Vec::new()).await?.ok()?;
+    let value = client(&args.server)?
+        .send(Method::GET, &path, None, Vec::new())
+        .await?
+        .ok()?;
     print(&value, &args.output)
 }
 
 /// The documents of a YAML/JSON file (empty documents skipped).
 fn read_documents(path: &PathBuf) -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut docs = Vec::new();
     for (i, doc) in serde_norway::Deserializer::from_str(&text).enumerate() {
-        let value = Value::deserialize(doc).with_context(|| format!("{}: document {} is not valid YAML", path.display(), i + 1))?;
+        let value = Value::deserialize(doc)
+            .with_context(|| format!("{}: document {} is not valid YAML", path.display(), i + 1))?;
         match value {
             Value::Null => {}
             Value::Object(_) => docs.push(value),
@@ -135,13 +159,24 @@ fn read_documents(path: &PathBuf) -> anyhow::Result<Vec<Value>> {
     Ok(docs)
 }
 
-fn locate(doc: &Value, default_ns: &str) -> anyhow::Result<(&'static ResourceType, String, String)> {
-    let api_version = doc["apiVersion"].as_str().context("an object has no apiVersion")?;
+fn locate(
+    doc: &Value,
+    default_ns: &str,
+) -> anyhow::Result<(&'static ResourceType, String, String)> {
+    let api_version = doc["apiVersion"]
+        .as_str()
+        .context("an object has no apiVersion")?;
     let kind = doc["kind"].as_str().context("an object has no kind")?;
     let r = orchd_resources::find_by_kind(api_version, kind)
         .with_context(|| format!("no resource of kind {kind:?} in {api_version:?} is served"))?;
-    let name = doc["metadata"]["name"].as_str().context("an object has no metadata.name")?.to_string();
-    let ns = doc["metadata"]["namespace"].as_str().unwrap_or(default_ns).to_string();
+    let name = doc["metadata"]["name"]
+        .as_str()
+        .context("an object has no metadata.name")?
+        .to_string();
+    let ns = doc["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or(default_ns)
+        .to_string();
     Ok((r, ns, name))
 }
 
@@ -150,9 +185,23 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
     let client = client(&args.server)?;
     for doc in read_documents(&args.filename)? {
         let (r, ns, name) = locate(&doc, &args.namespace)?;
-        let path = format!("{}/{name}?fieldManager=orchd&fieldValidation=Strict", collection_path(r, Some(&ns)));
-        let answer = client.send(Method::PATCH, &path, Some("application/apply-patch+yaml"), serde_json::to_vec(&doc)?).await?;
-        let verb = if answer.code == 201 { "created" } else { "configured" };
+        let path = format!(
+            "{}/{name}?fieldManager=orchd&fieldValidation=Strict",
+            collection_path(r, Some(&ns))
+        );
+        let answer = client
+            .send(
+                Method::PATCH,
+                &path,
+                Some("application/apply-patch+yaml"),
+                serde_json::to_vec(&doc)?,
+            )
+            .await?;
+        let verb = if answer.code == 201 {
+            "created"
+        } else {
+            "configured"
+        };
         answer.ok()?;
         println!("{}/{name} {verb}", r.group_resource());
     }
@@ -162,14 +211,28 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
 /// `orchd delete`.
 pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     let client = client(&args.server)?;
-    let targets: Vec<(&ResourceType, String, String)> = match (&args.filename, &args.resource, &args.name) {
-        (Some(file), None, None) => read_documents(file)?.iter().map(|d| locate(d, &args.namespace)).collect::<anyhow::Result<_>>()?,
-        (None, Some(resource), Some(name)) => vec![(resolve(resource)?, args.namespace.clone(), name.clone())],
-        _ => bail!("give either RESOURCE NAME or -f FILE"),
-    };
+    let targets: Vec<(&ResourceType, String, String)> =
+        match (&args.filename, &args.resource, &args.name) {
+            (Some(file), None, None) => read_documents(file)?
+                .iter()
+                .map(|d| locate(d, &args.namespace))
+                .collect::<anyhow::Result<_>>()?,
+            (None, Some(resource), Some(name)) => {
+                vec![(resolve(resource)?, args.namespace.clone(), name.clone())]
+            }
+            _ => bail!("give either RESOURCE NAME or -f FILE"),
+        };
     for (r, ns, name) in targets {
         let path = format!("{}/{name}", collection_path(r, Some(&ns)));
-        client.send(Method::DELETE, &path, Some("application/json"), br#"{"propagationPolicy":"Background"}"#.to_vec()).await?.ok()?;
+        client
+            .send(
+                Method::DELETE,
+                &path,
+                Some("application/json"),
+                br#"{"propagationPolicy":"Background"}"#.to_vec(),
+            )
+            .await?
+            .ok()?;
         println!("{}/{name} deleted", r.group_resource());
     }
     Ok(())
@@ -185,7 +248,13 @@ mod tests {
         assert_eq!(resolve("Deployment").unwrap().plural, "deployments");
         assert_eq!(resolve("deployments.apps").unwrap().plural, "deployments");
         assert!(resolve("widgets").is_err());
-        assert_eq!(collection_path(resolve("deploy").unwrap(), Some("x")), "/apis/apps/v1/namespaces/x/deployments");
-        assert_eq!(collection_path(resolve("nodes").unwrap(), Some("x")), "/api/v1/nodes");
+        assert_eq!(
+            collection_path(resolve("deploy").unwrap(), Some("x")),
+            "/apis/apps/v1/namespaces/x/deployments"
+        );
+        assert_eq!(
+            collection_path(resolve("nodes").unwrap(), Some("x")),
+            "/api/v1/nodes"
+        );
     }
 }

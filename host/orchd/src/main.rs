@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 
 /// Command-line interface.
 #[derive(Parser)]
-#[command(name = "orchd", version, about = "A Kubernetes-compatible orchestrator built as a WebAssembly-plugin microkernel")]
+#[command(
+    name = "orchd",
+    version,
+    about = "A Kubernetes-compatible orchestrator built as a WebAssembly-plugin microkernel"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,7 +56,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:6443";
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("orchd: cannot start the async runtime: {e}");
@@ -76,5 +83,6 @@ fn main() {
 
 /// Parses a listen address.
 pub fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
-    s.parse().map_err(|_| anyhow::anyhow!("--listen must be IP:PORT, e.g. {DEFAULT_LISTEN}, not {s:?}"))
+    s.parse()
+        .map_err(|_| anyhow::anyhow!("--listen must be IP:PORT, e.g. {DEFAULT_LISTEN}, not {s:?}"))
 }
