@@ -67,13 +67,8 @@ impl Etcd {
         };
         let started = Instant::now();
         loop {
-            if let Ok(mut c) = Conn::open(etcd.client).await {
-                if let Ok((200, _)) = c
-                    .send("GET", "/health", "application/json", Vec::new())
-                    .await
-                {
-                    return Ok(etcd);
-                }
+            if crate::http::get_ok(etcd.client, "/health").await {
+                return Ok(etcd);
             }
             if started.elapsed() > Duration::from_secs(20) {
                 bail!("etcd did not become healthy in 20 s");
