@@ -12,6 +12,7 @@
 //! numbers, JSON names and types. A field number the schema does not know
 //! is an error naming it, never silently dropped.
 
+#[rustfmt::skip]
 mod schema;
 mod wire;
 

@@ -14,5 +14,7 @@ pub mod registry;
 pub mod table;
 pub mod validation;
 
-pub use registry::{ResourceType, Subresource, find_by_kind, find_by_plural, group_versions, resources};
+pub use registry::{
+    ResourceType, Subresource, find_by_kind, find_by_plural, group_versions, resources,
+};
 pub use validation::{FieldError, Validated, validate};

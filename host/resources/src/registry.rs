@@ -106,7 +106,11 @@ fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, S
     let typed: T = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." { inner.to_string() } else { format!("{path}: {inner}") }
+        if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        }
     })?;
     serde_json::to_value(typed).map_err(|e| e.to_string())
 }
@@ -214,10 +218,21 @@ mod tests {
     #[test]
     fn names_are_unique_and_lookups_agree() {
         for r in resources() {
-            assert_eq!(find_by_plural(r.group, r.version, r.plural).unwrap().kind, r.kind);
-            assert_eq!(find_by_kind(&r.api_version(), r.kind).unwrap().plural, r.plural);
+            assert_eq!(
+                find_by_plural(r.group, r.version, r.plural).unwrap().kind,
+                r.kind
+            );
+            assert_eq!(
+                find_by_kind(&r.api_version(), r.kind).unwrap().plural,
+                r.plural
+            );
         }
-        assert_eq!(find_by_kind("apps/v1", "Deployment").unwrap().group_resource(), "deployments.apps");
+        assert_eq!(
+            find_by_kind("apps/v1", "Deployment")
+                .unwrap()
+                .group_resource(),
+            "deployments.apps"
+        );
         assert_eq!(group_versions()[0], ("", "v1"));
     }
 

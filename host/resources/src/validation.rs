@@ -25,7 +25,11 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { reason, field: field.into(), message: message.into() }
+        FieldError {
+            reason,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -43,7 +47,11 @@ pub struct Validated {
 /// be set and match the resource.
 pub fn validate(resource: &ResourceType, object: &Value) -> Result<Validated, Vec<FieldError>> {
     let Some(map) = object.as_object() else {
-        return Err(vec![FieldError::new("FieldValueTypeInvalid", "", "object must be a JSON map")]);
+        return Err(vec![FieldError::new(
+            "FieldValueTypeInvalid",
+            "",
+            "object must be a JSON map",
+        )]);
     };
     let mut errors = Vec::new();
     check_type_meta(resource, map, &mut errors);
@@ -58,7 +66,10 @@ pub fn validate(resource: &ResourceType, object: &Value) -> Result<Validated, Ve
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Validated { object: canonical, unknown_fields })
+    Ok(Validated {
+        object: canonical,
+        unknown_fields,
+    })
 }
 
 fn decode_typed(resource: &ResourceType, object: &Value) -> Result<Value, Vec<FieldError>> {
@@ -72,8 +83,15 @@ fn decode_typed(resource: &ResourceType, object: &Value) -> Result<Value, Vec<Fi
     })
 }
 
-fn check_type_meta(resource: &ResourceType, map: &Map<String, Value>, errors: &mut Vec<FieldError>) {
-    let api_version = map.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+fn check_type_meta(
+    resource: &ResourceType,
+    map: &Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) {
+    let api_version = map
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default();
     if api_version != resource.api_version() {
         errors.push(FieldError::new(
@@ -83,13 +101,21 @@ fn check_type_meta(resource: &ResourceType, map: &Map<String, Value>, errors: &m
         ));
     }
     if kind != resource.kind {
-        errors.push(FieldError::new("FieldValueInvalid", "kind", format!("must be {:?}, not {kind:?}", resource.kind)));
+        errors.push(FieldError::new(
+            "FieldValueInvalid",
+            "kind",
+            format!("must be {:?}, not {kind:?}", resource.kind),
+        ));
     }
 }
 
 fn check_metadata(resource: &ResourceType, map: &Map<String, Value>, errors: &mut Vec<FieldError>) {
     let Some(meta) = map.get("metadata").and_then(Value::as_object) else {
-        errors.push(FieldError::new("FieldValueRequired", "metadata", "Required value"));
+        errors.push(FieldError::new(
+            "FieldValueRequired",
+            "metadata",
+            "Required value",
+        ));
         return;
     };
     match meta.get("name").and_then(Value::as_str) {
@@ -100,27 +126,45 @@ fn check_metadata(resource: &ResourceType, map: &Map<String, Value>, errors: &mu
         )),
         Some(name) => {
             if let Err(msg) = check_name(resource, name) {
-                errors.push(FieldError::new("FieldValueInvalid", "metadata.name", format!("Invalid value: {name:?}: {msg}")));
+                errors.push(FieldError::new(
+                    "FieldValueInvalid",
+                    "metadata.name",
+                    format!("Invalid value: {name:?}: {msg}"),
+                ));
             }
         }
     }
     for field in ["labels", "annotations"] {
-        let Some(entries) = meta.get(field) else { continue };
+        let Some(entries) = meta.get(field) else {
+            continue;
+        };
         let Some(entries) = entries.as_object() else {
             if !entries.is_null() {
-                errors.push(FieldError::new("FieldValueTypeInvalid", format!("metadata.{field}"), "must be a map of strings"));
+                errors.push(FieldError::new(
+                    "FieldValueTypeInvalid",
+                    format!("metadata.{field}"),
+                    "must be a map of strings",
+                ));
             }
             continue;
         };
         for (key, value) in entries {
             if let Err(msg) = check_qualified_name(key) {
-                errors.push(FieldError::new("FieldValueInvalid", format!("metadata.{field}"), format!("Invalid value: {key:?}: {msg}")));
+                errors.push(FieldError::new(
+                    "FieldValueInvalid",
+                    format!("metadata.{field}"),
+                    format!("Invalid value: {key:?}: {msg}"),
+                ));
             }
             if field == "labels"
                 && let Some(v) = value.as_str()
                 && let Err(msg) = check_label_value(v)
             {
-                errors.push(FieldError::new("FieldValueInvalid", format!("metadata.labels.{key}"), format!("Invalid value: {v:?}: {msg}")));
+                errors.push(FieldError::new(
+                    "FieldValueInvalid",
+                    format!("metadata.labels.{key}"),
+                    format!("Invalid value: {v:?}: {msg}"),
+                ));
             }
         }
     }
@@ -237,7 +281,9 @@ fn unknown_paths(original: &Value, canonical: &Value, path: &str, out: &mut Vec<
 fn pod_spec_path(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "Pod" => &["spec"],
-        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job" => &["spec", "template", "spec"],
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job" => {
+            &["spec", "template", "spec"]
+        }
         "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
         _ => return None,
     })
@@ -253,12 +299,23 @@ fn check_semantics(resource: &ResourceType, object: &Value, errors: &mut Vec<Fie
         if let Some(spec) = get_path(object, path) {
             check_pod_spec(spec, &prefix, errors);
         } else if resource.kind != "Pod" || object.get("spec").is_some() {
-            errors.push(FieldError::new("FieldValueRequired", prefix, "Required value"));
+            errors.push(FieldError::new(
+                "FieldValueRequired",
+                prefix,
+                "Required value",
+            ));
         } else {
-            errors.push(FieldError::new("FieldValueRequired", "spec.containers", "Required value"));
+            errors.push(FieldError::new(
+                "FieldValueRequired",
+                "spec.containers",
+                "Required value",
+            ));
         }
     }
-    if matches!(resource.kind, "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet") {
+    if matches!(
+        resource.kind,
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet"
+    ) {
         check_selector_matches_template(object, errors);
     }
 }
@@ -266,25 +323,54 @@ fn check_semantics(resource: &ResourceType, object: &Value, errors: &mut Vec<Fie
 fn check_pod_spec(spec: &Value, prefix: &str, errors: &mut Vec<FieldError>) {
     let containers = spec.get("containers").and_then(Value::as_array);
     if containers.is_none_or(|c| c.is_empty()) {
-        errors.push(FieldError::new("FieldValueRequired", format!("{prefix}.containers"), "Required value"));
+        errors.push(FieldError::new(
+            "FieldValueRequired",
+            format!("{prefix}.containers"),
+            "Required value",
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for list in ["initContainers", "containers"] {
-        for (i, c) in spec.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for (i, c) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             let field = format!("{prefix}.{list}[{i}]");
             match c.get("name").and_then(Value::as_str) {
                 Some(name) if !name.is_empty() => {
                     if let Err(msg) = check_dns1123_label(name) {
-                        errors.push(FieldError::new("FieldValueInvalid", format!("{field}.name"), format!("Invalid value: {name:?}: {msg}")));
+                        errors.push(FieldError::new(
+                            "FieldValueInvalid",
+                            format!("{field}.name"),
+                            format!("Invalid value: {name:?}: {msg}"),
+                        ));
                     }
                     if !seen.insert(name.to_string()) {
-                        errors.push(FieldError::new("FieldValueDuplicate", format!("{field}.name"), format!("Duplicate value: {name:?}")));
+                        errors.push(FieldError::new(
+                            "FieldValueDuplicate",
+                            format!("{field}.name"),
+                            format!("Duplicate value: {name:?}"),
+                        ));
                     }
                 }
-                _ => errors.push(FieldError::new("FieldValueRequired", format!("{field}.name"), "Required value")),
+                _ => errors.push(FieldError::new(
+                    "FieldValueRequired",
+                    format!("{field}.name"),
+                    "Required value",
+                )),
             }
-            if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
-                errors.push(FieldError::new("FieldValueRequired", format!("{field}.image"), "Required value"));
+            if c.get("image")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                errors.push(FieldError::new(
+                    "FieldValueRequired",
+                    format!("{field}.image"),
+                    "Required value",
+                ));
             }
         }
     }
@@ -292,7 +378,11 @@ fn check_pod_spec(spec: &Value, prefix: &str, errors: &mut Vec<FieldError>) {
 
 fn check_selector_matches_template(object: &Value, errors: &mut Vec<FieldError>) {
     let Some(selector) = get_path(object, &["spec", "selector"]) else {
-        errors.push(FieldError::new("FieldValueRequired", "spec.selector", "Required value"));
+        errors.push(FieldError::new(
+            "FieldValueRequired",
+            "spec.selector",
+            "Required value",
+        ));
         return;
     };
     let labels = get_path(object, &["spec", "template", "metadata", "labels"])
@@ -302,7 +392,11 @@ fn check_selector_matches_template(object: &Value, errors: &mut Vec<FieldError>)
     let match_labels = selector.get("matchLabels").and_then(Value::as_object);
     let match_expressions = selector.get("matchExpressions").and_then(Value::as_array);
     if match_labels.is_none_or(|m| m.is_empty()) && match_expressions.is_none_or(|m| m.is_empty()) {
-        errors.push(FieldError::new("FieldValueInvalid", "spec.selector", "Invalid value: empty selector is invalid for deployment"));
+        errors.push(FieldError::new(
+            "FieldValueInvalid",
+            "spec.selector",
+            "Invalid value: empty selector is invalid for deployment",
+        ));
         return;
     }
     let labels_match = match_labels
@@ -311,9 +405,19 @@ fn check_selector_matches_template(object: &Value, errors: &mut Vec<FieldError>)
         .all(|(k, v)| labels.get(k) == Some(v));
     let expressions_match = match_expressions.into_iter().flatten().all(|e| {
         let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-        let values: Vec<&str> = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let actual = labels.get(key).and_then(Value::as_str);
-        match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+        match e
+            .get("operator")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+        {
             "In" => actual.is_some_and(|a| values.contains(&a)),
             "NotIn" => actual.is_none_or(|a| !values.contains(&a)),
             "Exists" => actual.is_some(),
@@ -367,7 +471,10 @@ mod tests {
         // Paths come in the object's key order, which depends on whether
         // serde_json keeps insertion order: compare them sorted.
         v.unknown_fields.sort();
-        assert_eq!(v.unknown_fields, vec![".spec.bogus", ".spec.template.spec.containers[0].imagee"]);
+        assert_eq!(
+            v.unknown_fields,
+            vec![".spec.bogus", ".spec.template.spec.containers[0].imagee"]
+        );
         assert!(v.object["spec"].get("bogus").is_none());
     }
 
@@ -385,12 +492,19 @@ mod tests {
 
         let mut d = deployment();
         d["spec"]["template"]["metadata"]["labels"]["app"] = json!("other");
-        assert_eq!(validate(rt, &d).unwrap_err()[0].field, "spec.template.metadata.labels");
+        assert_eq!(
+            validate(rt, &d).unwrap_err()[0].field,
+            "spec.template.metadata.labels"
+        );
 
         let pod = find_by_kind("v1", "Pod").unwrap();
         let e = validate(pod, &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}})).unwrap_err();
         assert_eq!(e[0].field, "spec.containers");
-        let e = validate(pod, &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "p"}})).unwrap_err();
+        let e = validate(
+            pod,
+            &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "p"}}),
+        )
+        .unwrap_err();
         assert_eq!(e[0].field, "kind");
     }
 

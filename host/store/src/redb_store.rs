@@ -603,7 +603,10 @@ impl Batch<'_> {
             let m = meta::metadata_mut(&mut object)?;
             // The API layer may assign the uid first (Job defaulting needs
             // it); anything else gets a fresh one.
-            if m.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if m.get("uid")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 m.insert(
                     "uid".into(),
                     Value::String(uuid::Uuid::new_v4().to_string()),
