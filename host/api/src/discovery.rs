@@ -34,6 +34,14 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
+fn verbs(resource: &ResourceType) -> &'static [&'static str] {
+    if resource.create_only {
+        &["create"]
+    } else {
+        VERBS
+    }
+}
+
 fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
     match sub {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
@@ -117,7 +125,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": verbs(r),
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -172,7 +180,7 @@ pub fn aggregated(core: bool) -> Value {
                     "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                     "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                     "singularResource": r.singular,
-                    "verbs": VERBS,
+                    "verbs": verbs(r),
                 });
                 if !r.short_names.is_empty() {
                     e["shortNames"] = json!(r.short_names);
@@ -260,6 +268,6 @@ mod tests {
         assert_eq!(deploy["categories"][0], "all");
         assert_eq!(deploy["subresources"][1]["responseKind"]["kind"], "Scale");
         assert!(resource_list("nope", "v1").is_none());
-        assert_eq!(group_list()["groups"].as_array().unwrap().len(), 4);
+        assert_eq!(group_list()["groups"].as_array().unwrap().len(), 5);
     }
 }

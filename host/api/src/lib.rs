@@ -221,6 +221,12 @@ impl ApiServer {
         target: &Target,
         sub: Option<Subresource>,
     ) -> ApiResult<Response<Body>> {
+        if target.resource.create_only {
+            return match (&req.method, target.name.as_deref()) {
+                (&Method::POST, None) => Ok(objects::reply_response(self.review(req, target)?)),
+                _ => Err(ApiError::method_not_allowed(&req.path)),
+            };
+        }
         let reply = match (&req.method, target.name.as_deref(), sub) {
             (&Method::GET, None, None) if req.flag("watch") => {
                 return self.watch(req, target).await;

@@ -362,6 +362,21 @@ impl ApiServer {
         Ok(Reply::json(201, created).with_warnings(warnings))
     }
 
+    /// POST of a review kind (SelfSubjectAccessReview): answered, not stored.
+    pub(crate) fn review(&self, req: &Request, target: &Target) -> ApiResult<Reply> {
+        let mut review = decode_object(req.content_type(), &req.body)?;
+        fix_type_meta(target.resource, &mut review)?;
+        let subject = target.subject(&object_name(&review));
+        validate(target.resource, &review).map_err(|errs| ApiError::invalid(&subject, &errs))?;
+        // orchd has no authentication or authorization yet: every request
+        // is allowed, and the answer says so rather than pretending.
+        review["status"] = json!({
+            "allowed": true,
+            "reason": "orchd has no authorization layer yet: every request is allowed",
+        });
+        Ok(Reply::json(201, review))
+    }
+
     /// GET on an object.
     pub(crate) async fn get(&self, req: &Request, target: &Target, name: &str) -> ApiResult<Reply> {
         let object = self

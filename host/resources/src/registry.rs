@@ -1,6 +1,6 @@
 //! The table of served resources.
 
-use k8s_openapi::api::{apps, batch, coordination, core, node};
+use k8s_openapi::api::{apps, authorization, batch, coordination, core, node};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -51,6 +51,9 @@ pub struct ResourceType {
     pub categories: &'static [&'static str],
     /// Served subresources.
     pub subresources: &'static [Subresource],
+    /// A review (e.g. SelfSubjectAccessReview): only `create`, answered
+    /// by the server and never stored.
+    pub create_only: bool,
     /// Decodes JSON through the typed definition and encodes it back: the
     /// canonical stored form (unknown fields dropped).
     pub(crate) round_trip: fn(&Value) -> Result<Value, String>,
@@ -137,6 +140,7 @@ macro_rules! resource {
             short_names: &[$($short),*],
             categories: &[$($cat),*],
             subresources: &[$(Subresource::$sub),*],
+            create_only: false,
             round_trip: round_trip::<$ty>,
             schema: schema::<$ty>,
             schema_name: schema_name::<$ty>,
@@ -179,6 +183,12 @@ static RESOURCES: &[ResourceType] = &[
         namespaced: true, short: [], categories: [], sub: []),
     resource!(node::v1::RuntimeClass, "node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass",
         namespaced: false, short: [], categories: [], sub: []),
+    ResourceType {
+        create_only: true,
+        ..resource!(authorization::v1::SelfSubjectAccessReview, "authorization.k8s.io", "v1",
+            "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview",
+            namespaced: false, short: [], categories: [], sub: [])
+    },
 ];
 
 /// Every served resource.

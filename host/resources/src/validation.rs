@@ -110,6 +110,10 @@ fn check_type_meta(
 }
 
 fn check_metadata(resource: &ResourceType, map: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    // Reviews are never stored, so they need no name.
+    if resource.create_only {
+        return;
+    }
     let Some(meta) = map.get("metadata").and_then(Value::as_object) else {
         errors.push(FieldError::new(
             "FieldValueRequired",
