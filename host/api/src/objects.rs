@@ -264,8 +264,21 @@ impl ApiServer {
         let mode = FieldValidation::from_request(req)?;
         defaults::apply(target.resource, &mut object);
         let subject = target.subject(&object_name(&object));
-        let validated = validate(target.resource, &object)
-            .map_err(|errs| ApiError::invalid(&subject, &errs))?;
+        let validated = validate(target.resource, &object).map_err(|errs| {
+            // A value of the wrong JSON type never decodes: Kubernetes
+            // answers that with 400, not with a field-level 422.
+            match errs.iter().find(|e| e.reason == "FieldValueTypeInvalid") {
+                Some(e) => ApiError::bad_request(format!(
+                    "{kind} in version \"{version}\" cannot be handled as a {kind}: {field}{sep}{message}",
+                    kind = target.resource.kind,
+                    version = target.resource.version,
+                    field = e.field,
+                    sep = if e.field.is_empty() { "" } else { ": " },
+                    message = e.message,
+                )),
+                None => ApiError::invalid(&subject, &errs),
+            }
+        })?;
         if !validated.unknown_fields.is_empty() {
             let listed: Vec<String> = validated
                 .unknown_fields

@@ -128,11 +128,21 @@ pub async fn create_get_already_exists(store: Arc<dyn Store>) {
     let ns = unique_ns("create");
     let before = current(&*store).await;
     let mut input = widget(&ns, "a", json!({"app": "web"}), json!({"size": 1}));
-    input["metadata"]["uid"] = json!("client-chosen");
     input["metadata"]["resourceVersion"] = json!("12345678");
     let created = store.create(&key(&ns, "a"), input).await.expect("create");
     let uid = meta::meta_str(&created, "uid").expect("uid").to_string();
-    assert!(!uid.is_empty() && uid != "client-chosen", "server sets uid");
+    assert!(
+        !uid.is_empty(),
+        "the store sets a uid when the caller did not"
+    );
+    // The API layer assigns uids before defaulting; the store keeps them.
+    let mut assigned = widget(&ns, "with-uid", json!({}), json!({}));
+    assigned["metadata"]["uid"] = json!("assigned-by-api");
+    let kept = store
+        .create(&key(&ns, "with-uid"), assigned)
+        .await
+        .expect("create with uid");
+    assert_eq!(meta::meta_str(&kept, "uid"), Some("assigned-by-api"));
     assert!(meta::meta_str(&created, "creationTimestamp").is_some());
     assert_eq!(generation(&created), 1);
     let r1 = rv(&created);

