@@ -487,32 +487,6 @@ Nothing runs pods yet: objects are stored and watched. Press Ctrl-C here to stop
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_string_fields_with_escapes() {
-        let json = r#"{"packages":[],"target_directory":"/a/b \"c\"\\d\u00e9","version":1}"#;
-        assert_eq!(
-            json_string_field(json, "target_directory").as_deref(),
-            Some("/a/b \"c\"\\dé")
-        );
-        assert_eq!(json_string_field(json, "missing"), None);
-        assert_eq!(
-            json_string_field(r#"{"target_directory":"unterminated"#, "target_directory"),
-            None
-        );
-    }
-
-    #[test]
-    fn shows_commands_quoted() {
-        let mut cmd = Command::new("kubectl");
-        cmd.args(["get", "all", "-A", "a b", "it's"]);
-        assert_eq!(show(&cmd), r"kubectl get all -A 'a b' 'it'\''s'");
-    }
-}
-
 /// `cargo xtask bench store`.
 fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
@@ -560,4 +534,30 @@ fn bench(args: &[String]) -> Result {
             .arg("store")
             .arg(release.join("orchd")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_string_fields_with_escapes() {
+        let json = r#"{"packages":[],"target_directory":"/a/b \"c\"\\d\u00e9","version":1}"#;
+        assert_eq!(
+            json_string_field(json, "target_directory").as_deref(),
+            Some("/a/b \"c\"\\dé")
+        );
+        assert_eq!(json_string_field(json, "missing"), None);
+        assert_eq!(
+            json_string_field(r#"{"target_directory":"unterminated"#, "target_directory"),
+            None
+        );
+    }
+
+    #[test]
+    fn shows_commands_quoted() {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(["get", "all", "-A", "a b", "it's"]);
+        assert_eq!(show(&cmd), r"kubectl get all -A 'a b' 'it'\''s'");
+    }
 }
