@@ -152,6 +152,28 @@ def test_create_configmap_from_literal(cluster):
     assert cm["data"] == {"color": "blue", "size": "10"}
 
 
+def test_create_more_typed_kinds_sent_as_protobuf(cluster):
+    # Each of these is a protobuf body from kubectl; the stored objects must
+    # carry what the flags said, in JSON field names.
+    cluster.kubectl("create", "secret", "generic", "creds", "--from-literal=user=admin")
+    cluster.kubectl("create", "service", "clusterip", "api", "--tcp=80:8080")
+    cluster.kubectl("create", "job", "once", "--image=busybox", "--", "echo", "hi")
+    cluster.kubectl("create", "cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *")
+    secret = cluster.get("/api/v1/namespaces/default/secrets/creds")
+    assert secret["data"] == {"user": "YWRtaW4="} and secret["type"] == "Opaque"
+    svc = cluster.get("/api/v1/namespaces/default/services/api")
+    assert svc["spec"]["ports"][0]["port"] == 80 and svc["spec"]["ports"][0]["targetPort"] == 8080
+    job = cluster.get("/apis/batch/v1/namespaces/default/jobs/once")
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["echo", "hi"]
+    cron = cluster.get("/apis/batch/v1/namespaces/default/cronjobs/tick")
+    assert cron["spec"]["schedule"] == "*/5 * * * *"
+
+
+def test_auth_can_i_is_answered(cluster):
+    # orchd has no authorization yet, and says so: everything is allowed.
+    assert cluster.kubectl("auth", "can-i", "create", "pods").stdout.strip() == "yes"
+
+
 # --- reads ----------------------------------------------------------------
 
 def test_describe_deployment(cluster):
