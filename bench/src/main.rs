@@ -47,22 +47,14 @@ async fn store_bench(orchd_bin: Option<PathBuf>) -> anyhow::Result<()> {
 
     let mut direct = Vec::new();
     for &c in CONCURRENCY {
-        let dir = tempfile::tempdir()?;
-        let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig {
-            path: dir.path().join("s.redb"),
-            ..Default::default()
-        })?;
+        let (store, _dir) = temp_store()?;
         direct.push(trait_writes(store, c).await?);
     }
     print_row("orchd store (trait, redb)", &direct);
 
     let mut api = Vec::new();
     for &c in CONCURRENCY {
-        let dir = tempfile::tempdir()?;
-        let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig {
-            path: dir.path().join("s.redb"),
-            ..Default::default()
-        })?;
+        let (store, _dir) = temp_store()?;
         let server = orchd_api::ApiServer::new(store, orchd_api::ApiConfig::default());
         server.bootstrap().await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -121,6 +113,13 @@ async fn store_bench(orchd_bin: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh store in a temporary directory (kept while the guard lives).
+fn temp_store() -> anyhow::Result<(Arc<dyn Store>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig::new(dir.path().join("s.redb")))?;
+    Ok((store, dir))
+}
+
 fn print_row(name: &str, figures: &[f64]) {
     println!(
         "{name:<34} {:>10.0} {:>10.0} {:>10.0}",
@@ -164,11 +163,7 @@ async fn trait_writes(store: Arc<dyn Store>, concurrency: usize) -> anyhow::Resu
 
 /// Delivery latency over `watchers` watches of `writes` sequential writes.
 async fn fan_out(watchers: usize, writes: usize) -> anyhow::Result<(f64, f64)> {
-    let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig {
-        path: dir.path().join("s.redb"),
-        ..Default::default()
-    })?;
+    let (store, _dir) = temp_store()?;
     let scope = Scope {
         resource: "configmaps".into(),
         ..Default::default()

@@ -177,6 +177,21 @@ fn object_name(object: &Value) -> String {
         .to_string()
 }
 
+/// Fills a missing `metadata.name` from the URL, or rejects a different one.
+fn ensure_name(object: &mut Value, url_name: &str) -> ApiResult<()> {
+    let body_name = object_name(object);
+    if body_name.is_empty() {
+        meta::metadata_mut(object)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?
+            .insert("name".into(), json!(url_name));
+    } else if body_name != url_name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({url_name})"
+        )));
+    }
+    Ok(())
+}
+
 /// Pod QoS class from its containers' requests and limits.
 fn pod_qos_class(pod: &Value) -> &'static str {
     let containers: Vec<&Value> = ["initContainers", "containers"]
@@ -486,16 +501,7 @@ impl ApiServer {
             let mut next = build(&current)?;
             fix_type_meta(target.resource, &mut next)?;
             fix_namespace(target, &mut next)?;
-            let next_name = object_name(&next);
-            if next_name.is_empty() {
-                meta::metadata_mut(&mut next)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?
-                    .insert("name".into(), json!(name));
-            } else if next_name != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({next_name}) does not match the name on the URL ({name})"
-                )));
-            }
+            ensure_name(&mut next, name)?;
             let user_rv = meta::meta_str(&next, "resourceVersion")
                 .filter(|rv| !rv.is_empty())
                 .map(str::to_string);
@@ -631,16 +637,7 @@ impl ApiServer {
                 let mut created =
                     orchd_patch::server_side_apply(None, &applied, kind, &manager, &now)
                         .map_err(patch_error)?;
-                let name_in_body = object_name(&created);
-                if name_in_body.is_empty() {
-                    meta::metadata_mut(&mut created)
-                        .map_err(|e| ApiError::bad_request(e.to_string()))?
-                        .insert("name".into(), json!(name));
-                } else if name_in_body != name {
-                    return Err(ApiError::bad_request(format!(
-                        "the name of the object ({name_in_body}) does not match the name on the URL ({name})"
-                    )));
-                }
+                ensure_name(&mut created, name)?;
                 self.create_object(req, target, &mut created).await
             }
             Err(e) => Err(ApiError::from_store(e, &target.subject(name))),
