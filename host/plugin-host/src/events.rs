@@ -1,0 +1,168 @@
+//! Recording core/v1 Events about objects, deduplicated as Kubernetes'
+//! event recorder does: a repeat of the same reason and message about the
+//! same object bumps `count` and `lastTimestamp` of the existing Event
+//! instead of creating another.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use orchd_store::{ObjectKey, Store, StoreError, meta};
+use serde_json::{Value, json};
+
+/// Normal or Warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Something expected happened.
+    Normal,
+    /// Something went wrong.
+    Warning,
+}
+
+impl EventType {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// Most distinct (object, reason, message) triples remembered for
+/// deduplication; past it the memory is cleared (a repeat then creates a
+/// new Event, which is harmless).
+const MAX_REMEMBERED: usize = 50_000;
+
+/// Records Events on behalf of one component (`source.component`).
+pub struct EventRecorder {
+    store: Arc<dyn Store>,
+    component: String,
+    /// (namespace/name of the object, reason, message) → Event name.
+    seen: Mutex<HashMap<(String, String, String), String>>,
+}
+
+impl EventRecorder {
+    /// A recorder writing as `component` (a scheduler's name, a plugin's).
+    pub fn new(store: Arc<dyn Store>, component: &str) -> Arc<Self> {
+        Arc::new(EventRecorder {
+            store,
+            component: component.into(),
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Records an Event about `object` in its namespace, in the background:
+    /// a failed event write is never the caller's failure.
+    pub fn record(self: &Arc<Self>, object: &Value, kind: EventType, reason: &str, message: &str) {
+        let recorder = self.clone();
+        let object = object.clone();
+        let reason = reason.to_string();
+        let message = message.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.write(&object, kind, &reason, &message).await {
+                eprintln!(
+                    "orchd: {}: cannot record event {reason}: {e}",
+                    recorder.component
+                );
+            }
+        });
+    }
+
+    /// Forgets the deduplication state of the object `namespace/name` (it
+    /// was deleted, or its story is over).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let key = format!("{namespace}/{name}");
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.retain(|(object, _, _), _| *object != key);
+        }
+    }
+
+    /// Writes the Event now.
+    pub async fn write(
+        &self,
+        object: &Value,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let namespace = meta::meta_str(object, "namespace").unwrap_or("default");
+        let name = meta::meta_str(object, "name").unwrap_or_default();
+        let dedup_key = (
+            format!("{namespace}/{name}"),
+            reason.to_string(),
+            message.to_string(),
+        );
+        let existing = self
+            .seen
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&dedup_key).cloned());
+        let now = meta::now_rfc3339();
+        if let Some(event_name) = existing {
+            let key = ObjectKey::namespaced("events", namespace, &event_name);
+            let stamp = now.clone();
+            let bumped = self
+                .store
+                .guaranteed_update(&key, &move |mut event| {
+                    let count = event["count"].as_i64().unwrap_or(1);
+                    event["count"] = json!(count.saturating_add(1));
+                    event["lastTimestamp"] = json!(stamp);
+                    Ok(event)
+                })
+                .await;
+            match bumped {
+                Ok(_) => return Ok(()),
+                // Deleted or expired meanwhile: start a new one.
+                Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let kind_of = object["kind"].as_str().unwrap_or("Pod");
+        let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+        let mut event_name = format!("{name}.{:x}", jiff::Timestamp::now().as_nanosecond());
+        for attempt in 0..3 {
+            let event = json!({
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": event_name, "namespace": namespace},
+                "involvedObject": {
+                    "apiVersion": api_version,
+                    "kind": kind_of,
+                    "namespace": namespace,
+                    "name": name,
+                    "uid": meta::meta_str(object, "uid").unwrap_or_default(),
+                    "resourceVersion": meta::meta_str(object, "resourceVersion").unwrap_or_default(),
+                },
+                "reason": reason,
+                "message": message,
+                "type": kind.as_str(),
+                "source": {"component": self.component},
+                "reportingComponent": self.component,
+                "reportingInstance": self.component,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            });
+            match self
+                .store
+                .create(
+                    &ObjectKey::namespaced("events", namespace, &event_name),
+                    event,
+                )
+                .await
+            {
+                Ok(_) => break,
+                Err(StoreError::AlreadyExists { .. }) if attempt < 2 => {
+                    event_name = format!("{name}.{}", uuid::Uuid::new_v4().simple());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() >= MAX_REMEMBERED {
+                seen.clear();
+            }
+            seen.insert(dedup_key, event_name);
+        }
+        Ok(())
+    }
+}

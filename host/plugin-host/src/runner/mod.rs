@@ -1,0 +1,587 @@
+//! The scheduler runner: the host half of scheduling.
+//!
+//! Host-run informers watch nodes and pods; a cache keeps one `node-info`
+//! per node (allocatable, what is requested by pods bound or assumed there,
+//! taints, readiness, host ports, placed pods); a queue holds the pending
+//! pods of the plugin's schedulerName. For each pod the plugin's `schedule`
+//! decides; the runner assumes the pod on the chosen node (so the next
+//! decision sees it), binds it in the store (resourceVersion precondition;
+//! a conflict re-queues it) and records `Scheduled` or `FailedScheduling`
+//! Events, grouping rejection reasons as Kubernetes words them.
+
+mod cache;
+mod informer;
+mod queue;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use orchd_store::{ObjectKey, Store, StoreError, meta};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::PluginError;
+use crate::events::{EventRecorder, EventType};
+use crate::podinfo;
+use crate::scheduler::SchedulerPlugin;
+use crate::scheduler::types::{Decision, Rejection};
+use cache::{Cache, Placement};
+use informer::{Change, Kind};
+use queue::Queue;
+
+/// The schedulerName of pods that name none.
+pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+
+/// Counters of a running scheduler, for logs, tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct RunnerStats {
+    /// Pods bound.
+    pub scheduled: AtomicU64,
+    /// Attempts that found no node.
+    pub unschedulable: AtomicU64,
+    /// Bindings refused because the pod had changed.
+    pub bind_conflicts: AtomicU64,
+    /// Calls into the plugin that failed (trap, deadline, memory).
+    pub plugin_errors: AtomicU64,
+    /// Pods waiting for a decision.
+    pub pending: AtomicU64,
+}
+
+/// A running scheduler. Dropping it does not stop it; call [`Self::stop`].
+pub struct RunnerHandle {
+    scheduler_name: String,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    stats: Arc<RunnerStats>,
+}
+
+impl RunnerHandle {
+    /// The schedulerName served.
+    pub fn scheduler_name(&self) -> &str {
+        &self.scheduler_name
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &Arc<RunnerStats> {
+        &self.stats
+    }
+
+    /// Stops the informers and the loop and waits for them. Bindings
+    /// already sent to the store complete on their own.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// schedulerNames served by a runner in this process: two runners for one
+/// name would bind the same pods twice.
+static ACTIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Releases the schedulerName when the runner's loop ends.
+struct ActiveGuard(String);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if let Ok(mut active) = ACTIVE.lock() {
+            active.retain(|n| *n != self.0);
+        }
+    }
+}
+
+/// Starts scheduling the pods whose schedulerName `plugin` serves. Must be
+/// called within a tokio runtime. Fails if another runner in this process
+/// serves the same name.
+pub fn start(store: Arc<dyn Store>, plugin: SchedulerPlugin) -> Result<RunnerHandle, PluginError> {
+    let name = plugin.scheduler_name().to_string();
+    {
+        let mut active = ACTIVE
+            .lock()
+            .map_err(|_| PluginError::Internal("scheduler registry poisoned".into()))?;
+        if active.contains(&name) {
+            return Err(PluginError::Invalid(format!(
+                "a scheduler named {name:?} is already running"
+            )));
+        }
+        active.push(name.clone());
+    }
+    let guard = ActiveGuard(name.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (change_tx, change_rx) = mpsc::channel(4096);
+    let (bind_tx, bind_rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(RunnerStats::default());
+    for kind in [Kind::Node, Kind::Pod] {
+        tokio::spawn(informer::run(
+            store.clone(),
+            kind,
+            change_tx.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    drop(change_tx);
+    let runner = Runner {
+        events: EventRecorder::new(store.clone(), &name),
+        store,
+        name: name.clone(),
+        plugin: Some(plugin),
+        cache: Cache::default(),
+        queue: Queue::default(),
+        synced: HashSet::new(),
+        flush: false,
+        plugin_ready_at: None,
+        bind_tx,
+        stats: stats.clone(),
+    };
+    let task = tokio::spawn(async move {
+        let _guard = guard;
+        runner.run(change_rx, bind_rx, stop_rx).await;
+    });
+    Ok(RunnerHandle {
+        scheduler_name: name,
+        stop: stop_tx,
+        task,
+        stats,
+    })
+}
+
+/// How a binding ended.
+enum BindOutcome {
+    Bound(Value),
+    Conflict,
+    Gone,
+    Failed(StoreError),
+}
+
+struct BindDone {
+    key: String,
+    node: String,
+    outcome: BindOutcome,
+}
+
+/// The loop's state; only the loop touches it.
+struct Runner {
+    store: Arc<dyn Store>,
+    name: String,
+    /// Taken out while a call runs on a blocking thread.
+    plugin: Option<SchedulerPlugin>,
+    cache: Cache,
+    queue: Queue,
+    /// Resources whose first list has arrived; nothing is decided before
+    /// both nodes and pods are known.
+    synced: HashSet<&'static str>,
+    /// Something changed that may let waiting pods fit.
+    flush: bool,
+    /// The plugin is backing off until then.
+    plugin_ready_at: Option<Instant>,
+    bind_tx: mpsc::UnboundedSender<BindDone>,
+    stats: Arc<RunnerStats>,
+    events: Arc<EventRecorder>,
+}
+
+/// Changes applied between two decisions at most, so a flood of events
+/// cannot starve scheduling.
+const MAX_BATCH: usize = 10_000;
+
+impl Runner {
+    async fn run(
+        mut self,
+        mut changes: mpsc::Receiver<Change>,
+        mut binds: mpsc::UnboundedReceiver<BindDone>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let mut applied = 0;
+            while applied < MAX_BATCH {
+                match changes.try_recv() {
+                    Ok(change) => self.apply(change),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
+                applied += 1;
+            }
+            while let Ok(done) = binds.try_recv() {
+                self.bound(done);
+            }
+            if self.flush {
+                self.flush = false;
+                self.queue.flush();
+            }
+            let now = Instant::now();
+            let next_backoff = self.queue.promote_due(now);
+            self.stats
+                .pending
+                .store(self.queue.len() as u64, Ordering::Relaxed);
+            let plugin_ready = self.plugin_ready_at.is_none_or(|at| at <= now);
+            if plugin_ready {
+                self.plugin_ready_at = None;
+            }
+            if self.synced.len() == 2 && plugin_ready && self.queue.has_active() {
+                if let Some((key, pod)) = self.queue.pop()
+                    && !self.attempt(key, pod).await
+                {
+                    return;
+                }
+                continue;
+            }
+            let wake = [next_backoff, self.plugin_ready_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(now + Duration::from_secs(3600));
+            tokio::select! {
+                _ = stop.changed() => return,
+                change = changes.recv() => match change {
+                    Some(change) => self.apply(change),
+                    None => return,
+                },
+                Some(done) = binds.recv() => self.bound(done),
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Resync(Kind::Node, nodes) => {
+                let names: HashSet<&str> = nodes
+                    .iter()
+                    .filter_map(|n| n["metadata"]["name"].as_str())
+                    .collect();
+                for name in self.cache.node_names() {
+                    if !names.contains(name.as_str()) {
+                        self.cache.delete_node(&name);
+                    }
+                }
+                for node in &nodes {
+                    self.cache.upsert_node(node);
+                }
+                self.synced.insert("nodes");
+                self.flush = true;
+            }
+            Change::Resync(Kind::Pod, pods) => {
+                let keys: HashSet<String> = pods.iter().filter_map(pod_key).collect();
+                let mut known = self.queue.keys();
+                known.extend(self.cache.pod_keys());
+                for key in known {
+                    let assumed = self.cache.placement(&key).is_some_and(|p| p.assumed);
+                    if !keys.contains(&key) && !assumed {
+                        self.forget_pod(&key);
+                    }
+                }
+                for pod in pods {
+                    self.upsert_pod(pod);
+                }
+                self.synced.insert("pods");
+                self.flush = true;
+            }
+            Change::Upsert(Kind::Node, node) => {
+                if self.cache.upsert_node(&node) {
+                    self.flush = true;
+                }
+            }
+            Change::Delete(Kind::Node, node) => {
+                if let Some(name) = node["metadata"]["name"].as_str() {
+                    self.cache.delete_node(name);
+                }
+            }
+            Change::Upsert(Kind::Pod, pod) => self.upsert_pod(pod),
+            Change::Delete(Kind::Pod, pod) => {
+                if let Some(key) = pod_key(&pod) {
+                    self.forget_pod(&key);
+                }
+            }
+        }
+    }
+
+    fn upsert_pod(&mut self, pod: Value) {
+        let Some(key) = pod_key(&pod) else { return };
+        let terminal = matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
+        match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            Some(node) => {
+                self.queue.remove(&key);
+                if terminal {
+                    // A finished pod frees what it requested.
+                    if self.cache.unplace(&key).is_some() {
+                        self.flush = true;
+                    }
+                } else {
+                    self.cache.place(&key, Placement::of(&pod, node, false));
+                }
+            }
+            None => {
+                let ours = pod["spec"]["schedulerName"]
+                    .as_str()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(DEFAULT_SCHEDULER_NAME)
+                    == self.name;
+                let deleting = meta::meta_str(&pod, "deletionTimestamp").is_some();
+                if ours && !deleting && !terminal {
+                    self.queue.upsert(&key, pod);
+                } else {
+                    self.queue.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn forget_pod(&mut self, key: &str) {
+        self.queue.remove(key);
+        if self.cache.unplace(key).is_some() {
+            self.flush = true;
+        }
+        if let Some((namespace, name)) = key.split_once('/') {
+            self.events.forget(namespace, name);
+        }
+    }
+
+    /// One decision. Returns false if the runner cannot go on.
+    async fn attempt(&mut self, key: String, pod: Value) -> bool {
+        let Some(mut plugin) = self.plugin.take() else {
+            return false;
+        };
+        let info = podinfo::pod_info(&pod);
+        let nodes = self.cache.take_nodes();
+        let node_count = nodes.len();
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = plugin.schedule(&info, &nodes);
+            (plugin, nodes, result)
+        })
+        .await;
+        let (plugin, nodes, result) = match joined {
+            Ok(parts) => parts,
+            Err(e) => {
+                eprintln!(
+                    "orchd: scheduler {}: stopped: the plugin call was lost ({e})",
+                    self.name
+                );
+                return false;
+            }
+        };
+        self.plugin = Some(plugin);
+        self.cache.restore_nodes(nodes);
+        match result {
+            Ok(Decision::Bind(node)) if self.cache.has_node(&node) => {
+                self.cache.place(&key, Placement::of(&pod, &node, true));
+                let store = self.store.clone();
+                let tx = self.bind_tx.clone();
+                tokio::spawn(async move {
+                    let outcome = bind(store.as_ref(), &pod, &node).await;
+                    let _ = tx.send(BindDone { key, node, outcome });
+                });
+            }
+            Ok(Decision::Bind(node)) => {
+                self.stats.plugin_errors.fetch_add(1, Ordering::Relaxed);
+                let message = format!("scheduler plugin chose node {node:?}, which does not exist");
+                eprintln!("orchd: scheduler {}: {key}: {message}", self.name);
+                self.events
+                    .record(&pod, EventType::Warning, "FailedScheduling", &message);
+                self.queue.retry_later(&key);
+            }
+            Ok(Decision::Unschedulable(rejections)) => {
+                self.stats.unschedulable.fetch_add(1, Ordering::Relaxed);
+                let message = fit_error_message(node_count, &rejections);
+                self.events
+                    .record(&pod, EventType::Warning, "FailedScheduling", &message);
+                self.mark_unschedulable(&pod, &message);
+                self.queue.retry_later(&key);
+            }
+            Err(PluginError::BackingOff { retry_in, .. }) => {
+                self.queue.retry_first(&key);
+                self.plugin_ready_at = Some(Instant::now() + retry_in);
+            }
+            Err(e) => {
+                self.stats.plugin_errors.fetch_add(1, Ordering::Relaxed);
+                let message = format!("running scheduler plugin {}: {e}", self.name);
+                self.events
+                    .record(&pod, EventType::Warning, "FailedScheduling", &message);
+                self.queue.retry_later(&key);
+            }
+        }
+        true
+    }
+
+    fn bound(&mut self, done: BindDone) {
+        let BindDone { key, node, outcome } = done;
+        let assumed = self.cache.placement(&key).is_some_and(|p| p.assumed);
+        match outcome {
+            BindOutcome::Bound(pod) => {
+                self.queue.done(&key);
+                self.cache.place(&key, Placement::of(&pod, &node, false));
+                self.stats.scheduled.fetch_add(1, Ordering::Relaxed);
+                let message = format!("Successfully assigned {key} to {node}");
+                self.events
+                    .record(&pod, EventType::Normal, "Scheduled", &message);
+            }
+            BindOutcome::Conflict => {
+                // The pod changed since it was read; the watch brings the
+                // new version (or shows it bound elsewhere).
+                if assumed {
+                    self.cache.unplace(&key);
+                }
+                self.stats.bind_conflicts.fetch_add(1, Ordering::Relaxed);
+                self.queue.retry_now(&key);
+            }
+            BindOutcome::Gone => {
+                if assumed {
+                    self.cache.unplace(&key);
+                }
+                self.queue.done(&key);
+            }
+            BindOutcome::Failed(e) => {
+                if assumed {
+                    self.cache.unplace(&key);
+                }
+                eprintln!(
+                    "orchd: scheduler {}: cannot bind {key} to {node}: {e}",
+                    self.name
+                );
+                self.queue.retry_later(&key);
+            }
+        }
+    }
+
+    /// Sets the pod's `PodScheduled` condition to False/Unschedulable with
+    /// the reasons, as kube-scheduler does (shown by `kubectl describe`),
+    /// unless it already says so.
+    fn mark_unschedulable(&self, pod: &Value, message: &str) {
+        let current = pod["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"));
+        if current.is_some_and(|c| c["status"] == "False" && c["message"] == message) {
+            return;
+        }
+        let mut next = pod.clone();
+        set_condition(
+            &mut next,
+            json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                   "message": message, "lastProbeTime": null,
+                   "lastTransitionTime": meta::now_rfc3339()}),
+        );
+        let Some(key) = store_key(pod) else { return };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            // A conflict means a newer version exists; the next attempt
+            // writes the condition on that one.
+            let _ = store.update(&key, next).await;
+        });
+    }
+}
+
+/// Binds `pod` to `node`: `spec.nodeName` and `PodScheduled=True`, written
+/// with the pod's resourceVersion as precondition.
+async fn bind(store: &dyn Store, pod: &Value, node: &str) -> BindOutcome {
+    let Some(key) = store_key(pod) else {
+        return BindOutcome::Gone;
+    };
+    let mut next = pod.clone();
+    if !next["spec"].is_object() {
+        return BindOutcome::Gone;
+    }
+    next["spec"]["nodeName"] = json!(node);
+    set_condition(
+        &mut next,
+        json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+               "lastTransitionTime": meta::now_rfc3339()}),
+    );
+    match store.update(&key, next).await {
+        Ok(bound) => BindOutcome::Bound(bound),
+        Err(StoreError::Conflict { .. }) => BindOutcome::Conflict,
+        Err(StoreError::NotFound { .. }) => BindOutcome::Gone,
+        Err(e) => BindOutcome::Failed(e),
+    }
+}
+
+/// Replaces (or adds) the condition of the same type in `status.conditions`.
+fn set_condition(pod: &mut Value, condition: Value) {
+    if !pod["status"].is_object() {
+        pod["status"] = json!({});
+    }
+    if !pod["status"]["conditions"].is_array() {
+        pod["status"]["conditions"] = json!([]);
+    }
+    if let Some(list) = pod["status"]["conditions"].as_array_mut() {
+        list.retain(|c| c["type"] != condition["type"]);
+        list.push(condition);
+    }
+}
+
+fn pod_key(pod: &Value) -> Option<String> {
+    let namespace = meta::meta_str(pod, "namespace")?;
+    let name = meta::meta_str(pod, "name")?;
+    Some(format!("{namespace}/{name}"))
+}
+
+fn store_key(pod: &Value) -> Option<ObjectKey> {
+    Some(ObjectKey::namespaced(
+        "pods",
+        meta::meta_str(pod, "namespace")?,
+        meta::meta_str(pod, "name")?,
+    ))
+}
+
+/// The FailedScheduling message, worded as kube-scheduler's: `0/N nodes
+/// are available: ` then each distinct reason with the number of nodes
+/// giving it, sorted as strings, e.g. `0/3 nodes are available: 1
+/// Insufficient cpu, 2 node(s) had untolerated taint {gpu: true}.`
+pub fn fit_error_message(node_count: usize, rejections: &[Rejection]) -> String {
+    if node_count == 0 {
+        return "0/0 nodes are available: no nodes available to schedule pods.".into();
+    }
+    let mut counts: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+    for r in rejections {
+        counts
+            .entry(r.reason.as_str())
+            .or_default()
+            .insert(r.node.as_str());
+    }
+    let mut parts: Vec<String> = counts
+        .into_iter()
+        .map(|(reason, nodes)| format!("{} {reason}", nodes.len()))
+        .collect();
+    parts.sort();
+    if parts.is_empty() {
+        format!("0/{node_count} nodes are available.")
+    } else {
+        format!("0/{node_count} nodes are available: {}.", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reject(node: &str, reason: &str) -> Rejection {
+        Rejection {
+            node: node.into(),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn failed_scheduling_groups_reasons_like_kubernetes() {
+        let rejections = [
+            reject("n1", "Insufficient cpu"),
+            reject("n2", "Insufficient cpu"),
+            reject("n2", "Insufficient memory"),
+            reject("n3", "node(s) had untolerated taint {gpu: true}"),
+            reject("n3", "node(s) had untolerated taint {gpu: true}"),
+        ];
+        assert_eq!(
+            fit_error_message(3, &rejections),
+            "0/3 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint {gpu: true}, 2 Insufficient cpu."
+        );
+        assert_eq!(
+            fit_error_message(0, &[]),
+            "0/0 nodes are available: no nodes available to schedule pods."
+        );
+        assert_eq!(fit_error_message(2, &[]), "0/2 nodes are available.");
+    }
+}
