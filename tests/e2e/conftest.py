@@ -66,3 +66,23 @@ def cluster(tmp_path) -> Cluster:
 @pytest.fixture
 def examples() -> Path:
     return EXAMPLES
+
+
+@pytest.fixture
+def hollow_nodes(cluster):
+    """Starts `orchd sim nodes` processes against `cluster`:
+    `hollow_nodes(3, "--cpu", "2", "--labels", "zone=a", "--prefix", "a")`.
+    Stops them all at the end."""
+    from helpers import HollowNodes
+
+    started: list[HollowNodes] = []
+
+    def start(count: int, *args: str) -> HollowNodes:
+        nodes = HollowNodes(cluster.url, count, *args)
+        started.append(nodes)
+        return nodes
+
+    yield start
+    for nodes in started:
+        nodes.stop()
+        print(nodes.log())

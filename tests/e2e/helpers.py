@@ -261,3 +261,80 @@ def table_rows(output: str) -> list[list[str]]:
 
 def load_yaml(text: str):
     return yaml.safe_load(text)
+
+
+# --- plugins and hollow nodes --------------------------------------------
+
+def plugins_dir() -> Path:
+    """Plugin components built for the tests (`cargo xtask test` builds them
+    into <target>/e2e-plugins and sets ORCHD_TEST_PLUGINS)."""
+    env = os.environ.get("ORCHD_TEST_PLUGINS")
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parents[2]
+    return Path(os.environ.get("CARGO_TARGET_DIR", root / "target")) / "e2e-plugins"
+
+
+def plugin_path(file: str) -> Path:
+    path = plugins_dir() / file
+    assert path.is_file(), f"no plugin component {path}: run `cargo xtask test`, which builds it"
+    return path
+
+
+def run_orchd(cluster: "Cluster", *args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """Runs an `orchd` client command (plugin, get, ...) against `cluster`."""
+    cmd = [orchd_bin(), *args, "--server", cluster.url, "--data-dir", str(cluster.orchd.data_dir)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+class HollowNodes:
+    """One `orchd sim nodes` process: hollow nodes that heartbeat and mark
+    their pods Running. Stopped with SIGTERM."""
+
+    def __init__(self, url: str, count: int, *args: str):
+        self.cmd = [orchd_bin(), "sim", "nodes", "--count", str(count), "--server", url, *args]
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+                if "registered" in line:
+                    ready.set()
+            ready.set()
+
+        self._reader = threading.Thread(target=pump, daemon=True)
+        self._reader.start()
+        if not ready.wait(READY_TIMEOUT) or self.proc.poll() is not None:
+            self.stop()
+            raise AssertionError(f"hollow nodes did not register:\n{self.log()}")
+
+    def log(self) -> str:
+        return "\n".join([f"$ {' '.join(self.cmd)}", *self.lines])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(timeout=5)
+
+
+def wait_until(what: str, check, timeout: float = 30.0, interval: float = 0.05):
+    """Polls `check()` until it returns something truthy; returns it."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")

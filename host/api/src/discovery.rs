@@ -268,6 +268,7 @@ mod tests {
         assert_eq!(deploy["categories"][0], "all");
         assert_eq!(deploy["subresources"][1]["responseKind"]["kind"], "Scale");
         assert!(resource_list("nope", "v1").is_none());
-        assert_eq!(group_list()["groups"].as_array().unwrap().len(), 5);
+        // apps, batch, coordination.k8s.io, node.k8s.io, orchd.dev, authorization.k8s.io
+        assert_eq!(group_list()["groups"].as_array().unwrap().len(), 6);
     }
 }

@@ -27,7 +27,27 @@ pub struct UpArgs {
     /// milliseconds (default: the store's; 0 turns compaction off).
     #[arg(long)]
     pub compaction_interval_ms: Option<u64>,
+    /// Start without the default plugins (the scheduler shipped inside
+    /// this binary); install your own with `orchd plugin install`.
+    #[arg(long)]
+    pub no_default_plugins: bool,
+    /// How long a newly swapped-in plugin revision stays on probation (it
+    /// is rolled back if it keeps failing meanwhile), in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub plugin_probation_ms: u64,
+    /// Also run this many hollow nodes in-process (as `orchd sim nodes`:
+    /// they heartbeat and report their pods Running without running them).
+    #[arg(long, default_value_t = 0)]
+    pub hollow_nodes: usize,
 }
+
+/// The default scheduler component, built from `plugins/scheduler` by
+/// build.rs (empty when the wasm32-wasip2 target was missing).
+static DEFAULT_SCHEDULER: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/default-scheduler.wasm"));
+
+/// The Plugin name of the default scheduler.
+pub const DEFAULT_SCHEDULER_PLUGIN: &str = "default-scheduler";
 
 /// Runs the cluster until a termination signal.
 pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
@@ -69,6 +89,7 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
         .with_context(|| {
             format!("cannot listen on {listen} (is another orchd running? use --listen)")
         })?;
+    let plugins = start_plugins(&args, &data_dir, store.clone()).await?;
     let addr = listener.local_addr()?;
     let server_url = format!("http://{addr}");
     let kubeconfig = data_dir.join("kubeconfig");
@@ -81,14 +102,83 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
         kubeconfig.display()
     );
 
+    let hollow = (args.hollow_nodes > 0).then(|| {
+        let nodes = crate::sim::NodesArgs::new(args.hollow_nodes, server_url.clone());
+        tokio::spawn(async move {
+            crate::sim::start_nodes(nodes)
+                .await
+                .map_err(|e| eprintln!("orchd: hollow nodes: {e:#}"))
+                .ok()
+        })
+    });
+
     api.serve(listener, shutdown_signal()).await;
+    if let Some(task) = hollow
+        && let Ok(Some(nodes)) = task.await
+    {
+        nodes.stop();
+    }
     println!("orchd: shutting down");
+    plugins.stop().await;
     drop(store);
     println!("orchd: stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Starts the plugin manager, first installing the default plugins this
+/// binary ships unless told not to or already installed.
+async fn start_plugins(
+    args: &UpArgs,
+    data_dir: &Path,
+    store: std::sync::Arc<RedbStore>,
+) -> anyhow::Result<orchd_plugin_host::manager::ManagerHandle> {
+    use orchd_plugin_host::manager::{self, Ensured, ManagerConfig};
+    use orchd_plugin_host::{PluginEngine, World, sandbox};
+    let store: std::sync::Arc<dyn orchd_store::Store> = store;
+    if args.no_default_plugins {
+        println!("orchd: default plugins not installed (--no-default-plugins)");
+    } else if DEFAULT_SCHEDULER.is_empty() {
+        println!(
+            "orchd: warning: this orchd was built without its default scheduler (the wasm32-wasip2 target was missing: `rustup target add wasm32-wasip2`, then rebuild); pods stay Pending until you `orchd plugin install` one"
+        );
+    } else {
+        let ensured = manager::ensure_plugin(
+            store.as_ref(),
+            DEFAULT_SCHEDULER_PLUGIN,
+            World::Scheduler,
+            DEFAULT_SCHEDULER,
+            "built into orchd",
+        )
+        .await
+        .context("cannot install the default scheduler plugin")?;
+        if ensured == Ensured::Created {
+            println!(
+                "orchd: installed plugin {DEFAULT_SCHEDULER_PLUGIN} (sha256:{}…, {} KB, built into orchd)",
+                &orchd_plugin_host::engine::sha256_hex(DEFAULT_SCHEDULER)[..12],
+                DEFAULT_SCHEDULER.len() / 1024
+            );
+        }
+    }
+    let cache_dir = data_dir.join("plugin-cache");
+    println!(
+        "orchd: plugin host: compiled plugins cached in {}",
+        cache_dir.display()
+    );
+    let engine = PluginEngine::new(Some(cache_dir))
+        .map_err(|e| anyhow::anyhow!("cannot start the plugin host: {e}"))?;
+    let config = ManagerConfig {
+        probation: std::time::Duration::from_millis(args.plugin_probation_ms),
+    };
+    Ok(manager::start(
+        store,
+        engine,
+        sandbox::stderr_sink(),
+        config,
+    ))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

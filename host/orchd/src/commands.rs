@@ -62,7 +62,8 @@ pub struct DeleteArgs {
     server: ServerArgs,
 }
 
-fn client(server: &ServerArgs) -> anyhow::Result<Client> {
+/// A client for the API server named by `server` (or its kubeconfig).
+pub(crate) fn client(server: &ServerArgs) -> anyhow::Result<Client> {
     let url = match &server.server {
         Some(s) => s.clone(),
         None => crate::cluster::server_from_kubeconfig(&server.data_dir.join("kubeconfig"))

@@ -8,6 +8,8 @@
 mod client;
 mod cluster;
 mod commands;
+mod plugin;
+mod sim;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +40,10 @@ enum Command {
     Apply(commands::ApplyArgs),
     /// Delete objects by type and name, or those in a file.
     Delete(commands::DeleteArgs),
+    /// Install, list, roll back and remove plugins.
+    Plugin(plugin::PluginArgs),
+    /// Simulations for tests and benchmarks: `orchd sim nodes --count 100`.
+    Sim(sim::SimArgs),
 }
 
 /// Where the client commands find the API server.
@@ -73,6 +79,8 @@ fn main() {
             Command::Get(args) => commands::get(args).await,
             Command::Apply(args) => commands::apply(args).await,
             Command::Delete(args) => commands::delete(args).await,
+            Command::Plugin(args) => plugin::run(args).await,
+            Command::Sim(args) => sim::run(args).await,
         }
     });
     if let Err(e) = result {

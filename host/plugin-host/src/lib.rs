@@ -12,11 +12,16 @@
 //! * [`supervisor`]: a failure poisons only that instance; the next call
 //!   gets a fresh one, with exponential backoff while failures continue;
 //! * [`scheduler`]: the host side of `world scheduler`, and [`runner`], the
-//!   informers, node cache, queue and binding loop that feed it.
+//!   informers, node cache, queue and binding loop that feed it, with hot
+//!   swap of the deciding plugin;
+//! * [`manager`]: makes what runs match the `orchd.dev/v1` Plugin objects
+//!   (load, warm, swap, roll back, report status and Events).
 
 mod cache;
 pub mod engine;
 pub mod events;
+mod informer;
+pub mod manager;
 pub mod podinfo;
 pub mod quantity;
 pub mod runner;

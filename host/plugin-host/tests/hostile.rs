@@ -69,7 +69,15 @@ const TYPES: &str = r#"
 /// to the result). `scheduler-name` answers "hostile"; the default body
 /// answers `unschedulable([])`.
 fn scheduler_component(schedule_body: &str) -> Vec<u8> {
-    let text = format!(
+    match wat::parse_str(scheduler_component_text(schedule_body)) {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("test component does not assemble: {e}"),
+    }
+}
+
+/// The WAT text of [`scheduler_component`], for tests that edit it.
+fn scheduler_component_text(schedule_body: &str) -> String {
+    format!(
         r#"(component
   {TYPES}
   (core module $m
@@ -103,11 +111,7 @@ fn scheduler_component(schedule_body: &str) -> Vec<u8> {
     (canon lift (core func $i "schedule") (memory $i "memory") (realloc (func $i "cabi_realloc"))))
   (export "schedule" (func $schedule))
 )"#
-    );
-    match wat::parse_str(&text) {
-        Ok(bytes) => bytes,
-        Err(e) => panic!("test component does not assemble: {e}"),
-    }
+    )
 }
 
 /// `unschedulable([])`: discriminant 1 at 64, empty list after it.
@@ -289,6 +293,16 @@ fn garbage_core_modules_and_strangers_are_rejected_in_one_line() {
             "wrong signature",
             wat::parse_str("(component (core module $m (func (export \"f\"))) (core instance $i (instantiate $m)) (func $f (canon lift (core func $i \"f\"))) (export \"scheduler-name\" (func $f)) (export \"schedule\" (func $f)))").unwrap_or_default(),
             "does not match world scheduler",
+        ),
+        (
+            "import the host does not provide",
+            wat::parse_str(scheduler_component_text(POLITE).replacen(
+                "(component",
+                "(component (import \"evil:net/raw-socket\" (instance (export \"open\" (func))))",
+                1,
+            ))
+            .unwrap_or_default(),
+            "cannot link",
         ),
     ];
     for (what, bytes, expected) in cases {

@@ -10,6 +10,7 @@
 
 pub mod defaults;
 pub mod openapi;
+pub mod orchd_v1;
 pub mod registry;
 pub mod table;
 pub mod validation;

@@ -5,6 +5,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
+use crate::orchd_v1;
+
 /// A subresource served under `/{plural}/{name}/{subresource}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subresource {
@@ -182,6 +184,10 @@ static RESOURCES: &[ResourceType] = &[
     resource!(coordination::v1::Lease, "coordination.k8s.io", "v1", "Lease", "leases", "lease",
         namespaced: true, short: [], categories: [], sub: []),
     resource!(node::v1::RuntimeClass, "node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass",
+        namespaced: false, short: [], categories: [], sub: []),
+    resource!(orchd_v1::Plugin, "orchd.dev", "v1", "Plugin", "plugins", "plugin",
+        namespaced: false, short: ["plg"], categories: [], sub: [Status]),
+    resource!(orchd_v1::PluginComponent, "orchd.dev", "v1", "PluginComponent", "plugincomponents", "plugincomponent",
         namespaced: false, short: [], categories: [], sub: []),
     ResourceType {
         create_only: true,

@@ -364,6 +364,31 @@ fn columns(kind: &str) -> Vec<Column> {
             col("Holder", "string", 0, "Identity of the lease's holder."),
             AGE,
         ],
+        "Plugin" => vec![
+            NAME,
+            col("World", "string", 0, "The world the plugin implements."),
+            col("Revision", "string", 0, "The revision running now."),
+            col(
+                "Phase",
+                "string",
+                0,
+                "Pending, Active, RolledBack or Failed.",
+            ),
+            col(
+                "Restarts",
+                "integer",
+                0,
+                "Instances restarted after a failure.",
+            ),
+            AGE,
+            col("Digest", "string", 1, "Digest of the running component."),
+            col("Last Error", "string", 1, "The last failure, in one line."),
+        ],
+        "PluginComponent" => vec![
+            NAME,
+            col("Size", "integer", 0, "Size of the component in bytes."),
+            AGE,
+        ],
         "RuntimeClass" => vec![
             NAME,
             col(
@@ -443,6 +468,11 @@ fn row(kind: &str, object: &Value, include: IncludeObject, now: Timestamp) -> Va
             vec![p.name(), json!(holder), p.age()]
         }
         "RuntimeClass" => vec![p.name(), json!(p.str(&["handler"])), p.age()],
+        "Plugin" => p.plugin(),
+        "PluginComponent" => {
+            let size = base64_len(p.str(&["data"]));
+            vec![p.name(), json!(size), p.age()]
+        }
         _ => vec![p.name(), json!(p.str(&["metadata", "creationTimestamp"]))],
     };
     let mut row = Map::new();
@@ -542,6 +572,12 @@ pub fn human_duration(d: SignedDuration) -> String {
 struct Printer<'a> {
     o: &'a Value,
     now: Timestamp,
+}
+
+/// Decoded length of a base64 text, without decoding it.
+fn base64_len(text: &str) -> usize {
+    let padding = text.bytes().rev().take_while(|b| *b == b'=').count();
+    (text.len() / 4 * 3).saturating_sub(padding)
 }
 
 fn at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
@@ -1292,6 +1328,27 @@ impl Printer<'_> {
             json!(first),
             json!(count),
             self.name(),
+        ]
+    }
+
+    fn plugin(&self) -> Vec<Value> {
+        let revision = match self.get(&["status", "activeRevision"]) {
+            Some(r) => r.to_string(),
+            None => "<none>".into(),
+        };
+        let digest = self
+            .opt_str(&["status", "activeDigest"])
+            .map(|d| d.trim_start_matches("sha256:").chars().take(12).collect())
+            .unwrap_or_else(|| "<none>".to_string());
+        vec![
+            self.name(),
+            json!(self.str(&["spec", "world"])),
+            json!(revision),
+            json!(self.opt_str(&["status", "phase"]).unwrap_or("Pending")),
+            json!(self.int(&["status", "restarts"])),
+            self.age(),
+            json!(digest),
+            json!(self.opt_str(&["status", "lastError"]).unwrap_or("<none>")),
         ]
     }
 

@@ -322,6 +322,92 @@ fn check_semantics(resource: &ResourceType, object: &Value, errors: &mut Vec<Fie
     ) {
         check_selector_matches_template(object, errors);
     }
+    match resource.kind {
+        "Plugin" => check_plugin(object, errors),
+        "PluginComponent" => check_plugin_component(object, errors),
+        _ => {}
+    }
+}
+
+/// A Plugin names a known world, numbers its revisions 1, 2, ... with a
+/// digest each, and wants one of them.
+fn check_plugin(object: &Value, errors: &mut Vec<FieldError>) {
+    let spec = &object["spec"];
+    let world = spec["world"].as_str().unwrap_or_default();
+    if !["scheduler", "controller", "admission"].contains(&world) {
+        errors.push(FieldError::new(
+            "FieldValueNotSupported",
+            "spec.world",
+            format!("Unsupported value: {world:?}: supported values: \"scheduler\", \"controller\", \"admission\""),
+        ));
+    }
+    let revisions = spec["revisions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut previous = 0;
+    for (i, r) in revisions.iter().enumerate() {
+        let number = r["revision"].as_i64().unwrap_or_default();
+        if number <= previous {
+            errors.push(FieldError::new(
+                "FieldValueInvalid",
+                format!("spec.revisions[{i}].revision"),
+                format!("Invalid value: {number}: revisions must increase, from 1"),
+            ));
+        }
+        previous = number;
+        let digest = r["digest"].as_str().unwrap_or_default();
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            errors.push(FieldError::new(
+                "FieldValueInvalid",
+                format!("spec.revisions[{i}].digest"),
+                format!("Invalid value: {digest:?}: must be sha256: and 64 lower-case hex digits"),
+            ));
+        }
+    }
+    let wanted = spec["revision"].as_i64().unwrap_or_default();
+    if !revisions
+        .iter()
+        .any(|r| r["revision"].as_i64() == Some(wanted))
+    {
+        errors.push(FieldError::new(
+            "FieldValueInvalid",
+            "spec.revision",
+            format!("Invalid value: {wanted}: must be one of spec.revisions"),
+        ));
+    }
+}
+
+/// A PluginComponent's name is the digest of its bytes.
+fn check_plugin_component(object: &Value, errors: &mut Vec<FieldError>) {
+    use base64::Engine as _;
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let data = object["data"].as_str().unwrap_or_default();
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) else {
+        errors.push(FieldError::new(
+            "FieldValueInvalid",
+            "data",
+            "Invalid value: not base64",
+        ));
+        return;
+    };
+    let expected = format!(
+        "{}{}",
+        crate::orchd_v1::COMPONENT_NAME_PREFIX,
+        crate::orchd_v1::sha256_hex(&bytes)
+    );
+    if name != expected {
+        errors.push(FieldError::new(
+            "FieldValueInvalid",
+            "metadata.name",
+            format!("Invalid value: {name:?}: must be the digest of data, {expected:?}"),
+        ));
+    }
 }
 
 fn check_pod_spec(spec: &Value, prefix: &str, errors: &mut Vec<FieldError>) {

@@ -8,9 +8,15 @@
 //! decision sees it), binds it in the store (resourceVersion precondition;
 //! a conflict re-queues it) and records `Scheduled` or `FailedScheduling`
 //! Events, grouping rejection reasons as Kubernetes words them.
+//!
+//! Hot swap: [`RunnerHandle::swap`] hands the loop a new [`Decide`]r, which
+//! takes over between two decisions, so the queue, the cache and the pods
+//! assumed but not yet bound carry over untouched: no pod is lost or
+//! decided twice. The new one is on probation for a while; if it keeps
+//! failing then, the loop goes back to the previous one by itself and says
+//! so through the runner's [`Report`]s.
 
 mod cache;
-mod informer;
 mod queue;
 
 use std::collections::{BTreeMap, HashSet};
@@ -20,19 +26,114 @@ use std::time::{Duration, Instant};
 
 use orchd_store::{ObjectKey, Store, StoreError, meta};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::PluginError;
 use crate::events::{EventRecorder, EventType};
+use crate::informer::{self, Change};
 use crate::podinfo;
 use crate::scheduler::SchedulerPlugin;
-use crate::scheduler::types::{Decision, Rejection};
+use crate::scheduler::types::{Decision, NodeInfo, PodInfo, Rejection};
 use cache::{Cache, Placement};
-use informer::{Change, Kind};
+
+/// Which informer a change comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Node,
+    Pod,
+}
 use queue::Queue;
 
 /// The schedulerName of pods that name none.
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+
+/// What decides where pods go: a scheduler plugin, or the same algorithm
+/// linked natively (the benchmark's baseline). Calls are synchronous and
+/// run on a blocking thread.
+pub trait Decide: Send + 'static {
+    /// The schedulerName served.
+    fn scheduler_name(&self) -> &str;
+    /// What this is, for reports: a component digest, or `native`.
+    fn digest(&self) -> &str;
+    /// Decides where `pod` goes among `nodes`.
+    fn schedule(&mut self, pod: &PodInfo, nodes: &[NodeInfo]) -> Result<Decision, PluginError>;
+    /// Instances restarted after failures so far.
+    fn restarts(&self) -> u64 {
+        0
+    }
+}
+
+impl Decide for SchedulerPlugin {
+    fn scheduler_name(&self) -> &str {
+        SchedulerPlugin::scheduler_name(self)
+    }
+    fn digest(&self) -> &str {
+        SchedulerPlugin::digest(self)
+    }
+    fn schedule(&mut self, pod: &PodInfo, nodes: &[NodeInfo]) -> Result<Decision, PluginError> {
+        SchedulerPlugin::schedule(self, pod, nodes)
+    }
+    fn restarts(&self) -> u64 {
+        self.status().restarts
+    }
+}
+
+/// Failed calls during probation that send a swapped-in decider back.
+const PROBATION_FAILURES: u32 = 2;
+
+/// What a runner tells its owner, in the order it happens.
+#[derive(Debug)]
+pub enum Report {
+    /// A swapped-in decider made its first decision this long after the
+    /// swap was asked for.
+    FirstDecision {
+        /// Its digest.
+        digest: String,
+        /// From [`RunnerHandle::swap`] being called to the decision.
+        after: Duration,
+    },
+    /// A swapped-in decider passed its probation; the previous one is gone.
+    Confirmed {
+        /// Its digest.
+        digest: String,
+    },
+    /// A swapped-in decider failed during probation: the previous one
+    /// decides again.
+    RolledBack {
+        /// The digest that failed.
+        failed: String,
+        /// The digest deciding again.
+        restored: String,
+        /// Its last failure.
+        error: PluginError,
+    },
+    /// A call failed; the supervisor restarts the instance.
+    Failed {
+        /// The digest that failed.
+        digest: String,
+        /// What happened.
+        error: PluginError,
+        /// Restarts of that decider so far.
+        restarts: u64,
+    },
+}
+
+/// A swap asked of the loop.
+struct Swap {
+    decider: Box<dyn Decide>,
+    probation: Duration,
+    asked_at: Instant,
+    reply: oneshot::Sender<Result<(), PluginError>>,
+}
+
+/// The decider on probation and the one it replaced.
+struct Probation {
+    previous: Box<dyn Decide>,
+    until: Instant,
+    failures: u32,
+    asked_at: Instant,
+    decided: bool,
+}
 
 /// Counters of a running scheduler, for logs, tests and benchmarks.
 #[derive(Debug, Default)]
@@ -53,6 +154,7 @@ pub struct RunnerStats {
 pub struct RunnerHandle {
     scheduler_name: String,
     stop: watch::Sender<bool>,
+    swaps: mpsc::UnboundedSender<Swap>,
     task: tokio::task::JoinHandle<()>,
     stats: Arc<RunnerStats>,
 }
@@ -66,6 +168,42 @@ impl RunnerHandle {
     /// Live counters.
     pub fn stats(&self) -> &Arc<RunnerStats> {
         &self.stats
+    }
+
+    /// Replaces the decider between two decisions; returns once the new
+    /// one decides. It must serve the same schedulerName. For `probation`
+    /// after that, failing calls send the loop back to the old one (see
+    /// [`Report::RolledBack`]); a swap during probation confirms the one on
+    /// probation first.
+    pub async fn swap(
+        &self,
+        decider: Box<dyn Decide>,
+        probation: Duration,
+    ) -> Result<(), PluginError> {
+        if decider.scheduler_name() != self.scheduler_name {
+            return Err(PluginError::Invalid(format!(
+                "the new revision serves schedulerName {:?}, not {:?}",
+                decider.scheduler_name(),
+                self.scheduler_name
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        let swap = Swap {
+            decider,
+            probation,
+            asked_at: Instant::now(),
+            reply,
+        };
+        if self.swaps.send(swap).is_err() {
+            return Err(PluginError::Internal(
+                "the scheduler runner has stopped".into(),
+            ));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(PluginError::Internal(
+                "the scheduler runner has stopped".into(),
+            ))
+        })
     }
 
     /// Stops the informers and the loop and waits for them. Bindings
@@ -91,11 +229,16 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Starts scheduling the pods whose schedulerName `plugin` serves. Must be
-/// called within a tokio runtime. Fails if another runner in this process
-/// serves the same name.
-pub fn start(store: Arc<dyn Store>, plugin: SchedulerPlugin) -> Result<RunnerHandle, PluginError> {
-    let name = plugin.scheduler_name().to_string();
+/// Starts scheduling the pods whose schedulerName `decider` serves; what
+/// happens to the decider is told on `reports` if given. Must be called
+/// within a tokio runtime. Fails if another runner in this process serves
+/// the same name.
+pub fn start(
+    store: Arc<dyn Store>,
+    decider: Box<dyn Decide>,
+    reports: Option<mpsc::UnboundedSender<Report>>,
+) -> Result<RunnerHandle, PluginError> {
+    let name = decider.scheduler_name().to_string();
     {
         let mut active = ACTIVE
             .lock()
@@ -111,10 +254,12 @@ pub fn start(store: Arc<dyn Store>, plugin: SchedulerPlugin) -> Result<RunnerHan
     let (stop_tx, stop_rx) = watch::channel(false);
     let (change_tx, change_rx) = mpsc::channel(4096);
     let (bind_tx, bind_rx) = mpsc::unbounded_channel();
+    let (swap_tx, swap_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(RunnerStats::default());
-    for kind in [Kind::Node, Kind::Pod] {
+    for (resource, kind) in [("nodes", Kind::Node), ("pods", Kind::Pod)] {
         tokio::spawn(informer::run(
             store.clone(),
+            resource,
             kind,
             change_tx.clone(),
             stop_rx.clone(),
@@ -125,7 +270,9 @@ pub fn start(store: Arc<dyn Store>, plugin: SchedulerPlugin) -> Result<RunnerHan
         events: EventRecorder::new(store.clone(), &name),
         store,
         name: name.clone(),
-        plugin: Some(plugin),
+        plugin: Some(decider),
+        probation: None,
+        reports,
         cache: Cache::default(),
         queue: Queue::default(),
         synced: HashSet::new(),
@@ -136,11 +283,12 @@ pub fn start(store: Arc<dyn Store>, plugin: SchedulerPlugin) -> Result<RunnerHan
     };
     let task = tokio::spawn(async move {
         let _guard = guard;
-        runner.run(change_rx, bind_rx, stop_rx).await;
+        runner.run(change_rx, bind_rx, swap_rx, stop_rx).await;
     });
     Ok(RunnerHandle {
         scheduler_name: name,
         stop: stop_tx,
+        swaps: swap_tx,
         task,
         stats,
     })
@@ -165,7 +313,10 @@ struct Runner {
     store: Arc<dyn Store>,
     name: String,
     /// Taken out while a call runs on a blocking thread.
-    plugin: Option<SchedulerPlugin>,
+    plugin: Option<Box<dyn Decide>>,
+    /// Set after a swap, until the new decider is confirmed.
+    probation: Option<Probation>,
+    reports: Option<mpsc::UnboundedSender<Report>>,
     cache: Cache,
     queue: Queue,
     /// Resources whose first list has arrived; nothing is decided before
@@ -187,13 +338,17 @@ const MAX_BATCH: usize = 10_000;
 impl Runner {
     async fn run(
         mut self,
-        mut changes: mpsc::Receiver<Change>,
+        mut changes: mpsc::Receiver<Change<Kind>>,
         mut binds: mpsc::UnboundedReceiver<BindDone>,
+        mut swaps: mpsc::UnboundedReceiver<Swap>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
             if *stop.borrow() {
                 return;
+            }
+            while let Ok(swap) = swaps.try_recv() {
+                self.swap(swap);
             }
             let mut applied = 0;
             while applied < MAX_BATCH {
@@ -216,6 +371,9 @@ impl Runner {
             self.stats
                 .pending
                 .store(self.queue.len() as u64, Ordering::Relaxed);
+            if self.probation.as_ref().is_some_and(|p| p.until <= now) {
+                self.confirm();
+            }
             let plugin_ready = self.plugin_ready_at.is_none_or(|at| at <= now);
             if plugin_ready {
                 self.plugin_ready_at = None;
@@ -228,7 +386,8 @@ impl Runner {
                 }
                 continue;
             }
-            let wake = [next_backoff, self.plugin_ready_at]
+            let probation_end = self.probation.as_ref().map(|p| p.until);
+            let wake = [next_backoff, self.plugin_ready_at, probation_end]
                 .into_iter()
                 .flatten()
                 .min()
@@ -240,12 +399,96 @@ impl Runner {
                     None => return,
                 },
                 Some(done) = binds.recv() => self.bound(done),
+                Some(swap) = swaps.recv() => self.swap(swap),
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
     }
 
-    fn apply(&mut self, change: Change) {
+    fn report(&self, report: Report) {
+        if let Some(reports) = &self.reports {
+            let _ = reports.send(report);
+        }
+    }
+
+    /// Puts a new decider in charge; the current one waits out the
+    /// probation in case the new one fails.
+    fn swap(&mut self, swap: Swap) {
+        let Some(current) = self.plugin.take() else {
+            let _ = swap.reply.send(Err(PluginError::Internal(
+                "the scheduler runner has no decider".into(),
+            )));
+            return;
+        };
+        // A swap during probation settles the earlier one first.
+        if self.probation.is_some() {
+            self.confirm();
+        }
+        self.plugin = Some(swap.decider);
+        self.plugin_ready_at = None;
+        self.probation = Some(Probation {
+            previous: current,
+            until: Instant::now() + swap.probation,
+            failures: 0,
+            asked_at: swap.asked_at,
+            decided: false,
+        });
+        // Pods that were backing off because of the old decider get a
+        // chance with the new one.
+        self.flush = true;
+        let _ = swap.reply.send(Ok(()));
+    }
+
+    /// Ends the probation: the decider in charge stays.
+    fn confirm(&mut self) {
+        if self.probation.take().is_some()
+            && let Some(plugin) = &self.plugin
+        {
+            self.report(Report::Confirmed {
+                digest: plugin.digest().to_string(),
+            });
+        }
+    }
+
+    /// Counts a failed call; during probation, enough of them bring the
+    /// previous decider back.
+    fn failed(&mut self, error: &PluginError) {
+        let Some(plugin) = &self.plugin else { return };
+        let digest = plugin.digest().to_string();
+        // Backing off repeats an earlier failure; it is not a new one.
+        let backing_off = matches!(error, PluginError::BackingOff { .. });
+        if !backing_off {
+            self.report(Report::Failed {
+                digest: digest.clone(),
+                error: error.clone(),
+                restarts: plugin.restarts(),
+            });
+        }
+        let Some(probation) = &mut self.probation else {
+            return;
+        };
+        probation.failures += 1;
+        if probation.failures < PROBATION_FAILURES && !backing_off {
+            return;
+        }
+        if let Some(probation) = self.probation.take() {
+            let restored = probation.previous.digest().to_string();
+            self.plugin = Some(probation.previous);
+            self.plugin_ready_at = None;
+            self.flush = true;
+            eprintln!(
+                "orchd: scheduler {}: {digest} failed on probation ({error}); back to {restored}",
+                self.name
+            );
+            self.report(Report::RolledBack {
+                failed: digest,
+                restored,
+                error: error.clone(),
+            });
+        }
+    }
+
+    fn apply(&mut self, change: Change<Kind>) {
         match change {
             Change::Resync(Kind::Node, nodes) => {
                 let names: HashSet<&str> = nodes
@@ -365,6 +608,19 @@ impl Runner {
                 return false;
             }
         };
+        let first = match &mut self.probation {
+            Some(probation) if !probation.decided && result.is_ok() => {
+                probation.decided = true;
+                Some(probation.asked_at.elapsed())
+            }
+            _ => None,
+        };
+        if let Some(after) = first {
+            self.report(Report::FirstDecision {
+                digest: plugin.digest().to_string(),
+                after,
+            });
+        }
         self.plugin = Some(plugin);
         self.cache.restore_nodes(nodes);
         match result {
@@ -381,6 +637,7 @@ impl Runner {
                 self.stats.plugin_errors.fetch_add(1, Ordering::Relaxed);
                 let message = format!("scheduler plugin chose node {node:?}, which does not exist");
                 eprintln!("orchd: scheduler {}: {key}: {message}", self.name);
+                self.failed(&PluginError::Invalid(message.clone()));
                 self.events
                     .record(&pod, EventType::Warning, "FailedScheduling", &message);
                 self.queue.retry_later(&key);
@@ -393,12 +650,16 @@ impl Runner {
                 self.mark_unschedulable(&pod, &message);
                 self.queue.retry_later(&key);
             }
-            Err(PluginError::BackingOff { retry_in, .. }) => {
+            Err(e @ PluginError::BackingOff { .. }) => {
                 self.queue.retry_first(&key);
-                self.plugin_ready_at = Some(Instant::now() + retry_in);
+                if let PluginError::BackingOff { retry_in, .. } = &e {
+                    self.plugin_ready_at = Some(Instant::now() + *retry_in);
+                }
+                self.failed(&e);
             }
             Err(e) => {
                 self.stats.plugin_errors.fetch_add(1, Ordering::Relaxed);
+                self.failed(&e);
                 let message = format!("running scheduler plugin {}: {e}", self.name);
                 self.events
                     .record(&pod, EventType::Warning, "FailedScheduling", &message);

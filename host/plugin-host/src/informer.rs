@@ -1,6 +1,7 @@
 //! A host-run informer: list a resource, then watch it from the list's
 //! revision, relisting when the watch expires or breaks. Changes are sent
-//! to the runner's loop as messages; the loop owns all state.
+//! to one loop as messages, tagged with the caller's kind; the loop owns
+//! all state (the scheduler runner, the plugin manager).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,36 +11,27 @@ use orchd_store::{EventType, ListOptions, ObjectList, Scope, Store, StoreError, 
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-/// Which resource a message is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Node,
-    Pod,
-}
-
-/// A change seen by an informer.
-pub(crate) enum Change {
+/// A change seen by an informer; `K` tells the receiver which informer.
+pub(crate) enum Change<K> {
     /// The full current list (first sync and every relist): anything
     /// cached and not in it is gone.
-    Resync(Kind, Vec<Value>),
+    Resync(K, Vec<Value>),
     /// Added or modified.
-    Upsert(Kind, Value),
+    Upsert(K, Value),
     /// Deleted (its last state).
-    Delete(Kind, Value),
+    Delete(K, Value),
 }
 
-/// Runs the informer for `kind` until `stop` turns true or the receiver
-/// is gone.
-pub(crate) async fn run(
+/// Runs the informer of `resource` (the store's group-qualified plural),
+/// tagging its messages with `kind`, until `stop` turns true or the
+/// receiver is gone.
+pub(crate) async fn run<K: Copy + Send + 'static>(
     store: Arc<dyn Store>,
-    kind: Kind,
-    tx: mpsc::Sender<Change>,
+    resource: &'static str,
+    kind: K,
+    tx: mpsc::Sender<Change<K>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let resource = match kind {
-        Kind::Node => "nodes",
-        Kind::Pod => "pods",
-    };
     let scope = Scope {
         resource: resource.into(),
         ..Scope::default()
@@ -53,7 +45,7 @@ pub(crate) async fn run(
         let (items, revision) = match listed {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("orchd: scheduler informer: cannot list {resource}: {e}");
+                eprintln!("orchd: informer: cannot list {resource}: {e}");
                 if sleep_or_stop(&mut stop, delay).await {
                     return;
                 }
@@ -72,7 +64,7 @@ pub(crate) async fn run(
             Ok(s) => s,
             Err(e) => {
                 if !matches!(e, StoreError::Expired { .. }) {
-                    eprintln!("orchd: scheduler informer: cannot watch {resource}: {e}");
+                    eprintln!("orchd: informer: cannot watch {resource}: {e}");
                     if sleep_or_stop(&mut stop, delay).await {
                         return;
                     }

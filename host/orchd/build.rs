@@ -1,0 +1,115 @@
+//! Builds the default scheduler component (`plugins/scheduler` for
+//! `wasm32-wasip2`) so `orchd up` can ship it inside the binary and
+//! schedule with nothing to install.
+//!
+//! The component is built by a nested cargo into its own target directory
+//! (`<target>/wasm-plugins`) so it neither waits on nor invalidates the
+//! host build. Without the `wasm32-wasip2` target installed the binary is
+//! built without it (a warning says so, and `orchd up` tells the user how
+//! to fix it); a component that fails to compile fails the build.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let root = manifest.join("../..");
+    let embedded = out_dir.join("default-scheduler.wasm");
+    for dir in ["plugins/scheduler", "sdk/rust", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=ORCHD_SCHEDULER_WASM");
+
+    // A prebuilt component given explicitly wins (packagers, CI caches).
+    if let Some(path) = env::var_os("ORCHD_SCHEDULER_WASM").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        println!("cargo:rerun-if-changed={}", path.display());
+        copy(&path, &embedded);
+        return;
+    }
+    if !wasm_target_installed() {
+        println!(
+            "cargo:warning=the wasm32-wasip2 target is not installed: orchd is built without its default scheduler (run `rustup target add wasm32-wasip2`, or `cargo xtask demo`, which does)"
+        );
+        write(&embedded, &[]);
+        return;
+    }
+    let target_dir = wasm_target_dir(&out_dir);
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "orchd-scheduler",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    // The outer build's flags are for the host, not for wasm.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the default scheduler: {e}"));
+    if !status.success() {
+        panic!("building the default scheduler component (plugins/scheduler) failed: {status}");
+    }
+    copy(
+        &target_dir.join("wasm32-wasip2/release/orchd_scheduler.wasm"),
+        &embedded,
+    );
+}
+
+/// `<target>/wasm-plugins`, from `OUT_DIR` = `<target>[/<triple>]/<profile>/build/<pkg>/out`.
+fn wasm_target_dir(out_dir: &Path) -> PathBuf {
+    let build = out_dir
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "build"));
+    match build.and_then(Path::parent).and_then(Path::parent) {
+        Some(base) => base.join("wasm-plugins"),
+        None => out_dir.join("wasm-plugins"),
+    }
+}
+
+fn wasm_target_installed() -> bool {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
+        .output()
+    else {
+        return false;
+    };
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    out.status.success() && Path::new(&dir).is_dir()
+}
+
+fn copy(from: &Path, to: &Path) {
+    let bytes = std::fs::read(from).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the scheduler component {}: {e}",
+            from.display()
+        )
+    });
+    write(to, &bytes);
+}
+
+fn write(to: &Path, bytes: &[u8]) {
+    // Rewrite only on change, so dependents are not rebuilt for nothing.
+    if std::fs::read(to).is_ok_and(|old| old == bytes) {
+        return;
+    }
+    std::fs::write(to, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", to.display()));
+}

@@ -1,0 +1,645 @@
+//! `orchd plugin install|list|rollback|remove`: managing policy plugins
+//! through their `orchd.dev/v1` Plugin objects.
+//!
+//! The commands only write objects, as kubectl would; the plugin host in
+//! the cluster loads, swaps and rolls back, and reports in the Plugin's
+//! status, which the commands wait for and print. `install` checks the
+//! component here first (a valid component of a known world) so a bad file
+//! is refused before anything is uploaded.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use hyper::Method;
+use orchd_plugin_host::{Limits, PluginEngine, SchedulerPlugin, World, sandbox};
+use orchd_resources::orchd_v1::{self, Plugin};
+use serde_json::json;
+
+use crate::ServerArgs;
+use crate::client::Client;
+
+const PLUGINS: &str = "/apis/orchd.dev/v1/plugins";
+const COMPONENTS: &str = "/apis/orchd.dev/v1/plugincomponents";
+const JSON: &str = "application/json";
+
+/// `orchd plugin ...`.
+#[derive(clap::Args)]
+pub struct PluginArgs {
+    #[command(subcommand)]
+    command: PluginCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum PluginCommand {
+    /// Install a component as a new revision of a plugin (creating the
+    /// plugin if needed) and wait until it runs, or is refused.
+    Install(InstallArgs),
+    /// List plugins with their active revision and health.
+    List(ListArgs),
+    /// Run an earlier revision again (by default the one before the
+    /// active revision).
+    Rollback(RollbackArgs),
+    /// Stop a plugin and delete it with its revisions.
+    Remove(RemoveArgs),
+}
+
+#[derive(clap::Args)]
+struct InstallArgs {
+    /// A WebAssembly component (`.wasm`) of world scheduler, controller or
+    /// admission.
+    file: PathBuf,
+    /// Plugin name. Default: for a scheduler, the schedulerName it serves
+    /// (so a component serving `default-scheduler` replaces the default);
+    /// otherwise the file name without `.wasm`.
+    #[arg(long)]
+    name: Option<String>,
+    /// Memory cap per instance, in MiB.
+    #[arg(long)]
+    memory_mib: Option<u32>,
+    /// Deadline of one call into the plugin, in milliseconds.
+    #[arg(long)]
+    call_timeout_ms: Option<u32>,
+    /// Return once the revision is recorded, without waiting for it to run.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for the plugin host, in seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(clap::Args)]
+struct ListArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(clap::Args)]
+struct RollbackArgs {
+    /// Plugin name.
+    name: String,
+    /// The revision to run.
+    #[arg(long)]
+    to: Option<i64>,
+    /// Return once the change is recorded, without waiting for it to run.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for the plugin host, in seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(clap::Args)]
+struct RemoveArgs {
+    /// Plugin name.
+    name: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Runs `orchd plugin ...`.
+pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
+    match args.command {
+        PluginCommand::Install(a) => install(a).await,
+        PluginCommand::List(a) => list(a).await,
+        PluginCommand::Rollback(a) => rollback(a).await,
+        PluginCommand::Remove(a) => remove(a).await,
+    }
+}
+
+/// What the local check learned about a component.
+struct Checked {
+    world: World,
+    digest: String,
+    scheduler_name: Option<String>,
+}
+
+/// Compiles the component here (through the cluster's artifact cache when
+/// its data directory is on this machine, so the plugin host then loads
+/// it at once) and tells its world.
+fn check(bytes: Vec<u8>, cache: Option<PathBuf>, name: &str) -> anyhow::Result<Checked> {
+    let engine = PluginEngine::new(cache).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let compiled = engine.compile(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scheduler_name = match compiled.world {
+        World::Scheduler => {
+            let log = sandbox::stderr_sink();
+            let plugin = SchedulerPlugin::load(&engine, &compiled, name, Limits::default(), log)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Some(plugin.scheduler_name().to_string())
+        }
+        _ => None,
+    };
+    Ok(Checked {
+        world: compiled.world,
+        digest: compiled.digest,
+        scheduler_name,
+    })
+}
+
+async fn install(args: InstallArgs) -> anyhow::Result<()> {
+    let path = &args.file;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    println!(
+        "orchd: checking {} ({} KB)",
+        path.display(),
+        bytes.len().div_ceil(1024)
+    );
+    let cache = args
+        .server
+        .data_dir
+        .is_dir()
+        .then(|| args.server.data_dir.join("plugin-cache"));
+    let label = path.display().to_string();
+    let checked = {
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || check(bytes, cache, &label))
+            .await
+            .context("the component check stopped")?
+            .with_context(|| format!("{} is not a plugin orchd can run", path.display()))?
+    };
+    let name = match (&args.name, &checked.scheduler_name) {
+        (Some(n), _) => n.clone(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => default_name(path),
+    };
+    match &checked.scheduler_name {
+        Some(s) => println!(
+            "orchd: {} is a scheduler serving schedulerName {s:?}, {}",
+            path.display(),
+            checked.digest
+        ),
+        None => println!(
+            "orchd: {} is a {} plugin, {}",
+            path.display(),
+            checked.world,
+            checked.digest
+        ),
+    }
+    let client = crate::commands::client(&args.server)?;
+    upload(&client, &checked.digest, &bytes).await?;
+
+    let source = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let limits = match (args.memory_mib, args.call_timeout_ms) {
+        (None, None) => None,
+        (memory_mib, call_timeout_ms) => Some(orchd_v1::PluginLimits {
+            memory_mib,
+            call_timeout_ms,
+        }),
+    };
+    let (revision, generation) = add_revision(&client, &name, &checked, &source, limits).await?;
+    if args.no_wait {
+        return Ok(());
+    }
+    wait(
+        &client,
+        &name,
+        revision,
+        generation,
+        Duration::from_secs(args.timeout),
+    )
+    .await
+}
+
+/// `my_policy.wasm` → `my-policy`.
+fn default_name(path: &std::path::Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_matches('-').to_string();
+    if name.is_empty() {
+        "plugin".into()
+    } else {
+        name
+    }
+}
+
+/// Stores the component's bytes (once per digest).
+async fn upload(client: &Client, digest: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = orchd_v1::component_name(digest);
+    let body = json!({
+        "apiVersion": "orchd.dev/v1",
+        "kind": "PluginComponent",
+        "metadata": {"name": name},
+        "data": base64::engine::general_purpose::STANDARD.encode(bytes),
+    });
+    let answer = client
+        .send_json(Method::POST, COMPONENTS, JSON, &body)
+        .await?;
+    match answer.code {
+        201 | 200 => println!("orchd: uploaded component {name}"),
+        409 => println!("orchd: component {name} is already stored"),
+        _ => {
+            answer.ok().context("cannot upload the component")?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends a revision with `checked`'s digest and makes it the wanted
+/// one (creating the Plugin on first install). Returns the revision and
+/// the Plugin's generation after the write.
+async fn add_revision(
+    client: &Client,
+    name: &str,
+    checked: &Checked,
+    source: &str,
+    limits: Option<orchd_v1::PluginLimits>,
+) -> anyhow::Result<(i64, i64)> {
+    let path = format!("{PLUGINS}/{name}");
+    for _ in 0..10 {
+        let answer = client.send(Method::GET, &path, None, Vec::new()).await?;
+        let revision_entry = |revision: i64| orchd_v1::PluginRevision {
+            revision,
+            digest: checked.digest.clone(),
+            source: Some(source.to_string()),
+            installed_at: Some(
+                jiff::Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string(),
+            ),
+        };
+        if answer.code == 404 {
+            let plugin = Plugin {
+                api_version: "orchd.dev/v1".into(),
+                kind: "Plugin".into(),
+                metadata: orchd_v1_meta(name),
+                spec: orchd_v1::PluginSpec {
+                    world: checked.world.name().into(),
+                    revision: 1,
+                    revisions: vec![revision_entry(1)],
+                    limits: limits.clone(),
+                },
+                status: None,
+            };
+            let answer = client
+                .send_json(Method::POST, PLUGINS, JSON, &serde_json::to_value(&plugin)?)
+                .await?;
+            if answer.code == 409 {
+                continue;
+            }
+            let created = answer.ok().context("cannot create the plugin")?;
+            println!("orchd: plugin {name} created with revision 1");
+            return Ok((1, created["metadata"]["generation"].as_i64().unwrap_or(1)));
+        }
+        let object = answer.ok().context("cannot read the plugin")?;
+        let mut plugin: Plugin = serde_json::from_value(object)
+            .with_context(|| format!("the cluster's Plugin {name} is not readable"))?;
+        if plugin.spec.world != checked.world.name() {
+            bail!(
+                "plugin {name} is a {} plugin; this component is a {} plugin (choose another --name)",
+                plugin.spec.world,
+                checked.world
+            );
+        }
+        let status = plugin.status.clone().unwrap_or_default();
+        let active = plugin
+            .spec
+            .revisions
+            .iter()
+            .find(|r| Some(r.revision) == status.active_revision);
+        if let Some(active) = active
+            && active.digest == checked.digest
+            && plugin.spec.revision == active.revision
+            && limits.is_none()
+        {
+            println!(
+                "orchd: plugin {name} already runs this component (revision {})",
+                active.revision
+            );
+            return Ok((active.revision, plugin.metadata.generation.unwrap_or(0)));
+        }
+        let next = plugin
+            .spec
+            .revisions
+            .iter()
+            .map(|r| r.revision)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        plugin.spec.revisions.push(revision_entry(next));
+        plugin.spec.revision = next;
+        if limits.is_some() {
+            plugin.spec.limits = limits.clone();
+        }
+        let answer = client
+            .send_json(Method::PUT, &path, JSON, &serde_json::to_value(&plugin)?)
+            .await?;
+        if answer.code == 409 {
+            continue;
+        }
+        let updated = answer.ok().context("cannot update the plugin")?;
+        let from = status
+            .active_revision
+            .map(|r| format!(" (revision {r} runs now)"))
+            .unwrap_or_default();
+        println!("orchd: plugin {name}: revision {next} requested{from}");
+        return Ok((
+            next,
+            updated["metadata"]["generation"].as_i64().unwrap_or(0),
+        ));
+    }
+    bail!("plugin {name} keeps changing under us; try again")
+}
+
+fn orchd_v1_meta(name: &str) -> orchd_v1::ObjectMeta {
+    orchd_v1::ObjectMeta {
+        name: Some(name.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Waits until the plugin host has acted on `generation`: `revision` runs
+/// (and passed its probation) or was refused.
+async fn wait(
+    client: &Client,
+    name: &str,
+    revision: i64,
+    generation: i64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let path = format!("{PLUGINS}/{name}");
+    let mut said_probation = false;
+    loop {
+        let object = client
+            .send(Method::GET, &path, None, Vec::new())
+            .await?
+            .ok()
+            .with_context(|| format!("cannot read plugin {name}"))?;
+        let plugin: Plugin = serde_json::from_value(object)?;
+        let status = plugin.status.unwrap_or_default();
+        let seen = status.observed_generation.unwrap_or(0) >= generation;
+        let elapsed = started.elapsed().as_millis();
+        if seen && status.failed_revisions.contains(&revision) {
+            let error = status.last_error.unwrap_or_default();
+            match status.active_revision {
+                Some(active) => bail!(
+                    "plugin {name}: revision {revision} was refused, revision {active} keeps running: {error}"
+                ),
+                None => bail!("plugin {name}: revision {revision} was refused: {error}"),
+            }
+        }
+        if seen && status.active_revision == Some(revision) {
+            match status.phase.as_str() {
+                "Active" => {
+                    let swap = status
+                        .swap_millis
+                        .map(|ms| format!(", first decision {ms} ms after the plugin host saw it"))
+                        .unwrap_or_default();
+                    println!(
+                        "orchd: plugin {name}: revision {revision} is active ({elapsed} ms{swap})"
+                    );
+                    return Ok(());
+                }
+                "Probation" if !said_probation => {
+                    said_probation = true;
+                    println!(
+                        "orchd: plugin {name}: revision {revision} took over ({elapsed} ms); on probation, it goes back if it keeps failing"
+                    );
+                }
+                _ => {}
+            }
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "plugin {name}: revision {revision} not active after {} s (phase {:?}: {})",
+                timeout.as_secs(),
+                status.phase,
+                status.message.unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let client = crate::commands::client(&args.server)?;
+    let list = client
+        .send(Method::GET, PLUGINS, None, Vec::new())
+        .await?
+        .ok()
+        .context("cannot list plugins")?;
+    let mut rows = vec![
+        [
+            "NAME",
+            "WORLD",
+            "REVISION",
+            "PHASE",
+            "RESTARTS",
+            "DIGEST",
+            "LAST ERROR",
+        ]
+        .map(String::from),
+    ];
+    for item in list["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let plugin: Plugin = serde_json::from_value(item.clone())?;
+        let status = plugin.status.unwrap_or_default();
+        let latest = plugin
+            .spec
+            .revisions
+            .iter()
+            .map(|r| r.revision)
+            .max()
+            .unwrap_or(0);
+        let revision = match status.active_revision {
+            Some(a) => format!("{a}/{latest}"),
+            None => format!("-/{latest}"),
+        };
+        let digest = status
+            .active_digest
+            .as_deref()
+            .map(|d| d.trim_start_matches("sha256:").chars().take(12).collect())
+            .unwrap_or_else(|| "-".to_string());
+        rows.push([
+            plugin.metadata.name.unwrap_or_default(),
+            plugin.spec.world,
+            revision,
+            if status.phase.is_empty() {
+                "Pending".into()
+            } else {
+                status.phase
+            },
+            status.restarts.to_string(),
+            digest,
+            status.last_error.unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+fn print_table<const N: usize>(rows: &[[String; N]]) {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}   ", width = widths[i]));
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    let client = crate::commands::client(&args.server)?;
+    let name = &args.name;
+    let path = format!("{PLUGINS}/{name}");
+    for _ in 0..10 {
+        let object = client
+            .send(Method::GET, &path, None, Vec::new())
+            .await?
+            .ok()
+            .with_context(|| format!("cannot read plugin {name}"))?;
+        let mut plugin: Plugin = serde_json::from_value(object)?;
+        let status = plugin.status.clone().unwrap_or_default();
+        let active = status.active_revision.unwrap_or(plugin.spec.revision);
+        let target = match args.to {
+            Some(to) => {
+                if !plugin.spec.revisions.iter().any(|r| r.revision == to) {
+                    let known: Vec<String> = plugin
+                        .spec
+                        .revisions
+                        .iter()
+                        .map(|r| r.revision.to_string())
+                        .collect();
+                    bail!(
+                        "plugin {name} has no revision {to} (it has {})",
+                        known.join(", ")
+                    );
+                }
+                to
+            }
+            None => plugin
+                .spec
+                .revisions
+                .iter()
+                .map(|r| r.revision)
+                .filter(|r| *r < active && !status.failed_revisions.contains(r))
+                .max()
+                .with_context(|| {
+                    format!("plugin {name} has no revision before {active} to go back to")
+                })?,
+        };
+        if target == active && plugin.spec.revision == active {
+            println!("orchd: plugin {name} already runs revision {active}");
+            return Ok(());
+        }
+        plugin.spec.revision = target;
+        let answer = client
+            .send_json(Method::PUT, &path, JSON, &serde_json::to_value(&plugin)?)
+            .await?;
+        if answer.code == 409 {
+            continue;
+        }
+        let updated = answer.ok().context("cannot update the plugin")?;
+        println!("orchd: plugin {name}: rolling back from revision {active} to revision {target}");
+        if args.no_wait {
+            return Ok(());
+        }
+        let generation = updated["metadata"]["generation"].as_i64().unwrap_or(0);
+        return wait(
+            &client,
+            name,
+            target,
+            generation,
+            Duration::from_secs(args.timeout),
+        )
+        .await;
+    }
+    bail!("plugin {name} keeps changing under us; try again")
+}
+
+async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
+    let client = crate::commands::client(&args.server)?;
+    let name = &args.name;
+    let path = format!("{PLUGINS}/{name}");
+    let object = client
+        .send(Method::GET, &path, None, Vec::new())
+        .await?
+        .ok()
+        .with_context(|| format!("cannot read plugin {name}"))?;
+    let plugin: Plugin = serde_json::from_value(object)?;
+    client
+        .send(Method::DELETE, &path, None, Vec::new())
+        .await?
+        .ok()
+        .with_context(|| format!("cannot delete plugin {name}"))?;
+    println!("orchd: plugin {name} removed");
+    // Components no other plugin refers to go too.
+    let others = client
+        .send(Method::GET, PLUGINS, None, Vec::new())
+        .await?
+        .ok()?;
+    let in_use: Vec<String> = others["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|p| {
+            p["spec"]["revisions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|r| r["digest"].as_str().map(str::to_string))
+        .collect();
+    for revision in &plugin.spec.revisions {
+        if in_use.contains(&revision.digest) {
+            continue;
+        }
+        let component = orchd_v1::component_name(&revision.digest);
+        let answer = client
+            .send(
+                Method::DELETE,
+                &format!("{COMPONENTS}/{component}"),
+                None,
+                Vec::new(),
+            )
+            .await?;
+        if answer.code != 404 {
+            answer
+                .ok()
+                .with_context(|| format!("cannot delete component {component}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_dns_labels() {
+        assert_eq!(
+            default_name(std::path::Path::new("/x/My_Policy.wasm")),
+            "my-policy"
+        );
+        assert_eq!(default_name(std::path::Path::new("__.wasm")), "plugin");
+    }
+}

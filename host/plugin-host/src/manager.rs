@@ -1,0 +1,612 @@
+//! The plugin manager: makes what runs match the `orchd.dev/v1` Plugin
+//! objects, as a controller does.
+//!
+//! It watches Plugins; when one wants a revision that does not run, it
+//! reads that revision's `PluginComponent`, checks the bytes against the
+//! digest, compiles them off the async workers (through the artifact
+//! cache), checks the world, instantiates and warms the plugin, and only
+//! then puts it in charge: a first revision starts its runner, a later one
+//! is swapped into the running one ([`runner::RunnerHandle::swap`]) so no
+//! pod is lost or decided twice. A revision that fails to load, or fails
+//! its first calls, is recorded in `status.failedRevisions` and the last
+//! good one keeps (or goes back to) running. Everything it learns goes to
+//! the Plugin's status and to Events about it.
+//!
+//! The scheduler world is run; controller and admission plugins are
+//! accepted as objects but reported `Failed` until their hosts exist.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use orchd_resources::orchd_v1::{self, Plugin, PluginStatus};
+use orchd_store::{ObjectKey, Store, StoreError, meta};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::events::{EventRecorder, EventType};
+use crate::informer::{self, Change};
+use crate::runner::{self, Report, RunnerHandle};
+use crate::{Limits, LogSink, PluginEngine, PluginError, SchedulerPlugin, World};
+
+/// The store resource of Plugin objects.
+pub const PLUGINS: &str = "plugins.orchd.dev";
+/// The store resource of PluginComponent objects.
+pub const COMPONENTS: &str = "plugincomponents.orchd.dev";
+
+/// How the manager runs plugins.
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// How long a swapped-in revision may still be sent back by failing.
+    pub probation: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            probation: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A running manager. Call [`Self::stop`] to stop it and its plugins.
+pub struct ManagerHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ManagerHandle {
+    /// Stops watching and stops every plugin it runs.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the manager. Must be called within a tokio runtime.
+pub fn start(
+    store: Arc<dyn Store>,
+    engine: PluginEngine,
+    log: LogSink,
+    config: ManagerConfig,
+) -> ManagerHandle {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (change_tx, change_rx) = mpsc::channel(256);
+    tokio::spawn(informer::run(
+        store.clone(),
+        PLUGINS,
+        (),
+        change_tx,
+        stop_rx.clone(),
+    ));
+    let (report_tx, report_rx) = mpsc::unbounded_channel();
+    let manager = Manager {
+        events: EventRecorder::new(store.clone(), "plugin-manager"),
+        store,
+        engine,
+        log,
+        config,
+        running: HashMap::new(),
+        report_tx,
+    };
+    let task = tokio::spawn(manager.run(change_rx, report_rx, stop_rx));
+    ManagerHandle {
+        stop: stop_tx,
+        task,
+    }
+}
+
+/// A plugin that runs.
+struct Running {
+    revision: i64,
+    digest: String,
+    scheduler_name: String,
+    runner: RunnerHandle,
+    /// While a swapped-in revision is on probation: the one it replaced.
+    previous: Option<(i64, String)>,
+    /// When the revision running now was asked for, for the swap time.
+    asked_at: Instant,
+}
+
+struct Manager {
+    store: Arc<dyn Store>,
+    engine: PluginEngine,
+    log: LogSink,
+    config: ManagerConfig,
+    running: HashMap<String, Running>,
+    report_tx: mpsc::UnboundedSender<(String, Report)>,
+    events: Arc<EventRecorder>,
+}
+
+impl Manager {
+    async fn run(
+        mut self,
+        mut changes: mpsc::Receiver<Change<()>>,
+        mut reports: mpsc::UnboundedReceiver<(String, Report)>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                change = changes.recv() => match change {
+                    Some(change) => self.apply(change).await,
+                    None => break,
+                },
+                Some((name, report)) = reports.recv() => self.reported(&name, report).await,
+            }
+        }
+        for (_, running) in self.running.drain() {
+            running.runner.stop().await;
+        }
+    }
+
+    async fn apply(&mut self, change: Change<()>) {
+        match change {
+            Change::Resync((), plugins) => {
+                let names: Vec<String> = plugins
+                    .iter()
+                    .filter_map(|p| meta::meta_str(p, "name").map(str::to_string))
+                    .collect();
+                let gone: Vec<String> = self
+                    .running
+                    .keys()
+                    .filter(|n| !names.contains(n))
+                    .cloned()
+                    .collect();
+                for name in gone {
+                    self.remove(&name).await;
+                }
+                for plugin in plugins {
+                    self.reconcile(plugin).await;
+                }
+            }
+            Change::Upsert((), plugin) => self.reconcile(plugin).await,
+            Change::Delete((), plugin) => {
+                if let Some(name) = meta::meta_str(&plugin, "name") {
+                    self.remove(name).await;
+                }
+            }
+        }
+    }
+
+    async fn remove(&mut self, name: &str) {
+        if let Some(running) = self.running.remove(name) {
+            running.runner.stop().await;
+            (self.log)(
+                name,
+                crate::LogLevel::Info,
+                "stopped: the Plugin was deleted",
+            );
+        }
+    }
+
+    /// Brings what runs for one Plugin in line with its spec.
+    async fn reconcile(&mut self, object: Value) {
+        let Some(name) = meta::meta_str(&object, "name").map(str::to_string) else {
+            return;
+        };
+        if meta::meta_str(&object, "deletionTimestamp").is_some() {
+            self.remove(&name).await;
+            return;
+        }
+        let generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
+        let plugin: Plugin = match serde_json::from_value(object.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("orchd: plugin manager: cannot read Plugin {name}: {e}");
+                return;
+            }
+        };
+        let status = plugin.status.clone().unwrap_or_default();
+        let wanted = plugin.spec.revision;
+        let current = self.running.get(&name).map(|r| r.revision);
+        if current == Some(wanted) {
+            if status.observed_generation != Some(generation) {
+                self.write_status(&name, |s| s.observed_generation = Some(generation))
+                    .await;
+            }
+            return;
+        }
+        if status.failed_revisions.contains(&wanted)
+            && status.observed_generation == Some(generation)
+        {
+            // Refused before, and nothing changed since.
+            return;
+        }
+        let asked_at = Instant::now();
+        match self.load(&name, &plugin).await {
+            Ok((decider, digest)) => {
+                self.put_in_charge(&name, generation, wanted, digest, decider, asked_at)
+                    .await
+            }
+            Err(e) => self.refuse(&name, &object, generation, wanted, e).await,
+        }
+    }
+
+    /// Reads, checks, compiles and warms revision `spec.revision`.
+    async fn load(
+        &self,
+        name: &str,
+        plugin: &Plugin,
+    ) -> Result<(SchedulerPlugin, String), PluginError> {
+        let wanted = plugin.spec.revision;
+        let revision = plugin
+            .spec
+            .revisions
+            .iter()
+            .find(|r| r.revision == wanted)
+            .ok_or_else(|| PluginError::Invalid(format!("revision {wanted} is not installed")))?;
+        let digest = revision.digest.clone();
+        let key = ObjectKey::cluster(COMPONENTS, &orchd_v1::component_name(&digest));
+        let component = self.store.get(&key).await.map_err(|e| match e {
+            StoreError::NotFound { .. } => PluginError::Invalid(format!(
+                "revision {wanted}: no PluginComponent holds {digest}"
+            )),
+            e => PluginError::Internal(format!("reading the component of revision {wanted}: {e}")),
+        })?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(component["data"].as_str().unwrap_or_default())
+            .map_err(|_| {
+                PluginError::Invalid(format!("revision {wanted}: component is not base64"))
+            })?;
+        if format!("sha256:{}", orchd_v1::sha256_hex(&bytes)) != digest {
+            return Err(PluginError::Invalid(format!(
+                "revision {wanted}: the component's bytes do not match {digest}"
+            )));
+        }
+        let world = plugin.spec.world.clone();
+        let limits = limits_of(plugin);
+        let engine = self.engine.clone();
+        let log = self.log.clone();
+        let name = name.to_string();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let compiled = engine.compile(&bytes)?;
+            if compiled.world.name() != world {
+                return Err(PluginError::Invalid(format!(
+                    "the component is a {} plugin, but the Plugin says world {world:?}",
+                    compiled.world
+                )));
+            }
+            match compiled.world {
+                World::Scheduler => SchedulerPlugin::load(&engine, &compiled, &name, limits, log),
+                other => Err(PluginError::Invalid(format!(
+                    "{other} plugins are not run by this orchd yet (only schedulers are)"
+                ))),
+            }
+        })
+        .await
+        .map_err(|e| PluginError::Internal(format!("the plugin loader stopped: {e}")))?;
+        Ok((loaded?, digest))
+    }
+
+    /// Starts a loaded revision, or swaps it in for the running one.
+    async fn put_in_charge(
+        &mut self,
+        name: &str,
+        generation: i64,
+        revision: i64,
+        digest: String,
+        decider: SchedulerPlugin,
+        asked_at: Instant,
+    ) {
+        let scheduler_name = decider.scheduler_name().to_string();
+        let same_name = self
+            .running
+            .get(name)
+            .is_some_and(|r| r.scheduler_name == scheduler_name);
+        if same_name && let Some(running) = self.running.get_mut(name) {
+            let probation = self.config.probation;
+            if let Err(e) = running.runner.swap(Box::new(decider), probation).await {
+                let object = self.current_object(name).await;
+                self.refuse(name, &object, generation, revision, e).await;
+                return;
+            }
+            let from = running.revision;
+            running.previous = Some((running.revision, running.digest.clone()));
+            running.revision = revision;
+            running.digest = digest.clone();
+            running.asked_at = asked_at;
+            let message =
+                format!("revision {revision} took over from revision {from}, on probation");
+            (self.log)(name, crate::LogLevel::Info, &message);
+            self.write_status(name, |s| {
+                s.phase = "Probation".into();
+                s.observed_generation = Some(generation);
+                s.active_revision = Some(revision);
+                s.active_digest = Some(digest.clone());
+                s.scheduler_name = Some(scheduler_name.clone());
+                s.restarts = 0;
+                s.failed_revisions.retain(|r| *r != revision);
+                s.message = Some(message.clone());
+            })
+            .await;
+            return;
+        }
+        // A first start, or a revision serving another schedulerName: the
+        // old runner (if any) stops before the new one starts, so no two
+        // runners ever decide the same pods.
+        let previous = self.running.remove(name);
+        if let Some(old) = previous {
+            old.runner.stop().await;
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let forward = self.report_tx.clone();
+        let plugin_name = name.to_string();
+        tokio::spawn(async move {
+            while let Some(report) = rx.recv().await {
+                if forward.send((plugin_name.clone(), report)).is_err() {
+                    return;
+                }
+            }
+        });
+        match runner::start(self.store.clone(), Box::new(decider), Some(tx)) {
+            Ok(handle) => {
+                self.running.insert(
+                    name.to_string(),
+                    Running {
+                        revision,
+                        digest: digest.clone(),
+                        scheduler_name: scheduler_name.clone(),
+                        runner: handle,
+                        previous: None,
+                        asked_at,
+                    },
+                );
+                let message = format!("revision {revision} serves schedulerName {scheduler_name}");
+                (self.log)(name, crate::LogLevel::Info, &message);
+                self.write_status(name, |s| {
+                    s.phase = "Active".into();
+                    s.observed_generation = Some(generation);
+                    s.active_revision = Some(revision);
+                    s.active_digest = Some(digest.clone());
+                    s.scheduler_name = Some(scheduler_name.clone());
+                    s.restarts = 0;
+                    s.failed_revisions.retain(|r| *r != revision);
+                    s.message = Some(message.clone());
+                })
+                .await;
+                let object = self.current_object(name).await;
+                self.events
+                    .record(&object, EventType::Normal, "RevisionActive", &message);
+            }
+            Err(e) => {
+                let object = self.current_object(name).await;
+                self.refuse(name, &object, generation, revision, e).await;
+            }
+        }
+    }
+
+    /// Records that `revision` will not run; whatever ran keeps running.
+    async fn refuse(
+        &mut self,
+        name: &str,
+        object: &Value,
+        generation: i64,
+        revision: i64,
+        error: PluginError,
+    ) {
+        let running = self
+            .running
+            .get(name)
+            .map(|r| (r.revision, r.digest.clone()));
+        let message = match &running {
+            Some((active, _)) => {
+                format!("revision {revision} refused, revision {active} keeps running: {error}")
+            }
+            None => format!("revision {revision} refused: {error}"),
+        };
+        (self.log)(name, crate::LogLevel::Error, &message);
+        self.write_status(name, |s| {
+            s.phase = if running.is_some() {
+                "RolledBack"
+            } else {
+                "Failed"
+            }
+            .into();
+            s.observed_generation = Some(generation);
+            s.active_revision = running.as_ref().map(|r| r.0);
+            s.active_digest = running.as_ref().map(|r| r.1.clone());
+            if !s.failed_revisions.contains(&revision) {
+                s.failed_revisions.push(revision);
+            }
+            s.last_error = Some(error.to_string());
+            s.last_error_time = Some(meta::now_rfc3339());
+            s.message = Some(message.clone());
+        })
+        .await;
+        self.events
+            .record(object, EventType::Warning, "RevisionFailed", &message);
+    }
+
+    async fn reported(&mut self, name: &str, report: Report) {
+        let Some(running) = self.running.get_mut(name) else {
+            return;
+        };
+        match report {
+            Report::FirstDecision { digest, .. } if digest == running.digest => {
+                // From the manager seeing the revision (before it loaded
+                // it) to the new revision's first decision.
+                let total = running.asked_at.elapsed();
+                let millis = i64::try_from(total.as_millis()).unwrap_or(i64::MAX);
+                self.write_status(name, |s| s.swap_millis = Some(millis))
+                    .await;
+            }
+            Report::FirstDecision { .. } => {}
+            Report::Confirmed { digest } if digest == running.digest => {
+                running.previous = None;
+                let message = format!("revision {} active", running.revision);
+                (self.log)(name, crate::LogLevel::Info, &message);
+                self.write_status(name, |s| {
+                    s.phase = "Active".into();
+                    s.message = Some(message.clone());
+                })
+                .await;
+                let object = self.current_object(name).await;
+                self.events
+                    .record(&object, EventType::Normal, "RevisionActive", &message);
+            }
+            Report::Confirmed { .. } => {}
+            Report::RolledBack {
+                failed,
+                restored,
+                error,
+            } => {
+                let Some((previous, previous_digest)) = running.previous.take() else {
+                    return;
+                };
+                if previous_digest != restored || running.digest != failed {
+                    return;
+                }
+                let failed_revision = running.revision;
+                running.revision = previous;
+                running.digest = previous_digest.clone();
+                let message = format!(
+                    "revision {failed_revision} failed on probation, back to revision {previous}: {error}"
+                );
+                (self.log)(name, crate::LogLevel::Error, &message);
+                self.write_status(name, |s| {
+                    s.phase = "RolledBack".into();
+                    s.active_revision = Some(previous);
+                    s.active_digest = Some(previous_digest.clone());
+                    if !s.failed_revisions.contains(&failed_revision) {
+                        s.failed_revisions.push(failed_revision);
+                    }
+                    s.last_error = Some(error.to_string());
+                    s.last_error_time = Some(meta::now_rfc3339());
+                    s.message = Some(message.clone());
+                })
+                .await;
+                let object = self.current_object(name).await;
+                self.events
+                    .record(&object, EventType::Warning, "RevisionRolledBack", &message);
+            }
+            Report::Failed {
+                digest,
+                error,
+                restarts,
+            } => {
+                if digest != running.digest {
+                    return;
+                }
+                let restarts = i64::try_from(restarts).unwrap_or(i64::MAX);
+                self.write_status(name, |s| {
+                    s.restarts = s.restarts.max(restarts);
+                    s.last_error = Some(error.to_string());
+                    s.last_error_time = Some(meta::now_rfc3339());
+                })
+                .await;
+                let object = self.current_object(name).await;
+                self.events.record(
+                    &object,
+                    EventType::Warning,
+                    "PluginFailed",
+                    &format!("{error}; the instance is restarted with backoff"),
+                );
+            }
+        }
+    }
+
+    async fn current_object(&self, name: &str) -> Value {
+        self.store
+            .get(&ObjectKey::cluster(PLUGINS, name))
+            .await
+            .unwrap_or_else(|_| serde_json::json!({"metadata": {"name": name}}))
+    }
+
+    /// Changes the Plugin's status through `edit`, retrying on conflicts.
+    async fn write_status(&self, name: &str, edit: impl Fn(&mut PluginStatus) + Send + Sync) {
+        let key = ObjectKey::cluster(PLUGINS, name);
+        let result = self
+            .store
+            .guaranteed_update(&key, &|mut object: Value| {
+                let mut status: PluginStatus =
+                    serde_json::from_value(object["status"].clone()).unwrap_or_default();
+                edit(&mut status);
+                object["status"] = serde_json::to_value(&status).unwrap_or(Value::Null);
+                Ok(object)
+            })
+            .await;
+        match result {
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => eprintln!("orchd: plugin manager: cannot update the status of {name}: {e}"),
+        }
+    }
+}
+
+/// The limits a Plugin asks for, on top of the defaults.
+fn limits_of(plugin: &Plugin) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(l) = &plugin.spec.limits {
+        if let Some(mib) = l.memory_mib {
+            limits.memory_bytes = (mib as usize) << 20;
+        }
+        if let Some(ms) = l.call_timeout_ms {
+            limits.call_deadline = Duration::from_millis(u64::from(ms));
+        }
+    }
+    limits
+}
+
+/// What [`ensure_plugin`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ensured {
+    /// The Plugin was created with the component as revision 1.
+    Created,
+    /// A Plugin of that name exists; it was left as it is.
+    Exists,
+}
+
+/// Creates Plugin `name` with `bytes` as its first revision unless a
+/// Plugin of that name exists (a user's revisions are never replaced).
+/// Used by `orchd up` for the default plugins it ships.
+pub async fn ensure_plugin(
+    store: &dyn Store,
+    name: &str,
+    world: World,
+    bytes: &[u8],
+    source: &str,
+) -> Result<Ensured, StoreError> {
+    let key = ObjectKey::cluster(PLUGINS, name);
+    match store.get(&key).await {
+        Ok(_) => return Ok(Ensured::Exists),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let hex = orchd_v1::sha256_hex(bytes);
+    let digest = format!("sha256:{hex}");
+    let component_name = orchd_v1::component_name(&digest);
+    let component = serde_json::json!({
+        "apiVersion": "orchd.dev/v1",
+        "kind": "PluginComponent",
+        "metadata": {"name": component_name},
+        "data": base64::engine::general_purpose::STANDARD.encode(bytes),
+    });
+    match store
+        .create(&ObjectKey::cluster(COMPONENTS, &component_name), component)
+        .await
+    {
+        Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let plugin = serde_json::json!({
+        "apiVersion": "orchd.dev/v1",
+        "kind": "Plugin",
+        "metadata": {"name": name},
+        "spec": {
+            "world": world.name(),
+            "revision": 1,
+            "revisions": [{
+                "revision": 1,
+                "digest": digest,
+                "source": source,
+                "installedAt": meta::now_rfc3339(),
+            }],
+        },
+    });
+    match store.create(&key, plugin).await {
+        Ok(_) => Ok(Ensured::Created),
+        Err(StoreError::AlreadyExists { .. }) => Ok(Ensured::Exists),
+        Err(e) => Err(e),
+    }
+}
