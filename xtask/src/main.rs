@@ -47,10 +47,16 @@ tasks:
   demo [--listen 127.0.0.1:PORT]
         builds orchd, starts a cluster in .orchd/, applies examples/, shows it
         with kubectl, and keeps it running until Ctrl-C
-  bench store
-        release build, then durable write throughput of orchd's store (trait and
-        HTTP API) beside etcd (Debian's etcd-server, installed if missing),
-        watch fan-out latency, `orchd up` time to ready and idle RSS";
+  bench [store|scheduler] [-- --nodes N --pods N]
+        release builds, then the benchmark named, or with no name both in turn:
+        store: durable write throughput of orchd's store (trait and HTTP API)
+          beside etcd (Debian's etcd-server, installed if missing), watch
+          fan-out latency, `orchd up` time to ready and idle RSS
+        scheduler: 5,000 hollow nodes (`orchd sim nodes`), 10,000 pods created
+          through the API: pods bound/s with the Wasm scheduler beside the
+          native build of the same algorithm; trivial call, one decision,
+          instantiate and compile times; hot swap to a cached revision
+          while pods flow (options after `--` change the node and pod counts)";
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -197,6 +203,8 @@ struct TestPlugin {
     file: &'static str,
     /// Extra environment for the build (compile-time settings).
     env: &'static [(&'static str, &'static str)],
+    /// Cargo features, comma-separated.
+    features: &'static str,
 }
 
 const TEST_PLUGINS: &[TestPlugin] = &[
@@ -204,11 +212,13 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         package: "orchd-scheduler",
         file: "default-scheduler.wasm",
         env: &[],
+        features: "",
     },
     TestPlugin {
         package: "orchd-first-fit-scheduler",
         file: "first-fit-scheduler.wasm",
         env: &[],
+        features: "",
     },
     // The same example serving schedulerName `first-fit`, to run beside
     // the default scheduler (tests/e2e/test_scheduling.py).
@@ -216,6 +226,33 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         package: "orchd-first-fit-scheduler",
         file: "first-fit-named.wasm",
         env: &[("ORCHD_SCHEDULER_NAME", "first-fit")],
+        features: "",
+    },
+    // Misbehaving on purpose (tests/plugins/misbehaving-scheduler), for the
+    // supervision, probation and rollback tests (tests/e2e/test_plugins.py).
+    TestPlugin {
+        package: "orchd-misbehaving-scheduler",
+        file: "misbehaving-default.wasm",
+        env: &[],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-misbehaving-scheduler",
+        file: "misbehaving-chaos.wasm",
+        env: &[("ORCHD_SCHEDULER_NAME", "chaos")],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-misbehaving-scheduler",
+        file: "always-trapping.wasm",
+        env: &[("ORCHD_MISBEHAVE", "always-trap")],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-misbehaving-scheduler",
+        file: "forbidden-host-call.wasm",
+        env: &[],
+        features: "forbidden-host-call",
     },
 ];
 
@@ -225,13 +262,22 @@ fn build_test_plugins(target: &Path) -> Result<PathBuf> {
     let wasm_target = target.join("wasm-plugins");
     let dir = target.join("e2e-plugins");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    for TestPlugin { package, file, env } in TEST_PLUGINS {
+    for TestPlugin {
+        package,
+        file,
+        env,
+        features,
+    } in TEST_PLUGINS
+    {
         let mut cmd = Command::new(cargo());
         cmd.current_dir(root())
             .args(["build", "--release", "--target", WASM_TARGET, "-p", package])
             .arg("--target-dir")
             .arg(&wasm_target);
         cmd.envs(env.iter().copied());
+        if !features.is_empty() {
+            cmd.args(["--features", features]);
+        }
         run(&format!("build plugin {file}"), &mut cmd)?;
         let built = wasm_target
             .join(WASM_TARGET)
@@ -395,19 +441,10 @@ fn test(args: &[String]) -> Result {
     let mut pytest = Command::new(venv_bin.join("python"));
     pytest
         .current_dir(&root)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "--tb=short",
-            "-p",
-            "no:cacheprovider",
-        ])
+        .args(["-m", "pytest", "-q", "--tb=short", "-p", "no:cacheprovider"])
         // The whole suite, unless the arguments name test files or
         // directories of their own (`-- tests/e2e/test_scheduling.py`).
-        .args(
-            (!pytest_args.iter().any(|a| a.starts_with("tests/"))).then_some("tests/e2e"),
-        )
+        .args((!pytest_args.iter().any(|a| a.starts_with("tests/"))).then_some("tests/e2e"))
         .args(&pytest_args)
         .env("ORCHD_BIN", &orchd)
         .env("ORCHD_TEST_PLUGINS", &plugins)
@@ -597,14 +634,39 @@ Press Ctrl-C here to stop the cluster.",
     Ok(())
 }
 
-/// `cargo xtask bench store`.
+/// `cargo xtask bench [store|scheduler] [-- BENCH_ARGS...]`: release
+/// builds, then the benchmark driver; with no name, every benchmark.
 fn bench(args: &[String]) -> Result {
-    match args.first().map(String::as_str) {
-        Some("store") | None => {}
-        Some(other) => return Err(format!("unknown benchmark `{other}` (available: store)")),
+    // In the order a bare `cargo xtask bench` runs them.
+    const BENCHMARKS: &[&str] = &["store", "scheduler"];
+    let (names, extra) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let chosen: Vec<&str> = if names.is_empty() {
+        BENCHMARKS.to_vec()
+    } else {
+        let mut chosen = Vec::new();
+        for name in names {
+            match BENCHMARKS.iter().find(|b| **b == name.as_str()) {
+                Some(b) => chosen.push(*b),
+                None => {
+                    return Err(format!(
+                        "unknown benchmark `{name}` (available: {})\n{USAGE}",
+                        BENCHMARKS.join(", ")
+                    ));
+                }
+            }
+        }
+        chosen
+    };
+    if !extra.is_empty() && chosen != ["scheduler"] {
+        return Err(format!(
+            "options after `--` are for `bench scheduler` alone\n{USAGE}"
+        ));
     }
     let root = root();
-    if !Path::new("/usr/bin/etcd").exists() {
+    if chosen.contains(&"store") && !Path::new("/usr/bin/etcd").exists() {
         // The baseline is a real etcd from Debian, as a user would install it.
         run(
             "install etcd (baseline)",
@@ -625,6 +687,11 @@ fn bench(args: &[String]) -> Result {
             )
         })?;
     }
+    if chosen.contains(&"scheduler") {
+        // orchd's build script embeds the scheduler component only when
+        // the target is there; the benchmark needs the components too.
+        ensure_wasm_target()?;
+    }
     run(
         "release build",
         Command::new(cargo()).current_dir(&root).args([
@@ -636,14 +703,45 @@ fn bench(args: &[String]) -> Result {
             "orchd-bench",
         ]),
     )?;
-    let release = target_dir()?.join("release");
-    run(
-        "store benchmark",
-        Command::new(release.join("orchd-bench"))
-            .current_dir(&root)
-            .arg("store")
-            .arg(release.join("orchd")),
-    )
+    let target = target_dir()?;
+    let release = target.join("release");
+    for name in chosen {
+        match name {
+            "store" => run(
+                "store benchmark",
+                Command::new(release.join("orchd-bench"))
+                    .current_dir(&root)
+                    .arg("store")
+                    .arg(release.join("orchd")),
+            )?,
+            _ => {
+                // Release components, in the directory orchd's build script
+                // uses, so this build is shared with it.
+                let wasm_target = target.join("wasm-plugins");
+                run(
+                    "build the scheduler components (default and first-fit) for Wasm",
+                    Command::new(cargo())
+                        .current_dir(&root)
+                        .args(["build", "--release", "--target", WASM_TARGET])
+                        .args(["-p", "orchd-scheduler", "-p", "orchd-first-fit-scheduler"])
+                        .arg("--target-dir")
+                        .arg(&wasm_target),
+                )?;
+                let wasm = wasm_target.join(WASM_TARGET).join("release");
+                run(
+                    "scheduler benchmark",
+                    Command::new(release.join("orchd-bench"))
+                        .current_dir(&root)
+                        .arg("scheduler")
+                        .arg(release.join("orchd"))
+                        .arg(wasm.join("orchd_scheduler.wasm"))
+                        .arg(wasm.join("orchd_first_fit_scheduler.wasm"))
+                        .args(extra),
+                )?
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

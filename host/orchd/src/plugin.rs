@@ -127,7 +127,9 @@ fn check(bytes: Vec<u8>, cache: Option<PathBuf>, name: &str) -> anyhow::Result<C
     let compiled = engine.compile(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let scheduler_name = match compiled.world {
         World::Scheduler => {
-            let log = sandbox::stderr_sink();
+            // The check's own failures are reported as its result; the
+            // plugin's log lines would only repeat them.
+            let log: sandbox::LogSink = std::sync::Arc::new(|_, _, _| {});
             let plugin = SchedulerPlugin::load(&engine, &compiled, name, Limits::default(), log)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             Some(plugin.scheduler_name().to_string())

@@ -202,9 +202,22 @@ impl Manager {
         let wanted = plugin.spec.revision;
         let current = self.running.get(&name).map(|r| r.revision);
         if current == Some(wanted) {
-            if status.observed_generation != Some(generation) {
-                self.write_status(&name, |s| s.observed_generation = Some(generation))
-                    .await;
+            // Pointing back at what runs (after a refused revision, say)
+            // settles the plugin as it is.
+            let on_probation = self
+                .running
+                .get(&name)
+                .is_some_and(|r| r.previous.is_some());
+            let phase = if on_probation { "Probation" } else { "Active" };
+            if status.observed_generation != Some(generation) || status.phase != phase {
+                let message = format!("revision {wanted} runs");
+                self.write_status(&name, |s| {
+                    s.observed_generation = Some(generation);
+                    s.phase = phase.into();
+                    s.failed_revisions.retain(|r| *r != wanted);
+                    s.message = Some(message.clone());
+                })
+                .await;
             }
             return;
         }
@@ -481,17 +494,14 @@ impl Manager {
                 self.events
                     .record(&object, EventType::Warning, "RevisionRolledBack", &message);
             }
-            Report::Failed {
-                digest,
-                error,
-                restarts,
-            } => {
+            Report::Failed { digest, error } => {
                 if digest != running.digest {
                     return;
                 }
-                let restarts = i64::try_from(restarts).unwrap_or(i64::MAX);
+                // Every failure discards the instance; the next call starts
+                // a new one.
                 self.write_status(name, |s| {
-                    s.restarts = s.restarts.max(restarts);
+                    s.restarts = s.restarts.saturating_add(1);
                     s.last_error = Some(error.to_string());
                     s.last_error_time = Some(meta::now_rfc3339());
                 })

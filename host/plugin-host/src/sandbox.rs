@@ -280,7 +280,11 @@ impl LogStream {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
         let level = if self.name == "stderr" {
-            output.last_stderr = Some(text.to_string());
+            // Rust's panic output ends with a hint about RUST_BACKTRACE;
+            // the panic message before it is the cause worth reporting.
+            if !(text.starts_with("note: ") && output.last_stderr.is_some()) {
+                output.last_stderr = Some(text.to_string());
+            }
             LogLevel::Warn
         } else {
             LogLevel::Info

@@ -48,6 +48,35 @@ impl log::Host for HostState {
     }
 }
 
+/// The name of the pod a new instance is asked to place during warm-up.
+pub const WARM_UP_POD: &str = "orchd-warm-up";
+
+/// The pod of the warm-up decision: asks for nothing, fits anywhere.
+fn warm_up_pod() -> PodInfo {
+    PodInfo {
+        namespace: "kube-system".into(),
+        name: WARM_UP_POD.into(),
+        uid: String::new(),
+        labels: Vec::new(),
+        requests: types::Resources {
+            milli_cpu: 0,
+            memory_bytes: 0,
+            pods: 1,
+        },
+        node_name: None,
+        node_selector: Vec::new(),
+        required_node_affinity: Vec::new(),
+        preferred_node_affinity: Vec::new(),
+        tolerations: Vec::new(),
+        host_ports: Vec::new(),
+        required_pod_affinity: Vec::new(),
+        required_pod_anti_affinity: Vec::new(),
+        preferred_pod_affinity: Vec::new(),
+        preferred_pod_anti_affinity: Vec::new(),
+        owner_uid: None,
+    }
+}
+
 /// A loaded scheduler plugin: a supervised instance of a component of
 /// `world scheduler`.
 pub struct SchedulerPlugin {
@@ -58,7 +87,8 @@ pub struct SchedulerPlugin {
 
 impl SchedulerPlugin {
     /// Links `compiled` as a scheduler called `name` (for logs), starts an
-    /// instance and asks it which schedulerName it serves. Fails with a
+    /// instance, asks it which schedulerName it serves and has it make one
+    /// warm-up decision (a pod that asks for nothing, no nodes). Fails with a
     /// one-line reason if the component is not a scheduler, imports
     /// something the host does not provide, or cannot start.
     pub fn load(
@@ -103,6 +133,12 @@ impl SchedulerPlugin {
                 "{name} returned an empty scheduler-name"
             )));
         }
+        // A first decision, against no nodes, so a plugin that cannot
+        // decide at all fails here, before it is put in charge. Any
+        // answer will do; the instance is then fresh again for real work.
+        inner.call("schedule", |s, store| {
+            s.call_schedule(store, &warm_up_pod(), &[])
+        })?;
         Ok(SchedulerPlugin {
             inner,
             scheduler_name,

@@ -198,7 +198,7 @@ impl<B> Supervised<B> {
             };
         }
         let message = match error.downcast_ref::<Trap>() {
-            Some(trap) => format!("wasm trap: {trap}"),
+            Some(trap) => trap.to_string(),
             None => one_line(error),
         };
         PluginError::Trap {

@@ -119,6 +119,22 @@ const POLITE: &str = "(i32.store8 (i32.const 64) (i32.const 1))
       (i32.store (i32.const 68) (i32.const 0))
       (i32.store (i32.const 72) (i32.const 0))
       (i32.const 64)";
+/// Prepended to a hostile body: the host's warm-up decision (its pod is
+/// named `orchd-warm-up`, 13 bytes; the name's length is the word at
+/// offset 12 of the arguments) gets the polite answer, so the plugin loads
+/// and misbehaves on real work, as a buggy plugin would.
+const SPARE_WARM_UP: &str = "(if (i32.eq (i32.load offset=12 (local.get 0)) (i32.const 13))
+      (then
+        (i32.store8 (i32.const 64) (i32.const 1))
+        (i32.store (i32.const 68) (i32.const 0))
+        (i32.store (i32.const 72) (i32.const 0))
+        (return (i32.const 64))))";
+
+/// `body` behind [`SPARE_WARM_UP`].
+fn after_warm_up(body: &str) -> Vec<u8> {
+    scheduler_component(&format!("{SPARE_WARM_UP} {body}"))
+}
+
 const SPIN: &str = "(loop $spin (br $spin)) (i32.const 0)";
 const BOMB: &str = "(loop $grow (drop (memory.grow (i32.const 16))) (br $grow)) (i32.const 0)";
 const TRAP: &str = "unreachable";
@@ -194,8 +210,7 @@ fn a_spinning_plugin_misses_its_deadline_and_the_next_call_gets_a_fresh_instance
         call_deadline: Duration::from_millis(200),
         ..Limits::default()
     };
-    let mut plugin =
-        load(&engine, &scheduler_component(SPIN), limits).unwrap_or_else(|e| panic!("{e}"));
+    let mut plugin = load(&engine, &after_warm_up(SPIN), limits).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     let err = plugin.schedule(&pod(), &[]).err();
     let took = started.elapsed();
@@ -223,8 +238,7 @@ fn a_memory_bomb_traps_cleanly_at_the_cap() {
         call_deadline: Duration::from_secs(5),
         ..Limits::default()
     };
-    let mut plugin =
-        load(&engine, &scheduler_component(BOMB), limits).unwrap_or_else(|e| panic!("{e}"));
+    let mut plugin = load(&engine, &after_warm_up(BOMB), limits).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
     let err = plugin.schedule(&pod(), &[]).err();
     assert!(
@@ -241,8 +255,8 @@ fn a_memory_bomb_traps_cleanly_at_the_cap() {
 #[test]
 fn a_plugin_that_keeps_trapping_backs_off() {
     let engine = engine();
-    let mut plugin = load(&engine, &scheduler_component(TRAP), Limits::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut plugin =
+        load(&engine, &after_warm_up(TRAP), Limits::default()).unwrap_or_else(|e| panic!("{e}"));
     let first = plugin.schedule(&pod(), &[]).err();
     assert!(matches!(first, Some(PluginError::Trap { .. })), "{first:?}");
     let message = first.map(|e| e.to_string()).unwrap_or_default();
@@ -363,4 +377,21 @@ fn compiled_artifacts_are_cached_by_digest() {
     }
     let third = engine.compile(&bytes).unwrap_or_else(|e| panic!("{e}"));
     assert!(!third.from_cache);
+}
+
+#[test]
+fn a_plugin_that_cannot_decide_at_all_fails_its_warm_up() {
+    let engine = engine();
+    for (body, expected) in [
+        (TRAP, "trapped in schedule"),
+        (SPIN, "deadline in schedule"),
+    ] {
+        let limits = Limits {
+            call_deadline: Duration::from_millis(100),
+            ..Limits::default()
+        };
+        let err = load(&engine, &scheduler_component(body), limits).err();
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains(expected), "{message}");
+    }
 }

@@ -114,7 +114,8 @@ pub struct PluginStatus {
     /// For schedulers: the `spec.schedulerName` served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler_name: Option<String>,
-    /// Instances restarted after a failure, over the active revision's life.
+    /// Instances discarded after a failure (trap, deadline, memory) and
+    /// started anew, since the active revision took over.
     #[serde(default)]
     pub restarts: i64,
     /// The last failure (load, trap, deadline, memory), in one line.

@@ -57,10 +57,6 @@ pub trait Decide: Send + 'static {
     fn digest(&self) -> &str;
     /// Decides where `pod` goes among `nodes`.
     fn schedule(&mut self, pod: &PodInfo, nodes: &[NodeInfo]) -> Result<Decision, PluginError>;
-    /// Instances restarted after failures so far.
-    fn restarts(&self) -> u64 {
-        0
-    }
 }
 
 impl Decide for SchedulerPlugin {
@@ -72,9 +68,6 @@ impl Decide for SchedulerPlugin {
     }
     fn schedule(&mut self, pod: &PodInfo, nodes: &[NodeInfo]) -> Result<Decision, PluginError> {
         SchedulerPlugin::schedule(self, pod, nodes)
-    }
-    fn restarts(&self) -> u64 {
-        self.status().restarts
     }
 }
 
@@ -107,14 +100,13 @@ pub enum Report {
         /// Its last failure.
         error: PluginError,
     },
-    /// A call failed; the supervisor restarts the instance.
+    /// A call failed: the instance is discarded and the next call starts
+    /// a fresh one (after a backoff if failures go on).
     Failed {
         /// The digest that failed.
         digest: String,
         /// What happened.
         error: PluginError,
-        /// Restarts of that decider so far.
-        restarts: u64,
     },
 }
 
@@ -461,7 +453,6 @@ impl Runner {
             self.report(Report::Failed {
                 digest: digest.clone(),
                 error: error.clone(),
-                restarts: plugin.restarts(),
             });
         }
         let Some(probation) = &mut self.probation else {
