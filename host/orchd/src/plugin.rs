@@ -61,14 +61,21 @@ struct InstallArgs {
     /// Deadline of one call into the plugin, in milliseconds.
     #[arg(long)]
     call_timeout_ms: Option<u32>,
-    /// Return once the revision is recorded, without waiting for it to run.
+    #[command(flatten)]
+    wait: WaitArgs,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Whether and how long to wait for the plugin host to act.
+#[derive(clap::Args)]
+struct WaitArgs {
+    /// Return once the change is recorded, without waiting for it to run.
     #[arg(long)]
     no_wait: bool,
     /// How long to wait for the plugin host, in seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
-    #[command(flatten)]
-    server: ServerArgs,
 }
 
 #[derive(clap::Args)]
@@ -84,12 +91,8 @@ struct RollbackArgs {
     /// The revision to run.
     #[arg(long)]
     to: Option<i64>,
-    /// Return once the change is recorded, without waiting for it to run.
-    #[arg(long)]
-    no_wait: bool,
-    /// How long to wait for the plugin host, in seconds.
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
+    #[command(flatten)]
+    wait: WaitArgs,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -197,7 +200,7 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
         }),
     };
     let (revision, generation) = add_revision(&client, &name, &checked, &source, limits).await?;
-    if args.no_wait {
+    if args.wait.no_wait {
         return Ok(());
     }
     wait(
@@ -205,7 +208,7 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
         &name,
         revision,
         generation,
-        Duration::from_secs(args.timeout),
+        Duration::from_secs(args.wait.timeout),
     )
     .await
 }
@@ -560,7 +563,7 @@ async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
         }
         let updated = answer.ok().context("cannot update the plugin")?;
         println!("orchd: plugin {name}: rolling back from revision {active} to revision {target}");
-        if args.no_wait {
+        if args.wait.no_wait {
             return Ok(());
         }
         let generation = updated["metadata"]["generation"].as_i64().unwrap_or(0);
@@ -569,7 +572,7 @@ async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
             name,
             target,
             generation,
-            Duration::from_secs(args.timeout),
+            Duration::from_secs(args.wait.timeout),
         )
         .await;
     }

@@ -109,6 +109,16 @@ struct Running {
     asked_at: Instant,
 }
 
+/// A revision that took over, for its status.
+struct TookOver<'a> {
+    phase: &'static str,
+    generation: i64,
+    revision: i64,
+    digest: &'a str,
+    scheduler_name: &'a str,
+    message: &'a str,
+}
+
 struct Manager {
     store: Arc<dyn Store>,
     engine: PluginEngine,
@@ -322,18 +332,15 @@ impl Manager {
             running.asked_at = asked_at;
             let message =
                 format!("revision {revision} took over from revision {from}, on probation");
-            (self.log)(name, crate::LogLevel::Info, &message);
-            self.write_status(name, |s| {
-                s.phase = "Probation".into();
-                s.observed_generation = Some(generation);
-                s.active_revision = Some(revision);
-                s.active_digest = Some(digest.clone());
-                s.scheduler_name = Some(scheduler_name.clone());
-                s.restarts = 0;
-                s.failed_revisions.retain(|r| *r != revision);
-                s.message = Some(message.clone());
-            })
-            .await;
+            let took_over = TookOver {
+                phase: "Probation",
+                generation,
+                revision,
+                digest: &digest,
+                scheduler_name: &scheduler_name,
+                message: &message,
+            };
+            self.took_over(name, took_over).await;
             return;
         }
         // A first start, or a revision serving another schedulerName: the
@@ -367,18 +374,15 @@ impl Manager {
                     },
                 );
                 let message = format!("revision {revision} serves schedulerName {scheduler_name}");
-                (self.log)(name, crate::LogLevel::Info, &message);
-                self.write_status(name, |s| {
-                    s.phase = "Active".into();
-                    s.observed_generation = Some(generation);
-                    s.active_revision = Some(revision);
-                    s.active_digest = Some(digest.clone());
-                    s.scheduler_name = Some(scheduler_name.clone());
-                    s.restarts = 0;
-                    s.failed_revisions.retain(|r| *r != revision);
-                    s.message = Some(message.clone());
-                })
-                .await;
+                let took_over = TookOver {
+                    phase: "Active",
+                    generation,
+                    revision,
+                    digest: &digest,
+                    scheduler_name: &scheduler_name,
+                    message: &message,
+                };
+                self.took_over(name, took_over).await;
                 let object = self.current_object(name).await;
                 self.events
                     .record(&object, EventType::Normal, "RevisionActive", &message);
@@ -388,6 +392,22 @@ impl Manager {
                 self.refuse(name, &object, generation, revision, e).await;
             }
         }
+    }
+
+    /// Logs and records in the status that a revision now decides.
+    async fn took_over(&self, name: &str, t: TookOver<'_>) {
+        (self.log)(name, crate::LogLevel::Info, t.message);
+        self.write_status(name, |s| {
+            s.phase = t.phase.into();
+            s.observed_generation = Some(t.generation);
+            s.active_revision = Some(t.revision);
+            s.active_digest = Some(t.digest.to_string());
+            s.scheduler_name = Some(t.scheduler_name.to_string());
+            s.restarts = 0;
+            s.failed_revisions.retain(|r| *r != t.revision);
+            s.message = Some(t.message.to_string());
+        })
+        .await;
     }
 
     /// Records that `revision` will not run; whatever ran keeps running.

@@ -1,0 +1,188 @@
+//! Hot swap in the scheduler runner: a swapped-in decider that keeps
+//! failing on probation hands back to the previous one by itself, the
+//! pods it failed on are placed by the one restored, and a good one is
+//! confirmed once its probation ends. Native deciders keep the test about
+//! the runner's logic (the Wasm side is covered by real_scheduler.rs and
+//! hostile.rs).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orchd_plugin_host::PluginError;
+use orchd_plugin_host::runner::{self, Decide, Report};
+use orchd_plugin_host::scheduler::types::{Decision, NodeInfo, PodInfo};
+use orchd_store::{ObjectKey, RedbStore, RedbStoreConfig, Store};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const NAME: &str = "swap-test";
+
+/// Binds every pod to the first node, or fails every call.
+struct Native {
+    digest: &'static str,
+    fails: bool,
+}
+
+impl Decide for Native {
+    fn scheduler_name(&self) -> &str {
+        NAME
+    }
+    fn digest(&self) -> &str {
+        self.digest
+    }
+    fn schedule(&mut self, _pod: &PodInfo, nodes: &[NodeInfo]) -> Result<Decision, PluginError> {
+        if self.fails {
+            return Err(PluginError::Trap {
+                plugin: NAME.into(),
+                call: "schedule".into(),
+                message: "failing on purpose".into(),
+            });
+        }
+        match nodes.first() {
+            Some(n) => Ok(Decision::Bind(n.name.clone())),
+            None => Ok(Decision::Unschedulable(Vec::new())),
+        }
+    }
+}
+
+fn decider(digest: &'static str, fails: bool) -> Box<dyn Decide> {
+    Box::new(Native { digest, fails })
+}
+
+async fn create_pod(store: &dyn Store, name: &str) {
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"schedulerName": NAME, "containers": [{"name": "c", "image": "i"}]},
+        "status": {"phase": "Pending"}
+    });
+    store
+        .create(&ObjectKey::namespaced("pods", "default", name), pod)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn node_of(store: &dyn Store, name: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let pod = store
+            .get(&ObjectKey::namespaced("pods", "default", name))
+            .await
+            .ok()?;
+        if let Some(node) = pod["spec"]["nodeName"].as_str() {
+            return Some(node.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// The next report matching `pick`, skipping others.
+async fn next_report(
+    reports: &mut mpsc::UnboundedReceiver<Report>,
+    what: &str,
+    pick: impl Fn(&Report) -> bool,
+) -> Report {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Some(r)) if pick(&r) => return r,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the runner stopped before {what}"),
+            Err(_) => panic!("no {what} within 20 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probation_rolls_back_a_failing_decider_and_confirms_a_good_one() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig::new(dir.path().join("s.redb")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let node = json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+        "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                   "conditions": [{"type": "Ready", "status": "True"}]}
+    });
+    store
+        .create(&ObjectKey::cluster("nodes", "n1"), node)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (tx, mut reports) = mpsc::unbounded_channel();
+    let handle = runner::start(store.clone(), decider("good-1", false), Some(tx))
+        .unwrap_or_else(|e| panic!("{e}"));
+    create_pod(store.as_ref(), "before").await;
+    assert_eq!(
+        node_of(store.as_ref(), "before").await.as_deref(),
+        Some("n1")
+    );
+
+    // A decider for another schedulerName is refused.
+    struct Other;
+    impl Decide for Other {
+        fn scheduler_name(&self) -> &str {
+            "someone-else"
+        }
+        fn digest(&self) -> &str {
+            "other"
+        }
+        fn schedule(&mut self, _: &PodInfo, _: &[NodeInfo]) -> Result<Decision, PluginError> {
+            Ok(Decision::Unschedulable(Vec::new()))
+        }
+    }
+    let refused = handle.swap(Box::new(Other), Duration::from_secs(1)).await;
+    assert!(
+        matches!(refused, Err(PluginError::Invalid(_))),
+        "{refused:?}"
+    );
+
+    // A failing decider, on a long probation: two failures send it back.
+    handle
+        .swap(decider("bad", true), Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    create_pod(store.as_ref(), "p1").await;
+    create_pod(store.as_ref(), "p2").await;
+    let failed = next_report(&mut reports, "a failure report", |r| {
+        matches!(r, Report::Failed { .. })
+    })
+    .await;
+    assert!(matches!(failed, Report::Failed { ref digest, .. } if digest == "bad"));
+    let back = next_report(&mut reports, "the rollback", |r| {
+        matches!(r, Report::RolledBack { .. })
+    })
+    .await;
+    match back {
+        Report::RolledBack {
+            failed, restored, ..
+        } => assert_eq!((failed.as_str(), restored.as_str()), ("bad", "good-1")),
+        _ => unreachable!(),
+    }
+    // The pods the bad one failed on are placed by the restored one.
+    assert_eq!(node_of(store.as_ref(), "p1").await.as_deref(), Some("n1"));
+    assert_eq!(node_of(store.as_ref(), "p2").await.as_deref(), Some("n1"));
+
+    // A good decider decides first, then passes its short probation.
+    handle
+        .swap(decider("good-2", false), Duration::from_millis(200))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    create_pod(store.as_ref(), "p3").await;
+    let first = next_report(&mut reports, "the first decision", |r| {
+        matches!(r, Report::FirstDecision { .. })
+    })
+    .await;
+    assert!(matches!(first, Report::FirstDecision { ref digest, .. } if digest == "good-2"));
+    let confirmed = next_report(&mut reports, "the confirmation", |r| {
+        matches!(r, Report::Confirmed { .. })
+    })
+    .await;
+    assert!(matches!(confirmed, Report::Confirmed { ref digest } if digest == "good-2"));
+    assert_eq!(node_of(store.as_ref(), "p3").await.as_deref(), Some("n1"));
+    let scheduled = handle
+        .stats()
+        .scheduled
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(scheduled, 4, "each pod bound exactly once");
+    handle.stop().await;
+}
