@@ -251,9 +251,27 @@ fn requirement(expr: &Value) -> Option<SelectorRequirement> {
     })
 }
 
+/// A selector no labels satisfy (`In` no values).
+fn nothing() -> SelectorTerm {
+    SelectorTerm {
+        requirements: vec![SelectorRequirement {
+            key: String::new(),
+            operator: SelectorOperator::In,
+            values: Vec::new(),
+        }],
+    }
+}
+
 fn pod_affinity_term(term: &Value) -> PodAffinityTerm {
+    let selector = &term["labelSelector"];
     PodAffinityTerm {
-        selector: label_selector(&term["labelSelector"]),
+        // As in Kubernetes, a term with no `labelSelector` matches no pod
+        // (an empty one, `{}`, matches every pod).
+        selector: if selector.is_object() {
+            label_selector(selector)
+        } else {
+            nothing()
+        },
         namespaces: array(&term["namespaces"])
             .filter_map(|v| v.as_str().map(str::to_string))
             .collect(),
@@ -427,6 +445,37 @@ mod tests {
             SelectorOperator::In
         ));
         assert!(info.node_name.is_none());
+    }
+
+    #[test]
+    fn a_pod_affinity_term_without_label_selector_matches_no_pod() {
+        let pod = json!({"spec": {"affinity": {
+            "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname"},
+                {"labelSelector": {}, "topologyKey": "kubernetes.io/hostname"},
+            ]},
+            "podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 5, "podAffinityTerm": {"labelSelector": null, "topologyKey": "zone"}},
+            ]},
+        }}});
+        let info = pod_info(&pod);
+        // "The value is one of no values": no pod's labels satisfy it.
+        let matches_nothing = |term: &SelectorTerm| {
+            term.requirements
+                .iter()
+                .any(|r| r.operator == SelectorOperator::In && r.values.is_empty())
+        };
+        let [absent, empty] = info.required_pod_anti_affinity.as_slice() else {
+            panic!(
+                "two anti-affinity terms: {:?}",
+                info.required_pod_anti_affinity
+            );
+        };
+        assert!(matches_nothing(&absent.selector), "{absent:?}");
+        assert!(empty.selector.requirements.is_empty(), "{empty:?}");
+        assert!(matches_nothing(
+            &info.preferred_pod_affinity[0].term.selector
+        ));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Filters: whether a pod may run on a node, and if not, why, in
 //! Kubernetes' words. They run in kube-scheduler's order (NodeUnschedulable,
 //! NodeName, TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit,
-//! InterPodAffinity) and the first failure is the node's reason, so the
-//! FailedScheduling summary reads as it would on Kubernetes.
+//! InterPodAffinity) and the first failing filter gives the node's reason
+//! (NodeResourcesFit one per resource the node is short of, as
+//! kube-scheduler's does), so the FailedScheduling summary reads as it
+//! would on Kubernetes.
 
 use std::borrow::Cow;
 
@@ -195,22 +197,41 @@ pub fn requirement_matches(req: &SelectorRequirement, value: Option<&str>) -> bo
     }
 }
 
-/// NodeResourcesFit: the pod's requests against allocatable minus what is
-/// already requested on the node, in Kubernetes' order (pods, cpu, memory).
-/// A zero request always fits, even on an over-committed node.
+/// NodeResourcesFit: the first resource the node is short of (see
+/// [`insufficient_resources`]).
 pub fn insufficient_resource(pod: &PodInfo, node: &NodeInfo) -> Option<&'static str> {
+    insufficient_resources(pod, node).next()
+}
+
+/// NodeResourcesFit: every resource the node is short of, in Kubernetes'
+/// order (pods, cpu, memory): the pod's requests against allocatable minus
+/// what is already requested on the node. As in kube-scheduler, a node
+/// short of several resources gives each as a reason (`2 Insufficient cpu,
+/// 2 Insufficient memory`). A zero request always fits, even on an
+/// over-committed node.
+pub fn insufficient_resources(
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> impl Iterator<Item = &'static str> {
     let want = &pod.requests;
     let (alloc, used) = (&node.allocatable, &node.requested);
-    if u64::from(used.pods) + u64::from(want.pods.max(1)) > u64::from(alloc.pods) {
-        return Some(reasons::TOO_MANY_PODS);
-    }
-    if want.milli_cpu > 0 && want.milli_cpu > alloc.milli_cpu.saturating_sub(used.milli_cpu) {
-        return Some(reasons::INSUFFICIENT_CPU);
-    }
-    if want.memory_bytes > 0
-        && want.memory_bytes > alloc.memory_bytes.saturating_sub(used.memory_bytes)
-    {
-        return Some(reasons::INSUFFICIENT_MEMORY);
-    }
-    None
+    let pods = u64::from(used.pods) + u64::from(want.pods.max(1)) > u64::from(alloc.pods);
+    let cpu = want.milli_cpu > 0 && want.milli_cpu > alloc.milli_cpu.saturating_sub(used.milli_cpu);
+    let memory = want.memory_bytes > 0
+        && want.memory_bytes > alloc.memory_bytes.saturating_sub(used.memory_bytes);
+    [
+        (pods, reasons::TOO_MANY_PODS),
+        (cpu, reasons::INSUFFICIENT_CPU),
+        (memory, reasons::INSUFFICIENT_MEMORY),
+    ]
+    .into_iter()
+    .filter_map(|(short, reason)| short.then_some(reason))
+}
+
+/// Whether `reason` is one NodeResourcesFit gives.
+pub fn is_resource_reason(reason: &str) -> bool {
+    matches!(
+        reason,
+        reasons::TOO_MANY_PODS | reasons::INSUFFICIENT_CPU | reasons::INSUFFICIENT_MEMORY
+    )
 }

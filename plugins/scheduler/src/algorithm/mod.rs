@@ -96,7 +96,13 @@ pub fn schedule_with(pod: &PodInfo, nodes: &[NodeInfo], config: &Config) -> Deci
     // slowest part of a large cluster.
     let mut feasible: Vec<&NodeInfo> = Vec::new();
     let mut reasons: Vec<(&str, Cow<'static, str>)> = Vec::new();
-    for node in nodes[start..].iter().chain(&nodes[..start]) {
+    // Where the reasons of the nodes before `start` begin (a node may give
+    // several reasons).
+    let mut wrapped_at = None;
+    for (i, node) in nodes[start..].iter().chain(&nodes[..start]).enumerate() {
+        if i == nodes.len() - start {
+            wrapped_at = Some(reasons.len());
+        }
         match filter::filter(pod, node, &required) {
             Ok(()) => {
                 feasible.push(node);
@@ -104,6 +110,12 @@ pub fn schedule_with(pod: &PodInfo, nodes: &[NodeInfo], config: &Config) -> Deci
                     break;
                 }
             }
+            // NodeResourcesFit names every resource the node is short of.
+            Err(reason) if feasible.is_empty() && filter::is_resource_reason(&reason) => reasons
+                .extend(
+                    filter::insufficient_resources(pod, node)
+                        .map(|r| (node.name.as_str(), Cow::Borrowed(r))),
+                ),
             Err(reason) if feasible.is_empty() => reasons.push((&node.name, reason)),
             Err(_) => {}
         }
@@ -118,7 +130,8 @@ pub fn schedule_with(pod: &PodInfo, nodes: &[NodeInfo], config: &Config) -> Deci
                     reason: reason.into_owned(),
                 })
                 .collect();
-            rejections.rotate_right(start);
+            let wrapped_at = wrapped_at.unwrap_or(rejections.len());
+            rejections.rotate_left(wrapped_at);
             return Decision::Unschedulable(rejections);
         }
         1 => return Decision::Bind(feasible[0].name.clone()),

@@ -381,6 +381,68 @@ fn required_pod_anti_affinity_by_topology() {
 }
 
 #[test]
+fn a_selector_of_no_values_selects_no_pod() {
+    // What the host passes for a term with no `labelSelector`: as in
+    // Kubernetes it matches no pod, so it keeps the pod off no node...
+    let host = "kubernetes.io/hostname";
+    let mut a = node("a");
+    a.pods.push(placed(&[("app", "web")], None));
+    let nothing = PodAffinityTerm {
+        selector: term(vec![req("", SelectorOperator::In, &[])]),
+        namespaces: Vec::new(),
+        topology_key: host.into(),
+    };
+    let mut p = pod("p");
+    p.required_pod_anti_affinity = vec![nothing.clone()];
+    assert_eq!(check(&p, &a), Ok(()));
+    // ...and, as required affinity, finds no pod to go with, not even itself.
+    p.required_pod_anti_affinity.clear();
+    p.required_pod_affinity = vec![nothing];
+    assert_eq!(check(&p, &a), Err(reasons::POD_AFFINITY.into()));
+}
+
+#[test]
+fn a_node_short_of_several_resources_gives_each_reason() {
+    let mut crowded = node("crowded");
+    crowded.requested = Resources {
+        milli_cpu: 4000,
+        memory_bytes: 8 * GI,
+        pods: 110,
+    };
+    let mut cpu_bound = node("cpu-bound");
+    cpu_bound.requested.milli_cpu = 4000;
+    let mut tainted = node("tainted");
+    tainted.requested = crowded.requested;
+    tainted
+        .taints
+        .push(taint("dedicated", "infra", TaintEffect::NoSchedule));
+    let mut memory_bound = node("memory-bound");
+    memory_bound.requested.memory_bytes = 8 * GI;
+    let nodes = [crowded, cpu_bound, tainted, memory_bound];
+    let want: Vec<(String, String)> = [
+        ("crowded", reasons::TOO_MANY_PODS),
+        ("crowded", reasons::INSUFFICIENT_CPU),
+        ("crowded", reasons::INSUFFICIENT_MEMORY),
+        ("cpu-bound", reasons::INSUFFICIENT_CPU),
+        // Other filters stop at their first reason, as kube-scheduler's do.
+        (
+            "tainted",
+            "node(s) had untolerated taint {dedicated: infra}",
+        ),
+        ("memory-bound", reasons::INSUFFICIENT_MEMORY),
+    ]
+    .iter()
+    .map(|(n, r)| ((*n).to_owned(), (*r).to_owned()))
+    .collect();
+    // Whatever node the search starts at, the caller's order comes back.
+    for i in 0..8 {
+        let mut p = pod(&format!("p{i}"));
+        p.requests.milli_cpu = 500;
+        assert_eq!(rejections(schedule(&p, &nodes)), want, "pod p{i}");
+    }
+}
+
+#[test]
 fn filters_report_the_first_failure_in_kubernetes_order() {
     let mut n = node("a");
     n.unschedulable = true;
