@@ -1,12 +1,26 @@
-//! Builds the default scheduler component (`plugins/scheduler` for
-//! `wasm32-wasip2`) so `orchd up` can ship it inside the binary and
-//! schedule with nothing to install.
+//! Builds the default plugins (`plugins/scheduler` and
+//! `plugins/serviceaccount` for `wasm32-wasip2`) so `orchd up` can ship
+//! them inside the binary and run with nothing to install.
 //!
 //! The component is built by a nested cargo into its own target directory
 //! (`<target>/wasm-plugins`) so it neither waits on nor invalidates the
 //! host build. Without the `wasm32-wasip2` target installed the binary is
-//! built without it (a warning says so, and `orchd up` tells the user how
+//! built without them (a warning says so, and `orchd up` tells the user how
 //! to fix it); a component that fails to compile fails the build.
+
+/// (package, file the component is built as, file embedded in OUT_DIR).
+const PLUGINS: &[(&str, &str, &str)] = &[
+    (
+        "orchd-scheduler",
+        "orchd_scheduler.wasm",
+        "default-scheduler.wasm",
+    ),
+    (
+        "orchd-serviceaccount-controller",
+        "orchd_serviceaccount_controller.wasm",
+        "serviceaccount-controller.wasm",
+    ),
+];
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -16,41 +30,33 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let root = manifest.join("../..");
-    let embedded = out_dir.join("default-scheduler.wasm");
-    for dir in ["plugins/scheduler", "sdk/rust", "wit"] {
+    for dir in [
+        "plugins/scheduler",
+        "plugins/serviceaccount",
+        "sdk/rust",
+        "wit",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=ORCHD_SCHEDULER_WASM");
-
-    // A prebuilt component given explicitly wins (packagers, CI caches).
-    if let Some(path) = env::var_os("ORCHD_SCHEDULER_WASM").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        println!("cargo:rerun-if-changed={}", path.display());
-        copy(&path, &embedded);
-        return;
-    }
     if !wasm_target_installed() {
         println!(
-            "cargo:warning=the wasm32-wasip2 target is not installed: orchd is built without its default scheduler (run `rustup target add wasm32-wasip2`, or `cargo xtask demo`, which does)"
+            "cargo:warning=the wasm32-wasip2 target is not installed: orchd is built without its default plugins (run `rustup target add wasm32-wasip2`, or `cargo xtask demo`, which does)"
         );
-        write(&embedded, &[]);
+        for (_, _, embedded) in PLUGINS {
+            write(&out_dir.join(embedded), &[]);
+        }
         return;
     }
     let target_dir = wasm_target_dir(&out_dir);
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "orchd-scheduler",
-            "--target-dir",
-        ])
-        .arg(&target_dir);
+        .args(["build", "--release", "--target", "wasm32-wasip2"]);
+    for (package, _, _) in PLUGINS {
+        cmd.args(["-p", package]);
+    }
+    cmd.arg("--target-dir").arg(&target_dir);
     // The outer build's flags are for the host, not for wasm.
     for var in [
         "RUSTFLAGS",
@@ -63,14 +69,16 @@ fn main() {
     }
     let status = cmd
         .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build the default scheduler: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run cargo to build the default plugins: {e}"));
     if !status.success() {
-        panic!("building the default scheduler component (plugins/scheduler) failed: {status}");
+        panic!("building the default plugin components (plugins/) failed: {status}");
     }
-    copy(
-        &target_dir.join("wasm32-wasip2/release/orchd_scheduler.wasm"),
-        &embedded,
-    );
+    for (_, built, embedded) in PLUGINS {
+        copy(
+            &target_dir.join("wasm32-wasip2/release").join(built),
+            &out_dir.join(embedded),
+        );
+    }
 }
 
 /// `<target>/wasm-plugins`, from `OUT_DIR` = `<target>[/<triple>]/<profile>/build/<pkg>/out`.

@@ -215,6 +215,12 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         features: "",
     },
     TestPlugin {
+        package: "orchd-serviceaccount-controller",
+        file: "serviceaccount-controller.wasm",
+        env: &[],
+        features: "",
+    },
+    TestPlugin {
         package: "orchd-first-fit-scheduler",
         file: "first-fit-scheduler.wasm",
         env: &[],

@@ -41,13 +41,35 @@ pub struct UpArgs {
     pub hollow_nodes: usize,
 }
 
-/// The default scheduler component, built from `plugins/scheduler` by
-/// build.rs (empty when the wasm32-wasip2 target was missing).
-static DEFAULT_SCHEDULER: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/default-scheduler.wasm"));
+/// A plugin this binary ships and installs on first start.
+struct DefaultPlugin {
+    /// Plugin name.
+    name: &'static str,
+    world: orchd_plugin_host::World,
+    /// The component, built from `plugins/` by build.rs (empty when the
+    /// wasm32-wasip2 target was missing).
+    bytes: &'static [u8],
+    /// What it may read and write.
+    read: &'static [&'static str],
+    write: &'static [&'static str],
+}
 
-/// The Plugin name of the default scheduler.
-pub const DEFAULT_SCHEDULER_PLUGIN: &str = "default-scheduler";
+static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
+    DefaultPlugin {
+        name: "default-scheduler",
+        world: orchd_plugin_host::World::Scheduler,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/default-scheduler.wasm")),
+        read: &[],
+        write: &[],
+    },
+    DefaultPlugin {
+        name: "serviceaccount",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/serviceaccount-controller.wasm")),
+        read: &["namespaces", "serviceaccounts"],
+        write: &["serviceaccounts"],
+    },
+];
 
 /// Runs the cluster until a termination signal.
 pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
@@ -89,7 +111,7 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
         .with_context(|| {
             format!("cannot listen on {listen} (is another orchd running? use --listen)")
         })?;
-    let plugins = start_plugins(&args, &data_dir, store.clone()).await?;
+    let plugins = start_plugins(&args, &data_dir, store.clone(), api.clone()).await?;
     let addr = listener.local_addr()?;
     let server_url = format!("http://{addr}");
     let kubeconfig = data_dir.join("kubeconfig");
@@ -131,32 +153,44 @@ async fn start_plugins(
     args: &UpArgs,
     data_dir: &Path,
     store: std::sync::Arc<RedbStore>,
+    api: std::sync::Arc<ApiServer>,
 ) -> anyhow::Result<orchd_plugin_host::manager::ManagerHandle> {
     use orchd_plugin_host::manager::{self, Ensured, ManagerConfig};
-    use orchd_plugin_host::{PluginEngine, World, sandbox};
+    use orchd_plugin_host::{PluginEngine, sandbox};
     let store: std::sync::Arc<dyn orchd_store::Store> = store;
     if args.no_default_plugins {
         println!("orchd: default plugins not installed (--no-default-plugins)");
-    } else if DEFAULT_SCHEDULER.is_empty() {
+    } else if DEFAULT_PLUGINS.iter().any(|p| p.bytes.is_empty()) {
         println!(
-            "orchd: warning: this orchd was built without its default scheduler (the wasm32-wasip2 target was missing: `rustup target add wasm32-wasip2`, then rebuild); pods stay Pending until you `orchd plugin install` one"
+            "orchd: warning: this orchd was built without its default plugins (the wasm32-wasip2 target was missing: `rustup target add wasm32-wasip2`, then rebuild); pods stay Pending until you `orchd plugin install` a scheduler"
         );
     } else {
-        let ensured = manager::ensure_plugin(
-            store.as_ref(),
-            DEFAULT_SCHEDULER_PLUGIN,
-            World::Scheduler,
-            DEFAULT_SCHEDULER,
-            "built into orchd",
-        )
-        .await
-        .context("cannot install the default scheduler plugin")?;
-        if ensured == Ensured::Created {
-            println!(
-                "orchd: installed plugin {DEFAULT_SCHEDULER_PLUGIN} (sha256:{}…, {} KB, built into orchd)",
-                &orchd_plugin_host::engine::sha256_hex(DEFAULT_SCHEDULER)[..12],
-                DEFAULT_SCHEDULER.len() / 1024
-            );
+        for p in DEFAULT_PLUGINS {
+            let capabilities = (!p.read.is_empty() || !p.write.is_empty()).then(|| {
+                orchd_resources::orchd_v1::PluginCapabilities {
+                    read: p.read.iter().map(|r| r.to_string()).collect(),
+                    write: p.write.iter().map(|r| r.to_string()).collect(),
+                }
+            });
+            let ensured = manager::ensure_plugin(
+                store.as_ref(),
+                p.name,
+                p.world,
+                p.bytes,
+                "built into orchd",
+                capabilities,
+            )
+            .await
+            .with_context(|| format!("cannot install the default plugin {}", p.name))?;
+            if ensured == Ensured::Created {
+                println!(
+                    "orchd: installed plugin {} ({}, sha256:{}…, {} KB, built into orchd)",
+                    p.name,
+                    p.world,
+                    &orchd_plugin_host::engine::sha256_hex(p.bytes)[..12],
+                    p.bytes.len() / 1024
+                );
+            }
         }
     }
     let cache_dir = data_dir.join("plugin-cache");
@@ -169,8 +203,11 @@ async fn start_plugins(
     let config = ManagerConfig {
         probation: std::time::Duration::from_millis(args.plugin_probation_ms),
     };
+    let api: std::sync::Arc<dyn orchd_plugin_host::access::ObjectApi> =
+        std::sync::Arc::new(crate::inprocess::InProcessApi(api));
     Ok(manager::start(
         store,
+        Some(api),
         engine,
         sandbox::stderr_sink(),
         config,

@@ -8,6 +8,7 @@
 mod client;
 mod cluster;
 mod commands;
+mod inprocess;
 mod plugin;
 mod sim;
 

@@ -61,6 +61,16 @@ struct InstallArgs {
     /// Deadline of one call into the plugin, in milliseconds.
     #[arg(long)]
     call_timeout_ms: Option<u32>,
+    /// Resources the plugin may read (get, list, watch), comma-separated
+    /// store names: `pods,deployments.apps`, or `*`.
+    #[arg(long, value_delimiter = ',')]
+    read: Option<Vec<String>>,
+    /// Resources the plugin may write (create, update, patch, delete).
+    #[arg(long, value_delimiter = ',')]
+    write: Option<Vec<String>>,
+    /// Configuration text handed to the plugin when it starts.
+    #[arg(long)]
+    config: Option<String>,
     #[command(flatten)]
     wait: WaitArgs,
     #[command(flatten)]
@@ -199,7 +209,19 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
             call_timeout_ms,
         }),
     };
-    let (revision, generation) = add_revision(&client, &name, &checked, &source, limits).await?;
+    let capabilities = match (args.read, args.write) {
+        (None, None) => None,
+        (read, write) => Some(orchd_v1::PluginCapabilities {
+            read: read.unwrap_or_default(),
+            write: write.unwrap_or_default(),
+        }),
+    };
+    let settings = Settings {
+        limits,
+        capabilities,
+        config: args.config,
+    };
+    let (revision, generation) = add_revision(&client, &name, &checked, &source, &settings).await?;
     if args.wait.no_wait {
         return Ok(());
     }
@@ -253,6 +275,20 @@ async fn upload(client: &Client, digest: &str, bytes: &[u8]) -> anyhow::Result<(
     Ok(())
 }
 
+/// What `install` sets on the Plugin besides the revision; `None` keeps
+/// what an existing Plugin has.
+struct Settings {
+    limits: Option<orchd_v1::PluginLimits>,
+    capabilities: Option<orchd_v1::PluginCapabilities>,
+    config: Option<String>,
+}
+
+impl Settings {
+    fn is_empty(&self) -> bool {
+        self.limits.is_none() && self.capabilities.is_none() && self.config.is_none()
+    }
+}
+
 /// Appends a revision with `checked`'s digest and makes it the wanted
 /// one (creating the Plugin on first install). Returns the revision and
 /// the Plugin's generation after the write.
@@ -261,7 +297,7 @@ async fn add_revision(
     name: &str,
     checked: &Checked,
     source: &str,
-    limits: Option<orchd_v1::PluginLimits>,
+    settings: &Settings,
 ) -> anyhow::Result<(i64, i64)> {
     let path = format!("{PLUGINS}/{name}");
     for _ in 0..10 {
@@ -285,7 +321,9 @@ async fn add_revision(
                     world: checked.world.name().into(),
                     revision: 1,
                     revisions: vec![revision_entry(1)],
-                    limits: limits.clone(),
+                    limits: settings.limits.clone(),
+                    capabilities: settings.capabilities.clone(),
+                    config: settings.config.clone(),
                 },
                 status: None,
             };
@@ -318,7 +356,7 @@ async fn add_revision(
         if let Some(active) = active
             && active.digest == checked.digest
             && plugin.spec.revision == active.revision
-            && limits.is_none()
+            && settings.is_empty()
         {
             println!(
                 "orchd: plugin {name} already runs this component (revision {})",
@@ -336,8 +374,14 @@ async fn add_revision(
             + 1;
         plugin.spec.revisions.push(revision_entry(next));
         plugin.spec.revision = next;
-        if limits.is_some() {
-            plugin.spec.limits = limits.clone();
+        if settings.limits.is_some() {
+            plugin.spec.limits = settings.limits.clone();
+        }
+        if settings.capabilities.is_some() {
+            plugin.spec.capabilities = settings.capabilities.clone();
+        }
+        if settings.config.is_some() {
+            plugin.spec.config = settings.config.clone();
         }
         let answer = client
             .send_json(Method::PUT, &path, JSON, &serde_json::to_value(&plugin)?)

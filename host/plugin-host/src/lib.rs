@@ -17,13 +17,16 @@
 //! * [`manager`]: makes what runs match the `orchd.dev/v1` Plugin objects
 //!   (load, warm, swap, roll back, report status and Events).
 
+pub mod access;
 mod cache;
+pub mod controller;
 pub mod engine;
 pub mod events;
 mod informer;
 pub mod manager;
 pub mod podinfo;
 pub mod quantity;
+pub mod reconciler;
 pub mod runner;
 pub mod sandbox;
 pub mod scheduler;

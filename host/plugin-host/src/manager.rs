@@ -12,8 +12,10 @@
 //! good one keeps (or goes back to) running. Everything it learns goes to
 //! the Plugin's status and to Events about it.
 //!
-//! The scheduler world is run; controller and admission plugins are
-//! accepted as objects but reported `Failed` until their hosts exist.
+//! Schedulers and controllers are run (a controller's object calls go
+//! through the API given to [`start`], checked against the Plugin's
+//! `spec.capabilities`); admission plugins are accepted as objects but
+//! reported `Failed` until the API runs an admission chain.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,8 +27,11 @@ use orchd_store::{ObjectKey, Store, StoreError, meta};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
+use crate::access::{ObjectAccess, ObjectApi};
+use crate::controller::ControllerPlugin;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{self, Change};
+use crate::reconciler::{self, ReconcilerHandle};
 use crate::runner::{self, Report, RunnerHandle};
 use crate::{Limits, LogSink, PluginEngine, PluginError, SchedulerPlugin, World};
 
@@ -64,9 +69,11 @@ impl ManagerHandle {
     }
 }
 
-/// Starts the manager. Must be called within a tokio runtime.
+/// Starts the manager. Must be called within a tokio runtime. Controllers'
+/// object calls go through `api` (without one, controllers are refused).
 pub fn start(
     store: Arc<dyn Store>,
+    api: Option<Arc<dyn ObjectApi>>,
     engine: PluginEngine,
     log: LogSink,
     config: ManagerConfig,
@@ -84,6 +91,7 @@ pub fn start(
     let manager = Manager {
         events: EventRecorder::new(store.clone(), "plugin-manager"),
         store,
+        api,
         engine,
         log,
         config,
@@ -97,15 +105,49 @@ pub fn start(
     }
 }
 
+/// What runs a plugin: the scheduler runner or the controller runner.
+enum Runs {
+    Scheduler(RunnerHandle),
+    Controller(ReconcilerHandle),
+}
+
+impl Runs {
+    async fn stop(self) {
+        match self {
+            Runs::Scheduler(r) => r.stop().await,
+            Runs::Controller(r) => r.stop().await,
+        }
+    }
+}
+
+/// A loaded revision, ready to take over.
+enum Loaded {
+    Scheduler(SchedulerPlugin),
+    Controller(ControllerPlugin),
+}
+
 /// A plugin that runs.
 struct Running {
     revision: i64,
     digest: String,
-    scheduler_name: String,
-    runner: RunnerHandle,
+    /// For schedulers, the schedulerName served.
+    scheduler_name: Option<String>,
+    runner: Runs,
     /// While a swapped-in revision is on probation: the one it replaced.
     previous: Option<(i64, String)>,
     /// When the revision running now was asked for, for the swap time.
+    asked_at: Instant,
+    /// The limits, capabilities and configuration it was loaded with: a
+    /// change of them reloads the same revision.
+    settings: Value,
+}
+
+/// A loaded revision and what it was loaded for.
+struct Revision {
+    generation: i64,
+    revision: i64,
+    digest: String,
+    settings: Value,
     asked_at: Instant,
 }
 
@@ -121,6 +163,7 @@ struct TookOver<'a> {
 
 struct Manager {
     store: Arc<dyn Store>,
+    api: Option<Arc<dyn ObjectApi>>,
     engine: PluginEngine,
     log: LogSink,
     config: ManagerConfig,
@@ -210,7 +253,11 @@ impl Manager {
         };
         let status = plugin.status.clone().unwrap_or_default();
         let wanted = plugin.spec.revision;
-        let current = self.running.get(&name).map(|r| r.revision);
+        let current = self
+            .running
+            .get(&name)
+            .filter(|r| r.settings == settings_of(&plugin))
+            .map(|r| r.revision);
         if current == Some(wanted) {
             // Pointing back at what runs (after a refused revision, say)
             // settles the plugin as it is.
@@ -239,20 +286,22 @@ impl Manager {
         }
         let asked_at = Instant::now();
         match self.load(&name, &plugin).await {
-            Ok((decider, digest)) => {
-                self.put_in_charge(&name, generation, wanted, digest, decider, asked_at)
-                    .await
+            Ok((loaded, digest)) => {
+                let revision = Revision {
+                    generation,
+                    revision: wanted,
+                    digest,
+                    settings: settings_of(&plugin),
+                    asked_at,
+                };
+                self.put_in_charge(&name, revision, loaded).await
             }
             Err(e) => self.refuse(&name, &object, generation, wanted, e).await,
         }
     }
 
     /// Reads, checks, compiles and warms revision `spec.revision`.
-    async fn load(
-        &self,
-        name: &str,
-        plugin: &Plugin,
-    ) -> Result<(SchedulerPlugin, String), PluginError> {
+    async fn load(&self, name: &str, plugin: &Plugin) -> Result<(Loaded, String), PluginError> {
         let wanted = plugin.spec.revision;
         let revision = plugin
             .spec
@@ -282,6 +331,16 @@ impl Manager {
         let limits = limits_of(plugin);
         let engine = self.engine.clone();
         let log = self.log.clone();
+        let access = self.api.clone().map(|api| {
+            Arc::new(ObjectAccess::new(
+                name,
+                plugin.spec.capabilities.clone().unwrap_or_default(),
+                api,
+                tokio::runtime::Handle::current(),
+                EventRecorder::new(self.store.clone(), name),
+            ))
+        });
+        let config = plugin.spec.config.clone().unwrap_or_default();
         let name = name.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
             let compiled = engine.compile(&bytes)?;
@@ -292,9 +351,19 @@ impl Manager {
                 )));
             }
             match compiled.world {
-                World::Scheduler => SchedulerPlugin::load(&engine, &compiled, &name, limits, log),
+                World::Scheduler => SchedulerPlugin::load(&engine, &compiled, &name, limits, log)
+                    .map(Loaded::Scheduler),
+                World::Controller => {
+                    let access = access.ok_or_else(|| {
+                        PluginError::Invalid("this plugin host runs no controllers".into())
+                    })?;
+                    let c = ControllerPlugin::load(
+                        &engine, &compiled, &name, limits, log, access, &config,
+                    )?;
+                    Ok(Loaded::Controller(c))
+                }
                 other => Err(PluginError::Invalid(format!(
-                    "{other} plugins are not run by this orchd yet (only schedulers are)"
+                    "{other} plugins are not run by this orchd yet (schedulers and controllers are)"
                 ))),
             }
         })
@@ -304,23 +373,31 @@ impl Manager {
     }
 
     /// Starts a loaded revision, or swaps it in for the running one.
-    async fn put_in_charge(
-        &mut self,
-        name: &str,
-        generation: i64,
-        revision: i64,
-        digest: String,
-        decider: SchedulerPlugin,
-        asked_at: Instant,
-    ) {
+    async fn put_in_charge(&mut self, name: &str, r: Revision, loaded: Loaded) {
+        let decider = match loaded {
+            Loaded::Scheduler(decider) => decider,
+            Loaded::Controller(controller) => {
+                self.start_controller(name, r, controller).await;
+                return;
+            }
+        };
+        let Revision {
+            generation,
+            revision,
+            digest,
+            settings,
+            asked_at,
+        } = r;
         let scheduler_name = decider.scheduler_name().to_string();
-        let same_name = self
-            .running
-            .get(name)
-            .is_some_and(|r| r.scheduler_name == scheduler_name);
-        if same_name && let Some(running) = self.running.get_mut(name) {
+        let swap_into = self.running.get_mut(name).and_then(|r| match &r.runner {
+            Runs::Scheduler(_) if r.scheduler_name.as_deref() == Some(&scheduler_name) => Some(r),
+            _ => None,
+        });
+        if let Some(running) = swap_into
+            && let Runs::Scheduler(runner) = &running.runner
+        {
             let probation = self.config.probation;
-            if let Err(e) = running.runner.swap(Box::new(decider), probation).await {
+            if let Err(e) = runner.swap(Box::new(decider), probation).await {
                 let object = self.current_object(name).await;
                 self.refuse(name, &object, generation, revision, e).await;
                 return;
@@ -330,6 +407,7 @@ impl Manager {
             running.revision = revision;
             running.digest = digest.clone();
             running.asked_at = asked_at;
+            running.settings = settings;
             let message =
                 format!("revision {revision} took over from revision {from}, on probation");
             let took_over = TookOver {
@@ -350,16 +428,7 @@ impl Manager {
         if let Some(old) = previous {
             old.runner.stop().await;
         }
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let forward = self.report_tx.clone();
-        let plugin_name = name.to_string();
-        tokio::spawn(async move {
-            while let Some(report) = rx.recv().await {
-                if forward.send((plugin_name.clone(), report)).is_err() {
-                    return;
-                }
-            }
-        });
+        let tx = self.reports_of(name);
         match runner::start(self.store.clone(), Box::new(decider), Some(tx)) {
             Ok(handle) => {
                 self.running.insert(
@@ -367,10 +436,11 @@ impl Manager {
                     Running {
                         revision,
                         digest: digest.clone(),
-                        scheduler_name: scheduler_name.clone(),
-                        runner: handle,
+                        scheduler_name: Some(scheduler_name.clone()),
+                        runner: Runs::Scheduler(handle),
                         previous: None,
                         asked_at,
+                        settings,
                     },
                 );
                 let message = format!("revision {revision} serves schedulerName {scheduler_name}");
@@ -392,6 +462,68 @@ impl Manager {
                 self.refuse(name, &object, generation, revision, e).await;
             }
         }
+    }
+
+    /// A channel for a runner's reports, forwarded tagged with `name`.
+    fn reports_of(&self, name: &str) -> mpsc::UnboundedSender<Report> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let forward = self.report_tx.clone();
+        let plugin_name = name.to_string();
+        tokio::spawn(async move {
+            while let Some(report) = rx.recv().await {
+                if forward.send((plugin_name.clone(), report)).is_err() {
+                    return;
+                }
+            }
+        });
+        tx
+    }
+
+    /// Starts a controller revision. The old one (if any) stops first,
+    /// after its reconcile in progress; the new one lists everything and
+    /// reconciles every key, so a change made meanwhile is not missed
+    /// (reconciles are level-triggered).
+    async fn start_controller(&mut self, name: &str, r: Revision, controller: ControllerPlugin) {
+        let Revision {
+            generation,
+            revision,
+            digest,
+            settings,
+            asked_at,
+        } = r;
+        if let Some(old) = self.running.remove(name) {
+            old.runner.stop().await;
+        }
+        let primary = controller.spec().primary.clone();
+        let handle = reconciler::start(self.store.clone(), controller, self.reports_of(name));
+        self.running.insert(
+            name.to_string(),
+            Running {
+                revision,
+                digest: digest.clone(),
+                scheduler_name: None,
+                runner: Runs::Controller(handle),
+                previous: None,
+                asked_at,
+                settings,
+            },
+        );
+        let message = format!("revision {revision} reconciles {primary}");
+        (self.log)(name, crate::LogLevel::Info, &message);
+        self.write_status(name, |s| {
+            s.phase = "Active".into();
+            s.observed_generation = Some(generation);
+            s.active_revision = Some(revision);
+            s.active_digest = Some(digest.clone());
+            s.scheduler_name = None;
+            s.restarts = 0;
+            s.failed_revisions.retain(|r| *r != revision);
+            s.message = Some(message.clone());
+        })
+        .await;
+        let object = self.current_object(name).await;
+        self.events
+            .record(&object, EventType::Normal, "RevisionActive", &message);
     }
 
     /// Logs and records in the status that a revision now decides.
@@ -514,6 +646,28 @@ impl Manager {
                 self.events
                     .record(&object, EventType::Warning, "RevisionRolledBack", &message);
             }
+            Report::ReconcileFailed {
+                digest,
+                key,
+                message,
+            } => {
+                if digest != running.digest {
+                    return;
+                }
+                let error = format!("reconciling {key}: {message}");
+                self.write_status(name, |s| {
+                    s.last_error = Some(error.clone());
+                    s.last_error_time = Some(meta::now_rfc3339());
+                })
+                .await;
+                let object = self.current_object(name).await;
+                self.events.record(
+                    &object,
+                    EventType::Warning,
+                    "ReconcileFailed",
+                    &format!("{error}; retried with backoff"),
+                );
+            }
             Report::Failed { digest, error } => {
                 if digest != running.digest {
                     return;
@@ -564,6 +718,15 @@ impl Manager {
     }
 }
 
+/// What a Plugin sets for its instances besides the revision.
+fn settings_of(plugin: &Plugin) -> Value {
+    serde_json::json!({
+        "limits": plugin.spec.limits,
+        "capabilities": plugin.spec.capabilities,
+        "config": plugin.spec.config,
+    })
+}
+
 /// The limits a Plugin asks for, on top of the defaults.
 fn limits_of(plugin: &Plugin) -> Limits {
     let mut limits = Limits::default();
@@ -596,6 +759,7 @@ pub async fn ensure_plugin(
     world: World,
     bytes: &[u8],
     source: &str,
+    capabilities: Option<orchd_v1::PluginCapabilities>,
 ) -> Result<Ensured, StoreError> {
     let key = ObjectKey::cluster(PLUGINS, name);
     match store.get(&key).await {
@@ -625,6 +789,7 @@ pub async fn ensure_plugin(
         "metadata": {"name": name},
         "spec": {
             "world": world.name(),
+            "capabilities": capabilities,
             "revision": 1,
             "revisions": [{
                 "revision": 1,

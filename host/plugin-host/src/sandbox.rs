@@ -143,6 +143,9 @@ pub struct HostState {
     pub(crate) limiter: Limiter,
     pub(crate) log: LogSink,
     pub(crate) output: Arc<Mutex<OutputState>>,
+    /// The plugin's way to the cluster's objects and events (controllers);
+    /// `None` for worlds that import no such host calls.
+    pub(crate) access: Option<Arc<crate::access::ObjectAccess>>,
 }
 
 impl HostState {
@@ -150,7 +153,12 @@ impl HostState {
     /// (no preopened directories, no environment or arguments, sockets
     /// denied by wasmtime-wasi's defaults, stdin closed) and stdout/stderr
     /// forwarded line by line into the host log.
-    pub(crate) fn new(plugin: Arc<str>, limits: &Limits, log: LogSink) -> Self {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        limits: &Limits,
+        log: LogSink,
+        access: Option<Arc<crate::access::ObjectAccess>>,
+    ) -> Self {
         let output = Arc::new(Mutex::new(OutputState::default()));
         let mut wasi = WasiCtx::builder();
         wasi.stdout(LogStream::new(
@@ -185,6 +193,7 @@ impl HostState {
             },
             log,
             output,
+            access,
         }
     }
 

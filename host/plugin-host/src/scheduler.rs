@@ -20,6 +20,11 @@ mod bindings {
 }
 
 use bindings::orchd::plugin::log;
+
+/// The `log` interface's bindings, shared by every world's bindings so
+/// that one implementation serves them all.
+#[doc(hidden)]
+pub use bindings::orchd::plugin::log as log_bindings;
 use bindings::{Scheduler, SchedulerPre};
 
 /// The typed records of the scheduling hot path, as generated from the WIT.

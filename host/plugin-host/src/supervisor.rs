@@ -51,6 +51,7 @@ pub struct Supervised<B> {
     instantiate: Instantiate<B>,
     live: Option<Live<B>>,
     status: SupervisorStatus,
+    access: Option<Arc<crate::access::ObjectAccess>>,
 }
 
 impl<B> Supervised<B> {
@@ -71,7 +72,15 @@ impl<B> Supervised<B> {
             instantiate,
             live: None,
             status: SupervisorStatus::default(),
+            access: None,
         }
+    }
+
+    /// Gives every instance `access` to objects and events (for worlds
+    /// that import them).
+    pub fn with_access(mut self, access: Arc<crate::access::ObjectAccess>) -> Self {
+        self.access = Some(access);
+        self
     }
 
     /// The plugin's name.
@@ -146,7 +155,12 @@ impl<B> Supervised<B> {
             }
             let mut store = Store::new(
                 &self.engine,
-                HostState::new(self.name.clone(), &self.limits, self.log.clone()),
+                HostState::new(
+                    self.name.clone(),
+                    &self.limits,
+                    self.log.clone(),
+                    self.access.clone(),
+                ),
             );
             store.limiter(|state| &mut state.limiter);
             store.set_epoch_deadline(deadline_ticks(self.limits.call_deadline));

@@ -63,6 +63,26 @@ pub struct PluginSpec {
     /// Per-instance memory cap and per-call deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<PluginLimits>,
+    /// What the plugin may read and write through the host (controllers);
+    /// nothing when absent. Checked on every host call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<PluginCapabilities>,
+    /// Configuration handed to the plugin at start (a controller's `init`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+/// Resources a plugin may touch, as the store names them: group-qualified
+/// plurals (`pods`, `deployments.apps`), or `*` for every resource.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginCapabilities {
+    /// May get, list and watch these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<String>,
+    /// May create, update, patch and delete these (and their status).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write: Vec<String>,
 }
 
 /// One installed revision.

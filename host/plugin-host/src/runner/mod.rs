@@ -74,7 +74,8 @@ impl Decide for SchedulerPlugin {
 /// Failed calls during probation that send a swapped-in decider back.
 const PROBATION_FAILURES: u32 = 2;
 
-/// What a runner tells its owner, in the order it happens.
+/// What a runner (scheduler or controller) tells its owner, in the order
+/// it happens.
 #[derive(Debug)]
 pub enum Report {
     /// A swapped-in decider made its first decision this long after the
@@ -107,6 +108,15 @@ pub enum Report {
         digest: String,
         /// What happened.
         error: PluginError,
+    },
+    /// A controller's reconcile returned an error (retried with backoff).
+    ReconcileFailed {
+        /// The controller's digest.
+        digest: String,
+        /// `resource namespace/name` of the work item.
+        key: String,
+        /// The error the plugin returned.
+        message: String,
     },
 }
 

@@ -1,0 +1,404 @@
+//! The controller runner: the host half of a controller, in the style of
+//! kube-runtime's controller and client-go's workqueue.
+//!
+//! Host-run informers watch the controller's primary resource and the
+//! resources it asked to watch; each change maps to a work item (the
+//! object itself, its namespace, or its controlling owner of a kind). The
+//! queue holds each key at most once, never hands out a key that is being
+//! reconciled (a change meanwhile queues it again for after), retries
+//! failures with exponential backoff and honours `requeue-after`. Nothing
+//! is reconciled before every informer has listed once; after that, every
+//! key of the primary resource is reconciled at least once.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orchd_store::{Store, meta};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::PluginError;
+use crate::controller::ControllerPlugin;
+use crate::controller::types_of::{ObjectRef, ReconcileResult};
+use crate::informer::{self, Change};
+use crate::runner::Report;
+
+/// First retry delay after a failed reconcile.
+const RETRY_START: Duration = Duration::from_millis(100);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// A work item: resource, namespace, name.
+type Key = (String, Option<String>, String);
+
+fn key_text(key: &Key) -> String {
+    match &key.1 {
+        Some(ns) => format!("{} {ns}/{}", key.0, key.2),
+        None => format!("{} {}", key.0, key.2),
+    }
+}
+
+/// Delay after `failures` failed reconciles of one key in a row.
+pub fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(20);
+    RETRY_START.saturating_mul(1u32 << doublings).min(RETRY_MAX)
+}
+
+/// A workqueue: each key at most once, one reconcile per key at a time.
+#[derive(Default)]
+pub struct WorkQueue<K: Clone + Eq + std::hash::Hash> {
+    ready: VecDeque<K>,
+    /// Queued, or changed while being processed.
+    dirty: HashSet<K>,
+    processing: HashSet<K>,
+    /// Keys waiting until a time (retries, requeue-after).
+    waiting: HashMap<K, Instant>,
+    failures: HashMap<K, u32>,
+}
+
+impl<K: Clone + Eq + std::hash::Hash> WorkQueue<K> {
+    /// Queues `key` unless it is queued already.
+    pub fn add(&mut self, key: K) {
+        if !self.dirty.insert(key.clone()) {
+            return;
+        }
+        self.waiting.remove(&key);
+        if !self.processing.contains(&key) {
+            self.ready.push_back(key);
+        }
+    }
+
+    /// Queues `key` at `at` (earlier if it is added meanwhile).
+    pub fn add_at(&mut self, key: K, at: Instant) {
+        if self.dirty.contains(&key) {
+            return;
+        }
+        let due = self.waiting.entry(key).or_insert(at);
+        if at < *due {
+            *due = at;
+        }
+    }
+
+    /// The next key to process.
+    pub fn get(&mut self) -> Option<K> {
+        let key = self.ready.pop_front()?;
+        self.dirty.remove(&key);
+        self.processing.insert(key.clone());
+        Some(key)
+    }
+
+    /// Processing `key` ended; if it changed meanwhile, it is queued again.
+    pub fn done(&mut self, key: &K) {
+        self.processing.remove(key);
+        if self.dirty.contains(key) {
+            self.ready.push_back(key.clone());
+        }
+    }
+
+    /// Processing failed: retried after a growing delay.
+    pub fn retry(&mut self, key: K, now: Instant) -> Duration {
+        let failures = self.failures.entry(key.clone()).or_insert(0);
+        *failures = failures.saturating_add(1);
+        let delay = retry_delay(*failures);
+        self.add_at(key, now + delay);
+        delay
+    }
+
+    /// Processing succeeded: the failure count starts over.
+    pub fn forget(&mut self, key: &K) {
+        self.failures.remove(key);
+    }
+
+    /// Moves due keys to the ready queue; returns the next due time.
+    pub fn promote(&mut self, now: Instant) -> Option<Instant> {
+        let due: Vec<K> = self
+            .waiting
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.waiting.remove(&key);
+            self.add(key);
+        }
+        self.waiting.values().min().copied()
+    }
+
+    /// Keys ready now.
+    pub fn len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Whether no key is ready now.
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty()
+    }
+}
+
+/// A running controller. Call [`Self::stop`] to stop it.
+pub struct ReconcilerHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReconcilerHandle {
+    /// Stops the informers and the loop, after the reconcile in progress.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts reconciling with `plugin`; what happens is told on `reports`.
+/// Must be called within a tokio runtime.
+pub fn start(
+    store: Arc<dyn Store>,
+    plugin: ControllerPlugin,
+    reports: mpsc::UnboundedSender<Report>,
+) -> ReconcilerHandle {
+    let spec = plugin.spec().clone();
+    // One informer per resource; each maps its changes through the
+    // watches of that resource (the primary maps to itself).
+    let mut resources: Vec<String> = vec![spec.primary.clone()];
+    for w in &spec.watches {
+        if !resources.contains(&w.resource) {
+            resources.push(w.resource.clone());
+        }
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (change_tx, change_rx) = mpsc::channel(4096);
+    for (index, resource) in resources.iter().enumerate() {
+        // Informers take a 'static name; a controller's resources live as
+        // long as the process in practice, and there are a handful.
+        let resource: &'static str = Box::leak(resource.clone().into_boxed_str());
+        tokio::spawn(informer::run(
+            store.clone(),
+            resource,
+            index,
+            change_tx.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    drop(change_tx);
+    let loop_state = Reconciler {
+        maps: resources
+            .iter()
+            .map(|r| {
+                let mut maps: Vec<String> = spec
+                    .watches
+                    .iter()
+                    .filter(|w| &w.resource == r)
+                    .map(|w| w.map_to.clone())
+                    .collect();
+                if *r == spec.primary {
+                    maps.push("self".into());
+                }
+                (r.clone(), maps)
+            })
+            .collect(),
+        primary: spec.primary.clone(),
+        plugin: Some(plugin),
+        queue: WorkQueue::default(),
+        synced: HashSet::new(),
+        informers: resources.len(),
+        ready_at: None,
+        reports,
+    };
+    let task = tokio::spawn(loop_state.run(change_rx, stop_rx));
+    ReconcilerHandle {
+        stop: stop_tx,
+        task,
+    }
+}
+
+struct Reconciler {
+    /// Per informer (by index): its resource and how its changes map.
+    maps: Vec<(String, Vec<String>)>,
+    primary: String,
+    plugin: Option<ControllerPlugin>,
+    queue: WorkQueue<Key>,
+    synced: HashSet<usize>,
+    informers: usize,
+    /// The plugin is backing off until then.
+    ready_at: Option<Instant>,
+    reports: mpsc::UnboundedSender<Report>,
+}
+
+impl Reconciler {
+    async fn run(
+        mut self,
+        mut changes: mpsc::Receiver<Change<usize>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            while let Ok(change) = changes.try_recv() {
+                self.apply(change);
+            }
+            let now = Instant::now();
+            let next_due = self.queue.promote(now);
+            let plugin_ready = self.ready_at.is_none_or(|at| at <= now);
+            if self.synced.len() == self.informers && plugin_ready && !self.queue.is_empty() {
+                if let Some(key) = self.queue.get()
+                    && !self.reconcile(key).await
+                {
+                    return;
+                }
+                continue;
+            }
+            let wake = [next_due, self.ready_at.filter(|_| !plugin_ready)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(now + Duration::from_secs(3600));
+            tokio::select! {
+                _ = stop.changed() => return,
+                change = changes.recv() => match change {
+                    Some(change) => self.apply(change),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+
+    fn apply(&mut self, change: Change<usize>) {
+        let (index, objects) = match change {
+            Change::Resync(i, objects) => {
+                self.synced.insert(i);
+                (i, objects)
+            }
+            Change::Upsert(i, object) | Change::Delete(i, object) => (i, vec![object]),
+        };
+        let Some((resource, maps)) = self.maps.get(index).cloned() else {
+            return;
+        };
+        for object in &objects {
+            for map in &maps {
+                if let Some(key) = self.map_key(&resource, map, object) {
+                    self.queue.add(key);
+                }
+            }
+        }
+    }
+
+    /// The work item a change of `object` (of `resource`) maps to.
+    fn map_key(&self, resource: &str, map: &str, object: &Value) -> Option<Key> {
+        let namespace = meta::meta_str(object, "namespace").map(str::to_string);
+        let name = meta::meta_str(object, "name")?.to_string();
+        if map == "self" {
+            return Some((resource.to_string(), namespace, name));
+        }
+        if map == "namespace" {
+            return Some(("namespaces".into(), None, namespace?));
+        }
+        let kind = map.strip_prefix("owner:")?;
+        let owner = object["metadata"]["ownerReferences"]
+            .as_array()?
+            .iter()
+            .find(|o| o["controller"] == true && o["kind"] == kind)?;
+        Some((
+            self.primary.clone(),
+            namespace,
+            owner["name"].as_str()?.to_string(),
+        ))
+    }
+
+    /// One reconcile. Returns false if the loop cannot go on.
+    async fn reconcile(&mut self, key: Key) -> bool {
+        let Some(mut plugin) = self.plugin.take() else {
+            return false;
+        };
+        let object = ObjectRef {
+            resource: key.0.clone(),
+            namespace: key.1.clone(),
+            name: key.2.clone(),
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = plugin.reconcile(&object);
+            (plugin, result)
+        })
+        .await;
+        let Ok((plugin, result)) = joined else {
+            eprintln!("orchd: controller: stopped: a reconcile was lost");
+            return false;
+        };
+        let digest = plugin.digest().to_string();
+        self.plugin = Some(plugin);
+        let now = Instant::now();
+        match result {
+            Ok(Ok(ReconcileResult::Done)) => {
+                self.queue.forget(&key);
+                self.queue.done(&key);
+            }
+            Ok(Ok(ReconcileResult::RequeueAfter(ms))) => {
+                self.queue.forget(&key);
+                self.queue.done(&key);
+                self.queue.add_at(key, now + Duration::from_millis(ms));
+            }
+            Ok(Err(message)) => {
+                self.queue.done(&key);
+                let _ = self.reports.send(Report::ReconcileFailed {
+                    digest,
+                    key: key_text(&key),
+                    message,
+                });
+                self.queue.retry(key, now);
+            }
+            Err(error) => {
+                self.queue.done(&key);
+                if let PluginError::BackingOff { retry_in, .. } = &error {
+                    self.ready_at = Some(now + *retry_in);
+                    self.queue.add(key);
+                } else {
+                    let _ = self.reports.send(Report::Failed { digest, error });
+                    self.queue.retry(key, now);
+                }
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_queued_once_and_never_processed_twice_at_once() {
+        let mut q: WorkQueue<&str> = WorkQueue::default();
+        q.add("a");
+        q.add("a");
+        q.add("b");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.get(), Some("a"));
+        // Changed while processing: not handed out again until done.
+        q.add("a");
+        assert_eq!(q.get(), Some("b"));
+        assert_eq!(q.get(), None);
+        q.done(&"a");
+        assert_eq!(q.get(), Some("a"));
+        q.done(&"a");
+        q.done(&"b");
+        assert_eq!(q.get(), None);
+    }
+
+    #[test]
+    fn failures_back_off_and_success_forgets_them() {
+        let mut q: WorkQueue<&str> = WorkQueue::default();
+        let now = Instant::now();
+        assert_eq!(q.retry("a", now), Duration::from_millis(100));
+        assert_eq!(q.retry("a", now), Duration::from_millis(200));
+        assert_eq!(q.promote(now), Some(now + Duration::from_millis(100)));
+        assert!(q.is_empty());
+        q.promote(now + Duration::from_millis(150));
+        assert_eq!(q.get(), Some("a"));
+        q.forget(&"a");
+        q.done(&"a");
+        assert_eq!(q.retry("a", now), Duration::from_millis(100));
+        assert_eq!(retry_delay(30), RETRY_MAX);
+    }
+}
