@@ -39,6 +39,31 @@ pub struct UpArgs {
     /// they heartbeat and report their pods Running without running them).
     #[arg(long, default_value_t = 0)]
     pub hollow_nodes: usize,
+    /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/orchd/
+    /// plugins, or ~/.cache/orchd/plugins). Shared by every cluster on the
+    /// machine: an artifact is keyed by the component's digest and only
+    /// loads into the engine build that made it.
+    #[arg(long, value_name = "DIR")]
+    pub plugin_cache: Option<PathBuf>,
+}
+
+/// The per-user cache of compiled plugins, shared by clusters and the CLI:
+/// compiling a component is the slow part of starting it (seconds for a
+/// debug build of orchd), loading a cached artifact takes milliseconds.
+pub fn default_plugin_cache(data_dir: &Path) -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        });
+    match base {
+        Some(base) => base.join("orchd").join("plugins"),
+        // No home: keep it with the cluster.
+        None => data_dir.join("plugin-cache"),
+    }
 }
 
 /// A plugin this binary ships and installs on first start.
@@ -193,7 +218,10 @@ async fn start_plugins(
             }
         }
     }
-    let cache_dir = data_dir.join("plugin-cache");
+    let cache_dir = args
+        .plugin_cache
+        .clone()
+        .unwrap_or_else(|| default_plugin_cache(data_dir));
     println!(
         "orchd: plugin host: compiled plugins cached in {}",
         cache_dir.display()

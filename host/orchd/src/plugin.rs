@@ -132,9 +132,8 @@ struct Checked {
     scheduler_name: Option<String>,
 }
 
-/// Compiles the component here (through the cluster's artifact cache when
-/// its data directory is on this machine, so the plugin host then loads
-/// it at once) and tells its world.
+/// Compiles the component here (through the machine's artifact cache, so
+/// a cluster on this machine then loads it at once) and tells its world.
 fn check(bytes: Vec<u8>, cache: Option<PathBuf>, name: &str) -> anyhow::Result<Checked> {
     let engine = PluginEngine::new(cache).map_err(|e| anyhow::anyhow!("{e}"))?;
     let compiled = engine.compile(&bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -164,11 +163,7 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
         path.display(),
         bytes.len().div_ceil(1024)
     );
-    let cache = args
-        .server
-        .data_dir
-        .is_dir()
-        .then(|| args.server.data_dir.join("plugin-cache"));
+    let cache = Some(crate::cluster::default_plugin_cache(&args.server.data_dir));
     let label = path.display().to_string();
     let checked = {
         let bytes = bytes.clone();

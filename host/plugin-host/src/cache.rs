@@ -11,8 +11,10 @@
 //! loads files it wrote itself: each file is named by the digest of the
 //! component it was compiled from, is written whole to a temporary name and
 //! renamed into place (so a reader never maps a half-written or changing
-//! file), and lives in the cache directory of this host's data directory,
-//! which has the same trust as the `orchd` binary. Bytes handed in by users
+//! file, even with several orchd processes sharing the directory), and
+//! lives in a directory of the user running orchd (their cache directory,
+//! or one given on the command line), which has the same trust as the
+//! `orchd` binary they run. Bytes handed in by users
 //! always go through `Component::new`, never through this loader.
 #![allow(unsafe_code)]
 
