@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import time
 
-import pytest
 import yaml
 
-from helpers import Cluster, Orchd, plugin_path, run_orchd, wait_until
+from helpers import Cluster, plugin_path, run_orchd, wait_until
 
 NS = "default"
 PODS = f"/api/v1/namespaces/{NS}/pods"
@@ -46,39 +44,6 @@ def wait_plugin_active(cluster, name: str, scheduler_name: str) -> None:
         status = (r.json().get("status") or {}) if r.status == 200 else {}
         return status.get("phase") == "Active" and status.get("schedulerName") == scheduler_name
     wait_until(f"plugin {name} Active", active, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def warm_plugin_cache(tmp_path_factory):
-    """The plugin artifact cache of an orchd that has compiled the default
-    scheduler and first-fit-named.wasm. Compiling a component in a debug
-    build takes seconds; these tests are about placement, so each cluster
-    starts with this cache copied into its data dir."""
-    tmp = tmp_path_factory.mktemp("warm-plugin-cache")
-    o = Orchd(tmp / "data").start()
-    try:
-        c = Cluster(o, tmp)
-        wait_plugin_active(c, "default-scheduler", "default-scheduler")
-        run_orchd(c, "plugin", "install", str(plugin_path("first-fit-named.wasm")))
-        wait_plugin_active(c, "first-fit", "first-fit")
-    finally:
-        code = o.stop()
-    assert code == 0, o.log()
-    return tmp / "data" / "plugin-cache"
-
-
-@pytest.fixture
-def cluster(tmp_path, warm_plugin_cache):
-    """conftest's `cluster`, started with the warm plugin cache."""
-    data = tmp_path / "data"
-    shutil.copytree(warm_plugin_cache, data / "plugin-cache")
-    o = Orchd(data).start()
-    try:
-        yield Cluster(o, tmp_path)
-    finally:
-        code = o.stop()
-        print(o.log())  # shown by pytest only when the test fails
-    assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
 
 
 # --- manifests -------------------------------------------------------------

@@ -84,6 +84,9 @@ fn main() {
             Command::Sim(args) => sim::run(args).await,
         }
     });
+    // Blocking work still running (a plugin compiling) must not hold the
+    // exit: everything durable is already written.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     if let Err(e) = result {
         eprintln!("orchd: {e:#}");
         std::process::exit(1);

@@ -35,6 +35,10 @@ use crate::reconciler::{self, ReconcilerHandle};
 use crate::runner::{self, Report, RunnerHandle};
 use crate::{Limits, LogSink, PluginEngine, PluginError, SchedulerPlugin, World};
 
+/// How long [`ManagerHandle::stop`] waits for the manager to finish what
+/// it is doing.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// The store resource of Plugin objects.
 pub const PLUGINS: &str = "plugins.orchd.dev";
 /// The store resource of PluginComponent objects.
@@ -62,10 +66,15 @@ pub struct ManagerHandle {
 }
 
 impl ManagerHandle {
-    /// Stops watching and stops every plugin it runs.
+    /// Stops watching and stops every plugin it runs. A plugin still
+    /// compiling (seconds, for a big component in a debug build) is not
+    /// waited for beyond a short grace: it was not running yet.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let mut task = self.task;
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+            task.abort();
+        }
     }
 }
 
@@ -96,6 +105,7 @@ pub fn start(
         log,
         config,
         running: HashMap::new(),
+        refused: HashMap::new(),
         report_tx,
     };
     let task = tokio::spawn(manager.run(change_rx, report_rx, stop_rx));
@@ -133,13 +143,16 @@ struct Running {
     /// For schedulers, the schedulerName served.
     scheduler_name: Option<String>,
     runner: Runs,
-    /// While a swapped-in revision is on probation: the one it replaced.
-    previous: Option<(i64, String)>,
+    /// While a swapped-in revision is on probation: the one it replaced
+    /// (revision, digest, settings).
+    previous: Option<(i64, String, Value)>,
     /// When the revision running now was asked for, for the swap time.
     asked_at: Instant,
     /// The limits, capabilities and configuration it was loaded with: a
     /// change of them reloads the same revision.
     settings: Value,
+    /// The Plugin's generation it was loaded for.
+    generation: i64,
 }
 
 /// A loaded revision and what it was loaded for.
@@ -168,6 +181,11 @@ struct Manager {
     log: LogSink,
     config: ManagerConfig,
     running: HashMap<String, Running>,
+    /// Revisions refused per plugin, with the generation they were refused
+    /// at. Kept here, not read back from the status: the watch can bring an
+    /// older version of the object (one of the manager's own earlier
+    /// writes) after a refusal, and that must not load the revision again.
+    refused: HashMap<String, (i64, Vec<i64>)>,
     report_tx: mpsc::UnboundedSender<(String, Report)>,
     events: Arc<EventRecorder>,
 }
@@ -278,9 +296,13 @@ impl Manager {
             }
             return;
         }
-        if status.failed_revisions.contains(&wanted)
-            && status.observed_generation == Some(generation)
-        {
+        let refused_here = self
+            .refused
+            .get(&name)
+            .is_some_and(|(g, revisions)| *g == generation && revisions.contains(&wanted));
+        let refused_before = status.failed_revisions.contains(&wanted)
+            && status.observed_generation == Some(generation);
+        if refused_here || refused_before {
             // Refused before, and nothing changed since.
             return;
         }
@@ -403,11 +425,16 @@ impl Manager {
                 return;
             }
             let from = running.revision;
-            running.previous = Some((running.revision, running.digest.clone()));
+            running.previous = Some((
+                running.revision,
+                running.digest.clone(),
+                running.settings.clone(),
+            ));
             running.revision = revision;
             running.digest = digest.clone();
             running.asked_at = asked_at;
             running.settings = settings;
+            running.generation = generation;
             let message =
                 format!("revision {revision} took over from revision {from}, on probation");
             let took_over = TookOver {
@@ -441,6 +468,7 @@ impl Manager {
                         previous: None,
                         asked_at,
                         settings,
+                        generation,
                     },
                 );
                 let message = format!("revision {revision} serves schedulerName {scheduler_name}");
@@ -506,6 +534,7 @@ impl Manager {
                 previous: None,
                 asked_at,
                 settings,
+                generation,
             },
         );
         let message = format!("revision {revision} reconciles {primary}");
@@ -551,6 +580,7 @@ impl Manager {
         revision: i64,
         error: PluginError,
     ) {
+        self.remember_refusal(name, generation, revision);
         let running = self
             .running
             .get(name)
@@ -582,6 +612,19 @@ impl Manager {
         .await;
         self.events
             .record(object, EventType::Warning, "RevisionFailed", &message);
+    }
+
+    fn remember_refusal(&mut self, name: &str, generation: i64, revision: i64) {
+        let entry = self
+            .refused
+            .entry(name.to_string())
+            .or_insert((generation, Vec::new()));
+        if entry.0 != generation {
+            *entry = (generation, Vec::new());
+        }
+        if !entry.1.contains(&revision) {
+            entry.1.push(revision);
+        }
     }
 
     async fn reported(&mut self, name: &str, report: Report) {
@@ -617,15 +660,19 @@ impl Manager {
                 restored,
                 error,
             } => {
-                let Some((previous, previous_digest)) = running.previous.take() else {
+                let Some((previous, previous_digest, previous_settings)) = running.previous.take()
+                else {
                     return;
                 };
                 if previous_digest != restored || running.digest != failed {
                     return;
                 }
                 let failed_revision = running.revision;
+                let failed_generation = running.generation;
                 running.revision = previous;
                 running.digest = previous_digest.clone();
+                running.settings = previous_settings;
+                self.remember_refusal(name, failed_generation, failed_revision);
                 let message = format!(
                     "revision {failed_revision} failed on probation, back to revision {previous}: {error}"
                 );
