@@ -1,13 +1,22 @@
-//! `orchd-bench store`: orchd's store and API beside etcd, on this machine.
+//! orchd's benchmarks, each printing orchd's figures beside a baseline run
+//! on the same machine:
 //!
-//! Prints durable write throughput at several concurrencies for (1) the
-//! store through its trait, (2) the HTTP API end to end, (3) etcd (Debian's
-//! `etcd-server`, started here on loopback with its own data dir) through
-//! its JSON gateway — the same JSON-over-HTTP/1.1 shape as orchd's API; then
-//! watch fan-out latency, `orchd up` time to ready, and idle memory.
+//! * `orchd-bench store [ORCHD_BIN]`: durable write throughput at several
+//!   concurrencies for (1) the store through its trait, (2) the HTTP API
+//!   end to end, (3) etcd (Debian's `etcd-server`, started here on
+//!   loopback with its own data dir) through its JSON gateway — the same
+//!   JSON-over-HTTP/1.1 shape as orchd's API; then watch fan-out latency,
+//!   `orchd up` time to ready, and idle memory.
+//! * `orchd-bench scheduler ORCHD_BIN SCHEDULER_WASM FIRST_FIT_WASM`: pods
+//!   bound per second end to end with the Wasm scheduler and with the
+//!   native build of the same algorithm, the cost of calls into the
+//!   component, instantiation and compilation, and hot-swap time (see
+//!   `scheduler.rs`).
 
 mod etcd;
 mod http;
+mod native;
+mod scheduler;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,8 +34,15 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match args.first().map(String::as_str) {
-        Some("store") | None => runtime.block_on(store_bench(args.get(1).map(PathBuf::from))),
-        Some(other) => bail!("unknown benchmark {other:?} (available: store)"),
+        Some("store") => runtime.block_on(store_bench(args.get(1).map(PathBuf::from))),
+        Some("scheduler") => {
+            let options = scheduler::Args::parse(&args[1..])?;
+            runtime.block_on(scheduler::run(options))
+        }
+        Some(other) => bail!("unknown benchmark {other:?} (available: store, scheduler)"),
+        None => bail!(
+            "usage: orchd-bench store [ORCHD_BIN] | orchd-bench scheduler ORCHD_BIN SCHEDULER_WASM FIRST_FIT_WASM [--nodes N] [--pods N] [--max-seconds S]"
+        ),
     }
 }
 

@@ -723,6 +723,8 @@ fn bench(args: &[String]) -> Result {
             _ => {
                 // Release components, in the directory orchd's build script
                 // uses, so this build is shared with it.
+                // Both must serve default-scheduler: no name from the
+                // environment (the tests build a renamed first-fit here).
                 let wasm_target = target.join("wasm-plugins");
                 run(
                     "build the scheduler components (default and first-fit) for Wasm",
@@ -731,17 +733,33 @@ fn bench(args: &[String]) -> Result {
                         .args(["build", "--release", "--target", WASM_TARGET])
                         .args(["-p", "orchd-scheduler", "-p", "orchd-first-fit-scheduler"])
                         .arg("--target-dir")
-                        .arg(&wasm_target),
+                        .arg(&wasm_target)
+                        .env_remove("ORCHD_SCHEDULER_NAME"),
                 )?;
-                let wasm = wasm_target.join(WASM_TARGET).join("release");
+                // Copied at once: a test build into the same directory may
+                // replace the files while the benchmark runs.
+                let built = wasm_target.join(WASM_TARGET).join("release");
+                let dir = target.join("bench-plugins");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                let mut components = Vec::new();
+                for (from, to) in [
+                    ("orchd_scheduler.wasm", "default-scheduler.wasm"),
+                    ("orchd_first_fit_scheduler.wasm", "first-fit-scheduler.wasm"),
+                ] {
+                    let (from, to) = (built.join(from), dir.join(to));
+                    std::fs::copy(&from, &to).map_err(|e| {
+                        format!("cannot copy {} to {}: {e}", from.display(), to.display())
+                    })?;
+                    components.push(to);
+                }
                 run(
                     "scheduler benchmark",
                     Command::new(release.join("orchd-bench"))
                         .current_dir(&root)
                         .arg("scheduler")
                         .arg(release.join("orchd"))
-                        .arg(wasm.join("orchd_scheduler.wasm"))
-                        .arg(wasm.join("orchd_first_fit_scheduler.wasm"))
+                        .args(&components)
                         .args(extra),
                 )?
             }
