@@ -113,6 +113,12 @@ impl Args {
                 path => positional.push(PathBuf::from(path)),
             }
         }
+        // A hollow node (4 CPUs) holds 40 pods of 100m: leave room for the
+        // swap phase's pods too, or pods end up unschedulable and the run
+        // measures backoff instead of scheduling.
+        if pods > nodes * 30 {
+            bail!("{pods} pods do not fit {nodes} hollow nodes (at most 30 per node)\n{usage}");
+        }
         let [orchd, scheduler_wasm, first_fit_wasm] =
             <[PathBuf; 3]>::try_from(positional).map_err(|_| anyhow::anyhow!("{usage}"))?;
         Ok(Args {
