@@ -415,15 +415,9 @@ async fn wait(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let path = format!("{PLUGINS}/{name}");
     let mut said_probation = false;
     loop {
-        let object = client
-            .send(Method::GET, &path, None, Vec::new())
-            .await?
-            .ok()
-            .with_context(|| format!("cannot read plugin {name}"))?;
-        let plugin: Plugin = serde_json::from_value(object)?;
+        let plugin = get_plugin(client, name).await?;
         let status = plugin.status.unwrap_or_default();
         let seen = status.observed_generation.unwrap_or(0) >= generation;
         let elapsed = started.elapsed().as_millis();
@@ -467,6 +461,17 @@ async fn wait(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Reads Plugin `name`.
+async fn get_plugin(client: &Client, name: &str) -> anyhow::Result<Plugin> {
+    let object = client
+        .send(Method::GET, &format!("{PLUGINS}/{name}"), None, Vec::new())
+        .await?
+        .ok()
+        .with_context(|| format!("cannot read plugin {name}"))?;
+    serde_json::from_value(object)
+        .with_context(|| format!("the cluster's Plugin {name} is not readable"))
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<()> {
@@ -554,12 +559,7 @@ async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let name = &args.name;
     let path = format!("{PLUGINS}/{name}");
     for _ in 0..10 {
-        let object = client
-            .send(Method::GET, &path, None, Vec::new())
-            .await?
-            .ok()
-            .with_context(|| format!("cannot read plugin {name}"))?;
-        let mut plugin: Plugin = serde_json::from_value(object)?;
+        let mut plugin = get_plugin(&client, name).await?;
         let status = plugin.status.clone().unwrap_or_default();
         let active = status.active_revision.unwrap_or(plugin.spec.revision);
         let target = match args.to {
@@ -622,12 +622,7 @@ async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
     let client = crate::commands::client(&args.server)?;
     let name = &args.name;
     let path = format!("{PLUGINS}/{name}");
-    let object = client
-        .send(Method::GET, &path, None, Vec::new())
-        .await?
-        .ok()
-        .with_context(|| format!("cannot read plugin {name}"))?;
-    let plugin: Plugin = serde_json::from_value(object)?;
+    let plugin = get_plugin(&client, name).await?;
     client
         .send(Method::DELETE, &path, None, Vec::new())
         .await?

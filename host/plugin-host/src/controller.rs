@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::HasSelf;
 
 use crate::PluginError;
 use crate::access::{self, AccessError, ObjectAccess, Verb};
@@ -256,15 +256,9 @@ impl ControllerPlugin {
                 compiled.world
             )));
         }
-        let mut linker: Linker<HostState> = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| PluginError::Internal(format!("cannot link WASI: {}", one_line(&e))))?;
-        Controller::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(
-            |e| PluginError::Internal(format!("cannot link the host calls: {}", one_line(&e))),
-        )?;
-        let pre = linker
-            .instantiate_pre(&compiled.component)
-            .map_err(|e| PluginError::Invalid(format!("cannot link {name}: {}", one_line(&e))))?;
+        let pre = crate::engine::link(engine, compiled, name, |linker| {
+            Controller::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+        })?;
         let pre = ControllerPre::new(pre).map_err(|e| {
             PluginError::Invalid(format!(
                 "{name} does not match world controller of orchd:plugin@0.1.0: {}",

@@ -150,3 +150,25 @@ pub fn one_line(error: &wasmtime::Error) -> String {
     }
     parts.join(": ")
 }
+
+/// Links `compiled` against WASI (which grants nothing, see
+/// [`crate::sandbox`]) and the host calls `add_world` adds for its world.
+/// A component importing anything else fails here, with its name.
+pub(crate) fn link(
+    engine: &PluginEngine,
+    compiled: &Compiled,
+    name: &str,
+    add_world: impl FnOnce(
+        &mut wasmtime::component::Linker<crate::sandbox::HostState>,
+    ) -> wasmtime::Result<()>,
+) -> Result<wasmtime::component::InstancePre<crate::sandbox::HostState>, PluginError> {
+    let mut linker = wasmtime::component::Linker::new(engine.engine());
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(|e| PluginError::Internal(format!("cannot link WASI: {}", one_line(&e))))?;
+    add_world(&mut linker).map_err(|e| {
+        PluginError::Internal(format!("cannot link the host calls: {}", one_line(&e)))
+    })?;
+    linker
+        .instantiate_pre(&compiled.component)
+        .map_err(|e| PluginError::Invalid(format!("cannot link {name}: {}", one_line(&e))))
+}

@@ -170,7 +170,8 @@ struct TookOver<'a> {
     generation: i64,
     revision: i64,
     digest: &'a str,
-    scheduler_name: &'a str,
+    /// For schedulers.
+    scheduler_name: Option<&'a str>,
     message: &'a str,
 }
 
@@ -442,7 +443,7 @@ impl Manager {
                 generation,
                 revision,
                 digest: &digest,
-                scheduler_name: &scheduler_name,
+                scheduler_name: Some(&scheduler_name),
                 message: &message,
             };
             self.took_over(name, took_over).await;
@@ -477,7 +478,7 @@ impl Manager {
                     generation,
                     revision,
                     digest: &digest,
-                    scheduler_name: &scheduler_name,
+                    scheduler_name: Some(&scheduler_name),
                     message: &message,
                 };
                 self.took_over(name, took_over).await;
@@ -538,18 +539,15 @@ impl Manager {
             },
         );
         let message = format!("revision {revision} reconciles {primary}");
-        (self.log)(name, crate::LogLevel::Info, &message);
-        self.write_status(name, |s| {
-            s.phase = "Active".into();
-            s.observed_generation = Some(generation);
-            s.active_revision = Some(revision);
-            s.active_digest = Some(digest.clone());
-            s.scheduler_name = None;
-            s.restarts = 0;
-            s.failed_revisions.retain(|r| *r != revision);
-            s.message = Some(message.clone());
-        })
-        .await;
+        let took_over = TookOver {
+            phase: "Active",
+            generation,
+            revision,
+            digest: &digest,
+            scheduler_name: None,
+            message: &message,
+        };
+        self.took_over(name, took_over).await;
         let object = self.current_object(name).await;
         self.events
             .record(&object, EventType::Normal, "RevisionActive", &message);
@@ -563,7 +561,7 @@ impl Manager {
             s.observed_generation = Some(t.generation);
             s.active_revision = Some(t.revision);
             s.active_digest = Some(t.digest.to_string());
-            s.scheduler_name = Some(t.scheduler_name.to_string());
+            s.scheduler_name = t.scheduler_name.map(str::to_string);
             s.restarts = 0;
             s.failed_revisions.retain(|r| *r != t.revision);
             s.message = Some(t.message.to_string());
@@ -702,18 +700,9 @@ impl Manager {
                     return;
                 }
                 let error = format!("reconciling {key}: {message}");
-                self.write_status(name, |s| {
-                    s.last_error = Some(error.clone());
-                    s.last_error_time = Some(meta::now_rfc3339());
-                })
-                .await;
-                let object = self.current_object(name).await;
-                self.events.record(
-                    &object,
-                    EventType::Warning,
-                    "ReconcileFailed",
-                    &format!("{error}; retried with backoff"),
-                );
+                let event = format!("{error}; retried with backoff");
+                self.record_failure(name, &error, false, "ReconcileFailed", &event)
+                    .await;
             }
             Report::Failed { digest, error } => {
                 if digest != running.digest {
@@ -721,21 +710,34 @@ impl Manager {
                 }
                 // Every failure discards the instance; the next call starts
                 // a new one.
-                self.write_status(name, |s| {
-                    s.restarts = s.restarts.saturating_add(1);
-                    s.last_error = Some(error.to_string());
-                    s.last_error_time = Some(meta::now_rfc3339());
-                })
-                .await;
-                let object = self.current_object(name).await;
-                self.events.record(
-                    &object,
-                    EventType::Warning,
-                    "PluginFailed",
-                    &format!("{error}; the instance is restarted with backoff"),
-                );
+                let event = format!("{error}; the instance is restarted with backoff");
+                self.record_failure(name, &error.to_string(), true, "PluginFailed", &event)
+                    .await;
             }
         }
+    }
+
+    /// Records a failure of the running revision in the status (counting a
+    /// restart when the instance was discarded) and as a Warning Event.
+    async fn record_failure(
+        &self,
+        name: &str,
+        error: &str,
+        restarted: bool,
+        reason: &str,
+        event: &str,
+    ) {
+        self.write_status(name, |s| {
+            if restarted {
+                s.restarts = s.restarts.saturating_add(1);
+            }
+            s.last_error = Some(error.to_string());
+            s.last_error_time = Some(meta::now_rfc3339());
+        })
+        .await;
+        let object = self.current_object(name).await;
+        self.events
+            .record(&object, EventType::Warning, reason, event);
     }
 
     async fn current_object(&self, name: &str) -> Value {

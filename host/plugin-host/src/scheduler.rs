@@ -2,7 +2,7 @@
 //! `log` import, and typed, supervised calls to `scheduler-name` and
 //! `schedule`.
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::HasSelf;
 
 use crate::PluginError;
 use crate::engine::{Compiled, PluginEngine, one_line};
@@ -109,14 +109,9 @@ impl SchedulerPlugin {
                 compiled.world
             )));
         }
-        let mut linker: Linker<HostState> = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| PluginError::Internal(format!("cannot link WASI: {}", one_line(&e))))?;
-        Scheduler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| PluginError::Internal(format!("cannot link log: {}", one_line(&e))))?;
-        let pre = linker
-            .instantiate_pre(&compiled.component)
-            .map_err(|e| PluginError::Invalid(format!("cannot link {name}: {}", one_line(&e))))?;
+        let pre = crate::engine::link(engine, compiled, name, |linker| {
+            Scheduler::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+        })?;
         let pre = SchedulerPre::new(pre).map_err(|e| {
             PluginError::Invalid(format!(
                 "{name} does not match world scheduler of orchd:plugin@0.1.0: {}",
