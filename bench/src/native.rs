@@ -3,20 +3,25 @@
 //! release settings as the component), behind the runner's [`Decide`].
 //!
 //! Like for like: the component receives the host's records through the
-//! canonical ABI (copied into its memory, every string and list
-//! allocated anew there) and converts them to the algorithm's structs
-//! (`plugins/scheduler/src/component.rs`). Here the host's records are
-//! borrowed, so the same conversions clone instead: one allocation per
-//! string and list, as the component's lifting makes, and the same
-//! algorithm call and decision conversion after it.
+//! canonical ABI (copied into its memory, every string and list allocated
+//! anew there) and the SDK applies the changes to its view of the cluster
+//! and runs the algorithm over it. Here the host's records are borrowed,
+//! so they are cloned into the SDK's records instead (one allocation per
+//! string and list, as lifting makes), applied to the same SDK view, and
+//! decided by the same algorithm.
 
 use orchd_plugin_host::PluginError;
 use orchd_plugin_host::runner::Decide;
 use orchd_plugin_host::scheduler::types as wit;
 use orchd_scheduler::algorithm as alg;
+use orchd_sdk::scheduler::{self as sdk, Cluster};
 
 /// The default scheduler as native code.
-pub struct NativeScheduler;
+#[derive(Default)]
+pub struct NativeScheduler {
+    /// The view, once the runner has sent it.
+    cluster: Option<Cluster>,
+}
 
 impl Decide for NativeScheduler {
     fn scheduler_name(&self) -> &str {
@@ -27,20 +32,39 @@ impl Decide for NativeScheduler {
         "native"
     }
 
+    fn needs_full_view(&self) -> bool {
+        self.cluster.is_none()
+    }
+
     fn schedule(
         &mut self,
-        pod: &wit::PodInfo,
-        nodes: &[wit::NodeInfo],
-    ) -> Result<wit::Decision, PluginError> {
-        Ok(schedule(pod, nodes))
+        changes: &[wit::ClusterChange],
+        reset: bool,
+        pods: &[wit::PodInfo],
+    ) -> Result<Vec<wit::Decision>, PluginError> {
+        let cluster = match (&mut self.cluster, reset) {
+            (slot, true) => slot.insert(Cluster::default()),
+            (Some(cluster), false) => cluster,
+            (None, false) => {
+                return Err(PluginError::Internal(
+                    "changes sent before the whole view".into(),
+                ));
+            }
+        };
+        for change in changes {
+            cluster.apply(change_of(change));
+        }
+        let pods = pods.iter().map(pod_info).collect();
+        let decisions = cluster.decide(pods, |pod, nodes| {
+            alg::schedule_with(pod, nodes, &orchd_scheduler::PROFILE)
+        });
+        Ok(decisions.into_iter().map(decision_of).collect())
     }
 }
 
-/// One decision, with the conversions the component makes.
-pub fn schedule(pod: &wit::PodInfo, nodes: &[wit::NodeInfo]) -> wit::Decision {
-    let pod = pod_info(pod);
-    let nodes: Vec<alg::NodeInfo> = nodes.iter().map(node_info).collect();
-    match alg::schedule_with(&pod, &nodes, &orchd_scheduler::PROFILE) {
+/// The SDK's decision as the host's record.
+pub fn decision_of(decision: alg::Decision) -> wit::Decision {
+    match decision {
         alg::Decision::Bind(node) => wit::Decision::Bind(node),
         alg::Decision::Unschedulable(rejections) => wit::Decision::Unschedulable(
             rejections
@@ -51,6 +75,32 @@ pub fn schedule(pod: &wit::PodInfo, nodes: &[wit::NodeInfo]) -> wit::Decision {
                 })
                 .collect(),
         ),
+    }
+}
+
+/// A change as the SDK takes it (a copy, as the component's lifting makes).
+pub fn change_of(change: &wit::ClusterChange) -> sdk::ClusterChange {
+    use sdk::ClusterChange as Sdk;
+    match change {
+        wit::ClusterChange::NodeSet(n) => Sdk::NodeSet(sdk::Node {
+            name: n.name.clone(),
+            labels: labels(&n.labels),
+            allocatable: resources(&n.allocatable),
+            taints: n.taints.iter().map(taint).collect(),
+            unschedulable: n.unschedulable,
+            ready: n.ready,
+        }),
+        wit::ClusterChange::NodeRemoved(name) => Sdk::NodeRemoved(name.clone()),
+        wit::ClusterChange::PodPlaced(p) => Sdk::PodPlaced(sdk::PlacedPod {
+            key: p.key.clone(),
+            node: p.node.clone(),
+            namespace: p.namespace.clone(),
+            labels: labels(&p.labels),
+            owner_uid: p.owner_uid.clone(),
+            requests: resources(&p.requests),
+            host_ports: p.host_ports.clone(),
+        }),
+        wit::ClusterChange::PodRemoved(key) => Sdk::PodRemoved(key.clone()),
     }
 }
 
@@ -169,28 +219,5 @@ pub fn pod_info(p: &wit::PodInfo) -> alg::PodInfo {
         preferred_pod_affinity: weighted_pod_terms(&p.preferred_pod_affinity),
         preferred_pod_anti_affinity: weighted_pod_terms(&p.preferred_pod_anti_affinity),
         owner_uid: p.owner_uid.clone(),
-    }
-}
-
-/// A node as the algorithm takes it (a copy, as the component makes).
-pub fn node_info(n: &wit::NodeInfo) -> alg::NodeInfo {
-    alg::NodeInfo {
-        name: n.name.clone(),
-        labels: labels(&n.labels),
-        allocatable: resources(&n.allocatable),
-        requested: resources(&n.requested),
-        taints: n.taints.iter().map(taint).collect(),
-        unschedulable: n.unschedulable,
-        ready: n.ready,
-        used_host_ports: n.used_host_ports.clone(),
-        pods: n
-            .pods
-            .iter()
-            .map(|p| alg::PlacedPod {
-                namespace: p.namespace.clone(),
-                labels: labels(&p.labels),
-                owner_uid: p.owner_uid.clone(),
-            })
-            .collect(),
     }
 }

@@ -30,13 +30,13 @@ use bindings::{Scheduler, SchedulerPre};
 /// The typed records of the scheduling hot path, as generated from the WIT.
 pub mod types {
     pub use super::bindings::orchd::plugin::scheduling_types::{
-        Decision, Label, NodeInfo, PlacedPod, PodAffinityTerm, PodInfo, Rejection, Resources,
-        SelectorOperator, SelectorRequirement, SelectorTerm, Taint, TaintEffect, Toleration,
-        TolerationOperator, WeightedPodAffinityTerm, WeightedTerm,
+        ClusterChange, Decision, Label, Node, PlacedPod, PodAffinityTerm, PodInfo, Rejection,
+        Resources, SelectorOperator, SelectorRequirement, SelectorTerm, Taint, TaintEffect,
+        Toleration, TolerationOperator, WeightedPodAffinityTerm, WeightedTerm,
     };
 }
 
-use types::{Decision, NodeInfo, PodInfo};
+use types::{ClusterChange, Decision, PodInfo};
 
 // The scheduling types interface has only types: nothing to implement.
 impl bindings::orchd::plugin::scheduling_types::Host for HostState {}
@@ -57,7 +57,8 @@ impl log::Host for HostState {
 pub const WARM_UP_POD: &str = "orchd-warm-up";
 
 /// The pod of the warm-up decision: asks for nothing, fits anywhere.
-fn warm_up_pod() -> PodInfo {
+/// Public so native deciders (tests, the benchmark) can warm up alike.
+pub fn warm_up_pod() -> PodInfo {
     PodInfo {
         namespace: "kube-system".into(),
         name: WARM_UP_POD.into(),
@@ -88,12 +89,14 @@ pub struct SchedulerPlugin {
     inner: Supervised<Scheduler>,
     scheduler_name: String,
     digest: String,
+    /// The instance whose view of the cluster the host has filled.
+    synced: Option<u64>,
 }
 
 impl SchedulerPlugin {
     /// Links `compiled` as a scheduler called `name` (for logs), starts an
     /// instance, asks it which schedulerName it serves and has it make one
-    /// warm-up decision (a pod that asks for nothing, no nodes). Fails with a
+    /// warm-up decision (an empty cluster, a pod that asks for nothing). Fails with a
     /// one-line reason if the component is not a scheduler, imports
     /// something the host does not provide, or cannot start.
     pub fn load(
@@ -133,16 +136,24 @@ impl SchedulerPlugin {
                 "{name} returned an empty scheduler-name"
             )));
         }
-        // A first decision, against no nodes, so a plugin that cannot
-        // decide at all fails here, before it is put in charge. Any
-        // answer will do; the instance is then fresh again for real work.
-        inner.call("schedule", |s, store| {
-            s.call_schedule(store, &warm_up_pod(), &[])
+        // A first decision, in an empty cluster, so a plugin that cannot
+        // take changes or decide at all fails here, before it is put in
+        // charge. Any answer will do: the first real call resets the view.
+        inner.call("update", |s, store| s.call_update(store, &[], true))?;
+        let decisions = inner.call("schedule", |s, store| {
+            s.call_schedule(store, &[warm_up_pod()])
         })?;
+        if decisions.len() != 1 {
+            return Err(PluginError::Invalid(format!(
+                "{name} answered {} decisions for 1 pod",
+                decisions.len()
+            )));
+        }
         Ok(SchedulerPlugin {
             inner,
             scheduler_name,
             digest: compiled.digest.clone(),
+            synced: None,
         })
     }
 
@@ -163,11 +174,52 @@ impl SchedulerPlugin {
             .call("scheduler-name", |s, store| s.call_scheduler_name(store))
     }
 
-    /// Decides where `pod` goes among `nodes`. Synchronous and bounded by
-    /// the call deadline: call it from a blocking thread.
-    pub fn schedule(&mut self, pod: &PodInfo, nodes: &[NodeInfo]) -> Result<Decision, PluginError> {
-        self.inner
-            .call("schedule", |s, store| s.call_schedule(store, pod, nodes))
+    /// Whether the plugin's view of the cluster must be sent whole before
+    /// its next decision: nothing was sent yet, or the instance that had
+    /// it is gone (a failure discards it, and a new one starts empty).
+    pub fn needs_full_view(&self) -> bool {
+        self.synced.is_none() || self.synced != self.inner.instance()
+    }
+
+    /// Applies `changes` to the plugin's view (with `reset`, the whole
+    /// cluster after emptying it), then decides for each of `pods` in
+    /// order. Each call is bounded by the call deadline; synchronous:
+    /// call it from a blocking thread. Fails without calling the plugin if
+    /// the view is stale and `changes` are not the whole cluster.
+    pub fn schedule(
+        &mut self,
+        changes: &[ClusterChange],
+        reset: bool,
+        pods: &[PodInfo],
+    ) -> Result<Vec<Decision>, PluginError> {
+        if !reset && self.needs_full_view() {
+            return Err(PluginError::Internal(format!(
+                "{}: the instance has no view of the cluster; send the whole cluster first",
+                self.inner.name()
+            )));
+        }
+        if reset || !changes.is_empty() {
+            self.inner
+                .call_preparing("update", |s, store| s.call_update(store, changes, reset))?;
+            self.synced = self.inner.instance();
+        }
+        if pods.is_empty() {
+            return Ok(Vec::new());
+        }
+        let decisions = self
+            .inner
+            .call("schedule", |s, store| s.call_schedule(store, pods))?;
+        if decisions.len() != pods.len() {
+            // Whatever it assumed is unknown to the host: start it over.
+            self.synced = None;
+            return Err(PluginError::Invalid(format!(
+                "{} answered {} decisions for {} pods",
+                self.inner.name(),
+                decisions.len(),
+                pods.len()
+            )));
+        }
+        Ok(decisions)
     }
 
     /// Restarts, failures and the last error.

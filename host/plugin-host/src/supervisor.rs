@@ -50,6 +50,8 @@ pub struct Supervised<B> {
     log: LogSink,
     instantiate: Instantiate<B>,
     live: Option<Live<B>>,
+    /// Instances started so far; the live one is number `started`.
+    started: u64,
     status: SupervisorStatus,
     access: Option<Arc<crate::access::ObjectAccess>>,
 }
@@ -71,6 +73,7 @@ impl<B> Supervised<B> {
             log,
             instantiate,
             live: None,
+            started: 0,
             status: SupervisorStatus::default(),
             access: None,
         }
@@ -93,6 +96,13 @@ impl<B> Supervised<B> {
         &self.status
     }
 
+    /// Which instance is live, if one is: a number that changes with
+    /// every new instance, so callers that fill an instance's state can
+    /// tell that a failure replaced it.
+    pub fn instance(&self) -> Option<u64> {
+        self.live.as_ref().map(|_| self.started)
+    }
+
     /// The limits every instance and call gets.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -113,14 +123,37 @@ impl<B> Supervised<B> {
         call: &str,
         f: impl FnOnce(&B, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
+        self.call_with(call, f, true)
+    }
+
+    /// Like [`Self::call`], but a success does not end a run of failures:
+    /// for a call that only prepares the one that does the work (a
+    /// scheduler's `update` before `schedule`), so that a plugin failing
+    /// at the work still backs off.
+    pub fn call_preparing<R>(
+        &mut self,
+        call: &str,
+        f: impl FnOnce(&B, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        self.call_with(call, f, false)
+    }
+
+    fn call_with<R>(
+        &mut self,
+        call: &str,
+        f: impl FnOnce(&B, &mut Store<HostState>) -> wasmtime::Result<R>,
+        settles: bool,
+    ) -> Result<R, PluginError> {
         let ticks = deadline_ticks(self.limits.call_deadline);
         let live = self.ensure_live()?;
         live.store.set_epoch_deadline(ticks);
         live.store.data_mut().limiter.memory_exhausted = false;
         match f(&live.bindings, &mut live.store) {
             Ok(value) => {
-                self.status.consecutive_failures = 0;
-                self.status.retry_at = None;
+                if settles {
+                    self.status.consecutive_failures = 0;
+                    self.status.retry_at = None;
+                }
                 Ok(value)
             }
             Err(e) => {
@@ -176,6 +209,7 @@ impl<B> Supervised<B> {
                             ),
                         );
                     }
+                    self.started += 1;
                     self.live = Some(Live { store, bindings });
                 }
                 Err(e) => {

@@ -50,14 +50,17 @@ const TYPES: &str = r#"
     (field "preferred-pod-affinity" (list $WPAT)) (field "preferred-pod-anti-affinity" (list $WPAT))
     (field "owner-uid" (option string))))
   (export $PodInfo "pod-info" (type $pod-info))
-  (type $placed-pod (record (field "namespace" string) (field "labels" (list $Label))
-                            (field "owner-uid" (option string))))
-  (export $PlacedPod "placed-pod" (type $placed-pod))
-  (type $node-info (record
+  (type $node (record
     (field "name" string) (field "labels" (list $Label)) (field "allocatable" $Resources)
-    (field "requested" $Resources) (field "taints" (list $Taint)) (field "unschedulable" bool)
-    (field "ready" bool) (field "used-host-ports" (list u16)) (field "pods" (list $PlacedPod))))
-  (export $NodeInfo "node-info" (type $node-info))
+    (field "taints" (list $Taint)) (field "unschedulable" bool) (field "ready" bool)))
+  (export $Node "node" (type $node))
+  (type $placed-pod (record (field "key" string) (field "node" string) (field "namespace" string)
+                            (field "labels" (list $Label)) (field "owner-uid" (option string))
+                            (field "requests" $Resources) (field "host-ports" (list u16))))
+  (export $PlacedPod "placed-pod" (type $placed-pod))
+  (type $cluster-change (variant (case "node-set" $Node) (case "node-removed" string)
+                                 (case "pod-placed" $PlacedPod) (case "pod-removed" string)))
+  (export $ClusterChange "cluster-change" (type $cluster-change))
   (type $rejection (record (field "node" string) (field "reason" string)))
   (export $Rejection "rejection" (type $rejection))
   (type $decision (variant (case "bind" string) (case "unschedulable" (list $Rejection))))
@@ -65,9 +68,10 @@ const TYPES: &str = r#"
 "#;
 
 /// A scheduler component whose `schedule` body is `schedule_body` (core
-/// function `(param i32) (result i32)`: pointer to the arguments, pointer
-/// to the result). `scheduler-name` answers "hostile"; the default body
-/// answers `unschedulable([])`.
+/// function `(param i32 i32) (result i32)`: the list of pods as pointer
+/// and length, pointer to the result). `scheduler-name` answers
+/// "hostile", `update` ignores the changes; [`POLITE`] answers
+/// `unschedulable([])` for every pod.
 fn scheduler_component(schedule_body: &str) -> Vec<u8> {
     match wat::parse_str(scheduler_component_text(schedule_body)) {
         Ok(bytes) => bytes,
@@ -83,7 +87,7 @@ fn scheduler_component_text(schedule_body: &str) -> String {
   (core module $m
     (memory (export "memory") 1)
     (global $bump (mut i32) (i32.const 1024))
-    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (func $realloc (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
       (local $p i32)
       (local.set $p (i32.and
         (i32.add (global.get $bump) (i32.sub (local.get 2) (i32.const 1)))
@@ -95,40 +99,53 @@ fn scheduler_component_text(schedule_body: &str) -> String {
           (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable))
           (br $grow)))
       (local.get $p))
+    (func $polite (param $pods i32) (param $len i32) (result i32)
+      (local $out i32) (local $at i32) (local $i i32)
+      (local.set $out (call $realloc (i32.const 0) (i32.const 0) (i32.const 4)
+                                     (i32.mul (local.get $len) (i32.const 12))))
+      (block $done
+        (loop $next
+          (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+          (local.set $at (i32.add (local.get $out) (i32.mul (local.get $i) (i32.const 12))))
+          (i32.store8 (local.get $at) (i32.const 1))
+          (i32.store offset=4 (local.get $at) (i32.const 0))
+          (i32.store offset=8 (local.get $at) (i32.const 0))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $next)))
+      (i32.store (i32.const 64) (local.get $out))
+      (i32.store (i32.const 68) (local.get $len))
+      (i32.const 64))
+    (func (export "update") (param i32 i32 i32))
     (data (i32.const 16) "hostile")
     (func (export "name") (result i32)
       (i32.store (i32.const 32) (i32.const 16))
       (i32.store (i32.const 36) (i32.const 7))
       (i32.const 32))
-    (func (export "schedule") (param i32) (result i32)
+    (func (export "schedule") (param i32 i32) (result i32)
       {schedule_body})
   )
   (core instance $i (instantiate $m))
   (func $name (result string)
     (canon lift (core func $i "name") (memory $i "memory") (realloc (func $i "cabi_realloc"))))
   (export "scheduler-name" (func $name))
-  (func $schedule (param "pod" $PodInfo) (param "nodes" (list $NodeInfo)) (result $Decision)
+  (func $update (param "changes" (list $ClusterChange)) (param "reset" bool)
+    (canon lift (core func $i "update") (memory $i "memory") (realloc (func $i "cabi_realloc"))))
+  (export "update" (func $update))
+  (func $schedule (param "pods" (list $PodInfo)) (result (list $Decision))
     (canon lift (core func $i "schedule") (memory $i "memory") (realloc (func $i "cabi_realloc"))))
   (export "schedule" (func $schedule))
 )"#
     )
 }
 
-/// `unschedulable([])`: discriminant 1 at 64, empty list after it.
-const POLITE: &str = "(i32.store8 (i32.const 64) (i32.const 1))
-      (i32.store (i32.const 68) (i32.const 0))
-      (i32.store (i32.const 72) (i32.const 0))
-      (i32.const 64)";
-/// Prepended to a hostile body: the host's warm-up decision (its pod is
-/// named `orchd-warm-up`, 13 bytes; the name's length is the word at
-/// offset 12 of the arguments) gets the polite answer, so the plugin loads
+/// `unschedulable([])` for each pod.
+const POLITE: &str = "(call $polite (local.get 0) (local.get 1))";
+/// Prepended to a hostile body: the host's warm-up decision (its one pod
+/// is named `orchd-warm-up`, 13 bytes; the name's length is the word at
+/// offset 12 of the first pod) gets the polite answer, so the plugin loads
 /// and misbehaves on real work, as a buggy plugin would.
 const SPARE_WARM_UP: &str = "(if (i32.eq (i32.load offset=12 (local.get 0)) (i32.const 13))
-      (then
-        (i32.store8 (i32.const 64) (i32.const 1))
-        (i32.store (i32.const 68) (i32.const 0))
-        (i32.store (i32.const 72) (i32.const 0))
-        (return (i32.const 64))))";
+      (then (return (call $polite (local.get 0) (local.get 1)))))";
 
 /// `body` behind [`SPARE_WARM_UP`].
 fn after_warm_up(body: &str) -> Vec<u8> {
@@ -164,6 +181,14 @@ fn pod() -> PodInfo {
     }
 }
 
+/// The decision for [`pod`] alone, the view reset to an empty cluster
+/// (every call may start a new instance here).
+fn decide(plugin: &mut SchedulerPlugin) -> Result<Decision, PluginError> {
+    let mut decisions = plugin.schedule(&[], true, &[pod()])?;
+    assert_eq!(decisions.len(), 1);
+    Ok(decisions.remove(0))
+}
+
 fn capture() -> (LogSink, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink_lines = lines.clone();
@@ -197,7 +222,7 @@ fn a_well_behaved_wat_scheduler_answers() {
     let mut plugin = load(&engine, &scheduler_component(POLITE), Limits::default())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plugin.scheduler_name(), "hostile");
-    match plugin.schedule(&pod(), &[]) {
+    match decide(&mut plugin) {
         Ok(Decision::Unschedulable(r)) => assert!(r.is_empty()),
         other => panic!("unexpected {other:?}"),
     }
@@ -212,7 +237,7 @@ fn a_spinning_plugin_misses_its_deadline_and_the_next_call_gets_a_fresh_instance
     };
     let mut plugin = load(&engine, &after_warm_up(SPIN), limits).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
-    let err = plugin.schedule(&pod(), &[]).err();
+    let err = decide(&mut plugin).err();
     let took = started.elapsed();
     assert!(
         matches!(err, Some(PluginError::Deadline { .. })),
@@ -240,7 +265,7 @@ fn a_memory_bomb_traps_cleanly_at_the_cap() {
     };
     let mut plugin = load(&engine, &after_warm_up(BOMB), limits).unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
-    let err = plugin.schedule(&pod(), &[]).err();
+    let err = decide(&mut plugin).err();
     assert!(
         matches!(err, Some(PluginError::OutOfMemory { limit_bytes, .. }) if limit_bytes == 16 << 20),
         "expected out-of-memory, got {err:?}"
@@ -257,23 +282,23 @@ fn a_plugin_that_keeps_trapping_backs_off() {
     let engine = engine();
     let mut plugin =
         load(&engine, &after_warm_up(TRAP), Limits::default()).unwrap_or_else(|e| panic!("{e}"));
-    let first = plugin.schedule(&pod(), &[]).err();
+    let first = decide(&mut plugin).err();
     assert!(matches!(first, Some(PluginError::Trap { .. })), "{first:?}");
     let message = first.map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("unreachable"), "{message}");
     // First restart is immediate; it traps again and now backs off.
-    let second = plugin.schedule(&pod(), &[]).err();
+    let second = decide(&mut plugin).err();
     assert!(
         matches!(second, Some(PluginError::Trap { .. })),
         "{second:?}"
     );
-    let third = plugin.schedule(&pod(), &[]).err();
+    let third = decide(&mut plugin).err();
     assert!(
         matches!(third, Some(PluginError::BackingOff { failures: 2, .. })),
         "{third:?}"
     );
     std::thread::sleep(Duration::from_millis(120));
-    let fourth = plugin.schedule(&pod(), &[]).err();
+    let fourth = decide(&mut plugin).err();
     assert!(
         matches!(fourth, Some(PluginError::Trap { .. })),
         "{fourth:?}"
@@ -305,7 +330,7 @@ fn garbage_core_modules_and_strangers_are_rejected_in_one_line() {
         ),
         (
             "wrong signature",
-            wat::parse_str("(component (core module $m (func (export \"f\"))) (core instance $i (instantiate $m)) (func $f (canon lift (core func $i \"f\"))) (export \"scheduler-name\" (func $f)) (export \"schedule\" (func $f)))").unwrap_or_default(),
+            wat::parse_str("(component (core module $m (func (export \"f\"))) (core instance $i (instantiate $m)) (func $f (canon lift (core func $i \"f\"))) (export \"scheduler-name\" (func $f)) (export \"update\" (func $f)) (export \"schedule\" (func $f)))").unwrap_or_default(),
             "does not match world scheduler",
         ),
         (
@@ -359,7 +384,7 @@ fn compiled_artifacts_are_cached_by_digest() {
     let mut plugin =
         SchedulerPlugin::load(&engine, &second, "cached", Limits::default(), capture().0)
             .unwrap_or_else(|e| panic!("{e}"));
-    assert!(plugin.schedule(&pod(), &[]).is_ok());
+    assert!(decide(&mut plugin).is_ok());
     // A damaged artifact is dropped and the component compiled again.
     // Live components map their artifact, so damage is done the way a
     // crashed writer or a bad disk would leave it: a different file under

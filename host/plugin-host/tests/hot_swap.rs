@@ -10,17 +10,19 @@ use std::time::{Duration, Instant};
 
 use orchd_plugin_host::PluginError;
 use orchd_plugin_host::runner::{self, Decide, Report};
-use orchd_plugin_host::scheduler::types::{Decision, NodeInfo, PodInfo};
+use orchd_plugin_host::scheduler::types::{ClusterChange, Decision, PodInfo};
 use orchd_store::{ObjectKey, RedbStore, RedbStoreConfig, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
 
 const NAME: &str = "swap-test";
 
-/// Binds every pod to the first node, or fails every call.
+/// Binds every pod to the first node by name, or fails every call. It
+/// keeps its view of the cluster from the changes, as a plugin does.
 struct Native {
     digest: &'static str,
     fails: bool,
+    nodes: Option<Vec<String>>,
 }
 
 impl Decide for Native {
@@ -30,23 +32,53 @@ impl Decide for Native {
     fn digest(&self) -> &str {
         self.digest
     }
-    fn schedule(&mut self, _pod: &PodInfo, nodes: &[NodeInfo]) -> Result<Decision, PluginError> {
+    fn needs_full_view(&self) -> bool {
+        self.nodes.is_none()
+    }
+    fn schedule(
+        &mut self,
+        changes: &[ClusterChange],
+        reset: bool,
+        pods: &[PodInfo],
+    ) -> Result<Vec<Decision>, PluginError> {
         if self.fails {
+            // A failed plugin instance loses its view.
+            self.nodes = None;
             return Err(PluginError::Trap {
                 plugin: NAME.into(),
                 call: "schedule".into(),
                 message: "failing on purpose".into(),
             });
         }
-        match nodes.first() {
-            Some(n) => Ok(Decision::Bind(n.name.clone())),
-            None => Ok(Decision::Unschedulable(Vec::new())),
+        let nodes = match (&mut self.nodes, reset) {
+            (view, true) => view.insert(Vec::new()),
+            (Some(view), false) => view,
+            (None, false) => panic!("the runner sent changes to a decider with no view"),
+        };
+        for change in changes {
+            match change {
+                ClusterChange::NodeSet(n) if !nodes.contains(&n.name) => nodes.push(n.name.clone()),
+                ClusterChange::NodeRemoved(name) => nodes.retain(|n| n != name),
+                _ => {}
+            }
         }
+        nodes.sort();
+        Ok(pods
+            .iter()
+            .map(|_| match nodes.first() {
+                Some(n) => Decision::Bind(n.clone()),
+                None => Decision::Unschedulable(Vec::new()),
+            })
+            .collect())
     }
 }
 
 fn decider(digest: &'static str, fails: bool) -> Box<dyn Decide> {
-    Box::new(Native { digest, fails })
+    Box::new(Native {
+        digest,
+        fails,
+        nodes: None,
+    })
 }
 
 async fn create_pod(store: &dyn Store, name: &str) {
@@ -99,13 +131,15 @@ async fn probation_rolls_back_a_failing_decider_and_confirms_a_good_one() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store: Arc<dyn Store> = RedbStore::open(RedbStoreConfig::new(dir.path().join("s.redb")))
         .unwrap_or_else(|e| panic!("{e}"));
-    let node = json!({
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
-        "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-                   "conditions": [{"type": "Ready", "status": "True"}]}
-    });
+    let node = |name: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True"}]}
+        })
+    };
     store
-        .create(&ObjectKey::cluster("nodes", "n1"), node)
+        .create(&ObjectKey::cluster("nodes", "n1"), node("n1"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (tx, mut reports) = mpsc::unbounded_channel();
@@ -126,8 +160,19 @@ async fn probation_rolls_back_a_failing_decider_and_confirms_a_good_one() {
         fn digest(&self) -> &str {
             "other"
         }
-        fn schedule(&mut self, _: &PodInfo, _: &[NodeInfo]) -> Result<Decision, PluginError> {
-            Ok(Decision::Unschedulable(Vec::new()))
+        fn needs_full_view(&self) -> bool {
+            true
+        }
+        fn schedule(
+            &mut self,
+            _: &[ClusterChange],
+            _: bool,
+            pods: &[PodInfo],
+        ) -> Result<Vec<Decision>, PluginError> {
+            Ok(pods
+                .iter()
+                .map(|_| Decision::Unschedulable(Vec::new()))
+                .collect())
         }
     }
     let refused = handle.swap(Box::new(Other), Duration::from_secs(1)).await;
@@ -139,6 +184,12 @@ async fn probation_rolls_back_a_failing_decider_and_confirms_a_good_one() {
     // A failing decider, on a long probation: two failures send it back.
     handle
         .swap(decider("bad", true), Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A node the bad one is told of, not the one it replaced: that one
+    // must get the whole view back when it is restored.
+    store
+        .create(&ObjectKey::cluster("nodes", "n0"), node("n0"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     create_pod(store.as_ref(), "p1").await;
@@ -158,9 +209,10 @@ async fn probation_rolls_back_a_failing_decider_and_confirms_a_good_one() {
         } => assert_eq!((failed.as_str(), restored.as_str()), ("bad", "good-1")),
         _ => unreachable!(),
     }
-    // The pods the bad one failed on are placed by the restored one.
-    assert_eq!(node_of(store.as_ref(), "p1").await.as_deref(), Some("n1"));
-    assert_eq!(node_of(store.as_ref(), "p2").await.as_deref(), Some("n1"));
+    // The pods the bad one failed on are placed by the restored one, which
+    // knows of the node added meanwhile.
+    assert_eq!(node_of(store.as_ref(), "p1").await.as_deref(), Some("n0"));
+    assert_eq!(node_of(store.as_ref(), "p2").await.as_deref(), Some("n0"));
 
     // A good decider decides first, then passes its short probation.
     handle
@@ -178,7 +230,7 @@ async fn probation_rolls_back_a_failing_decider_and_confirms_a_good_one() {
     })
     .await;
     assert!(matches!(confirmed, Report::Confirmed { ref digest } if digest == "good-2"));
-    assert_eq!(node_of(store.as_ref(), "p3").await.as_deref(), Some("n1"));
+    assert_eq!(node_of(store.as_ref(), "p3").await.as_deref(), Some("n0"));
     let scheduled = handle
         .stats()
         .scheduled

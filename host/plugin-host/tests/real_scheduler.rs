@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use orchd_plugin_host::runner;
-use orchd_plugin_host::scheduler::types::{Decision, NodeInfo, PodInfo, Resources};
+use orchd_plugin_host::scheduler::types::{ClusterChange, Decision, Node, PodInfo};
 use orchd_plugin_host::{Limits, PluginEngine, SchedulerPlugin, World, podinfo};
 use orchd_store::{ListOptions, ObjectKey, RedbStore, RedbStoreConfig, Scope, Store};
 use serde_json::{Value, json};
@@ -99,21 +99,27 @@ fn pod_object(name: &str, cpu: &str) -> Value {
     })
 }
 
-fn node_info(node: &Value) -> NodeInfo {
-    NodeInfo {
+fn node_set(node: &Value) -> ClusterChange {
+    ClusterChange::NodeSet(Node {
         name: node["metadata"]["name"].as_str().unwrap_or_default().into(),
         labels: podinfo::labels(node),
         allocatable: podinfo::node_allocatable(node),
-        requested: Resources {
-            milli_cpu: 0,
-            memory_bytes: 0,
-            pods: 0,
-        },
         taints: podinfo::node_taints(node),
         unschedulable: false,
         ready: true,
-        used_host_ports: vec![],
-        pods: vec![],
+    })
+}
+
+/// The one decision for `pod`, after `changes`.
+fn decide(
+    plugin: &mut SchedulerPlugin,
+    changes: &[ClusterChange],
+    reset: bool,
+    pod: &PodInfo,
+) -> Decision {
+    match plugin.schedule(changes, reset, std::slice::from_ref(pod)) {
+        Ok(mut decisions) if decisions.len() == 1 => decisions.remove(0),
+        other => panic!("unexpected {other:?}"),
     }
 }
 
@@ -123,22 +129,28 @@ fn the_default_scheduler_decides_through_the_host() {
     let mut plugin = load(&engine);
     assert_eq!(plugin.scheduler_name(), "default-scheduler");
     let nodes = [
-        node_info(&node_object("small", "1", json!([]))),
-        node_info(&node_object("big", "8", json!([]))),
-        node_info(&node_object(
+        node_set(&node_object("small", "1", json!([]))),
+        node_set(&node_object("big", "8", json!([]))),
+        node_set(&node_object(
             "gpu",
             "16",
             json!([{"key": "gpu", "value": "true", "effect": "NoSchedule"}]),
         )),
     ];
+    assert!(plugin.needs_full_view());
     let pod: PodInfo = podinfo::pod_info(&pod_object("p", "2"));
-    match plugin.schedule(&pod, &nodes) {
-        Ok(Decision::Bind(node)) => assert_eq!(node, "big"),
-        other => panic!("unexpected {other:?}"),
-    }
-    let huge: PodInfo = podinfo::pod_info(&pod_object("huge", "64"));
-    match plugin.schedule(&huge, &nodes) {
-        Ok(Decision::Unschedulable(rejections)) => {
+    let refused = plugin.schedule(&[], false, std::slice::from_ref(&pod));
+    assert!(refused.is_err(), "changes without a view: {refused:?}");
+    assert_eq!(
+        decide(&mut plugin, &nodes, true, &pod),
+        Decision::Bind("big".into())
+    );
+    assert!(!plugin.needs_full_view());
+    // The plugin counted p on big: 6 of its 8 CPUs are left, so a pod of
+    // 7 fits nowhere now.
+    let seven: PodInfo = podinfo::pod_info(&pod_object("seven", "7"));
+    match decide(&mut plugin, &[], false, &seven) {
+        Decision::Unschedulable(rejections) => {
             let message = runner::fit_error_message(nodes.len(), &rejections);
             assert_eq!(
                 message,
@@ -147,16 +159,31 @@ fn the_default_scheduler_decides_through_the_host() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    // A call with many nodes stays fast (lowering ~1,000 records).
-    let many: Vec<NodeInfo> = (0..1000)
-        .map(|i| node_info(&node_object(&format!("n{i}"), "4", json!([]))))
+    // Until the host says the binding failed.
+    let removed = [ClusterChange::PodRemoved("default/p".into())];
+    assert_eq!(
+        decide(&mut plugin, &removed, false, &seven),
+        Decision::Bind("big".into())
+    );
+    // A reset with many nodes stays fast (lowering ~1,000 records once),
+    // and forgets what was counted before.
+    let many: Vec<ClusterChange> = (0..1000)
+        .map(|i| node_set(&node_object(&format!("n{i}"), "4", json!([]))))
         .collect();
     let started = Instant::now();
-    assert!(matches!(
-        plugin.schedule(&pod, &many),
-        Ok(Decision::Bind(_))
-    ));
+    let batch: Vec<PodInfo> = (0..50)
+        .map(|i| podinfo::pod_info(&pod_object(&format!("b{i}"), "1")))
+        .collect();
+    let decisions = plugin
+        .schedule(&many, true, &batch)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(decisions.len(), 50);
+    assert!(
+        decisions
+            .iter()
+            .all(|d| matches!(d, Decision::Bind(n) if n.starts_with('n')))
+    );
 }
 
 async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {

@@ -12,7 +12,7 @@
 //!
 //! impl Scheduler for FirstFit {
 //!     const NAME: &'static str = "first-fit";
-//!     fn schedule(pod: PodInfo, nodes: Vec<NodeInfo>) -> Decision {
+//!     fn schedule(pod: &PodInfo, nodes: &[NodeInfo]) -> Decision {
 //!         match nodes.iter().find(|n| pod.requests.fits_in(&n.free())) {
 //!             Some(n) => Decision::Bind(n.name.clone()),
 //!             None => Decision::Unschedulable(Vec::new()),

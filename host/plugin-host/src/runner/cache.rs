@@ -1,75 +1,121 @@
-//! The scheduler's view of the cluster: one `node-info` per node, kept
-//! up to date incrementally so a decision never rebuilds the world, with
-//! the pods bound to (or assumed on) each node.
+//! The host's view of the cluster for one scheduler: every node and where
+//! each pod is counted, plus the changes the plugin has not seen yet.
+//!
+//! The plugin keeps a copy of this view (`world scheduler`'s `update`), so
+//! every change here that the plugin's copy would show is also logged as a
+//! `cluster-change` and sent before the next decision; the whole view is
+//! sent only to a new instance, or when the log has grown past the view
+//! itself. Invariant: the plugin's copy plus the logged changes equals this
+//! view, except for pods the plugin assumed itself and the host has not
+//! recorded yet (see [`Cache::assume`]).
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
 use crate::podinfo;
-use crate::scheduler::types::{NodeInfo, PlacedPod, Resources};
+use crate::scheduler::types::{ClusterChange, Node, PlacedPod};
 
 /// A pod counted on a node.
 #[derive(Clone, Debug)]
 pub(crate) struct Placement {
-    pub(crate) node: String,
-    requests: Resources,
-    host_ports: Vec<u16>,
-    placed: PlacedPod,
+    /// What the plugin sees of it.
+    pub(crate) pod: PlacedPod,
     /// Chosen by this scheduler, binding not yet seen in the store.
     pub(crate) assumed: bool,
 }
 
 impl Placement {
-    /// The placement of `pod` on `node`.
-    pub(crate) fn of(pod: &Value, node: &str, assumed: bool) -> Self {
+    /// The placement of `pod` (known as `key`) on `node`.
+    pub(crate) fn of(key: &str, pod: &Value, node: &str, assumed: bool) -> Self {
         Placement {
-            node: node.into(),
-            requests: podinfo::pod_requests(pod),
-            host_ports: podinfo::host_ports(pod),
-            placed: PlacedPod {
+            pod: PlacedPod {
+                key: key.into(),
+                node: node.into(),
                 namespace: pod["metadata"]["namespace"]
                     .as_str()
                     .unwrap_or_default()
                     .into(),
                 labels: podinfo::labels(pod),
                 owner_uid: podinfo::controller_uid(pod),
+                requests: podinfo::pod_requests(pod),
+                host_ports: podinfo::host_ports(pod),
             },
             assumed,
         }
     }
 }
 
-/// Nodes and the pods placed on them.
+/// Nodes, placed pods, and the changes the plugin has yet to see.
 #[derive(Default)]
 pub(crate) struct Cache {
-    /// The nodes that exist, exactly as handed to the plugin.
-    nodes: Vec<NodeInfo>,
+    /// Nodes in the order they appeared (a removal moves the last one into
+    /// the gap, as the SDK's view does).
+    nodes: Vec<Node>,
     /// Node name → position in `nodes`.
     index: HashMap<String, usize>,
-    /// Pod key (`namespace/name`) → where it is counted.
+    /// Pod key (`namespace/name`) → where it is counted, also on nodes not
+    /// (or no longer) known, so they count as soon as the node appears.
     pods: HashMap<String, Placement>,
-    /// Node name → keys of the pods counted there, also for nodes not (or
-    /// no longer) known, so their pods count as soon as the node appears.
-    by_node: HashMap<String, Vec<String>>,
+    /// Changes since the plugin's view was last brought up to date.
+    log: Vec<ClusterChange>,
+    /// The log was dropped for being longer than the view: the plugin
+    /// needs the whole view.
+    log_dropped: bool,
+}
+
+/// What brings a plugin's view up to date: changes, or with `reset` the
+/// whole view.
+pub(crate) struct ViewUpdate {
+    pub(crate) changes: Vec<ClusterChange>,
+    pub(crate) reset: bool,
 }
 
 impl Cache {
-    /// The nodes for a decision. Taken out while a call runs and put back
-    /// with [`Cache::restore_nodes`]: the loop owning the cache waits for
-    /// the call, so nothing changes meanwhile.
-    pub(crate) fn take_nodes(&mut self) -> Vec<NodeInfo> {
-        std::mem::take(&mut self.nodes)
+    /// The changes the plugin has not seen, and forgets them; the whole
+    /// view instead if `full` is asked or the log was dropped.
+    pub(crate) fn take_update(&mut self, full: bool) -> ViewUpdate {
+        if full || self.log_dropped {
+            self.log.clear();
+            self.log_dropped = false;
+            let mut changes = Vec::with_capacity(self.nodes.len() + self.pods.len());
+            changes.extend(self.nodes.iter().cloned().map(ClusterChange::NodeSet));
+            changes.extend(
+                self.pods
+                    .values()
+                    .map(|p| ClusterChange::PodPlaced(p.pod.clone())),
+            );
+            return ViewUpdate {
+                changes,
+                reset: true,
+            };
+        }
+        ViewUpdate {
+            changes: std::mem::take(&mut self.log),
+            reset: false,
+        }
     }
 
-    /// Puts back what [`Cache::take_nodes`] took.
-    pub(crate) fn restore_nodes(&mut self, nodes: Vec<NodeInfo>) {
-        self.nodes = nodes;
+    fn record(&mut self, change: ClusterChange) {
+        if self.log_dropped {
+            return;
+        }
+        self.log.push(change);
+        // Past the size of the view, sending the view is cheaper.
+        if self.log.len() > 1024 + 2 * (self.nodes.len() + self.pods.len()) {
+            self.log.clear();
+            self.log_dropped = true;
+        }
     }
 
     /// Whether `name` is a known node.
     pub(crate) fn has_node(&self, name: &str) -> bool {
         self.index.contains_key(name)
+    }
+
+    /// Number of known nodes.
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// Adds or updates a node from its object. Returns whether anything a
@@ -78,36 +124,25 @@ impl Cache {
         let Some(name) = node["metadata"]["name"].as_str() else {
             return false;
         };
-        let fresh = NodeInfo {
+        let fresh = Node {
             name: name.into(),
             labels: podinfo::labels(node),
             allocatable: podinfo::node_allocatable(node),
-            requested: zero(),
             taints: podinfo::node_taints(node),
             unschedulable: podinfo::node_unschedulable(node),
             ready: podinfo::node_ready(node),
-            used_host_ports: Vec::new(),
-            pods: Vec::new(),
         };
         match self.index.get(name) {
+            Some(&i) if self.nodes[i] == fresh => false,
             Some(&i) => {
-                let current = &mut self.nodes[i];
-                let changed = current.labels != fresh.labels
-                    || current.allocatable != fresh.allocatable
-                    || current.taints != fresh.taints
-                    || current.unschedulable != fresh.unschedulable
-                    || current.ready != fresh.ready;
-                current.labels = fresh.labels;
-                current.allocatable = fresh.allocatable;
-                current.taints = fresh.taints;
-                current.unschedulable = fresh.unschedulable;
-                current.ready = fresh.ready;
-                changed
+                self.nodes[i] = fresh.clone();
+                self.record(ClusterChange::NodeSet(fresh));
+                true
             }
             None => {
                 self.index.insert(name.into(), self.nodes.len());
-                self.nodes.push(fresh);
-                self.refresh(name);
+                self.nodes.push(fresh.clone());
+                self.record(ClusterChange::NodeSet(fresh));
                 true
             }
         }
@@ -122,6 +157,7 @@ impl Cache {
         if let Some(moved) = self.nodes.get(i) {
             self.index.insert(moved.name.clone(), i);
         }
+        self.record(ClusterChange::NodeRemoved(name.into()));
     }
 
     /// Names of every known node.
@@ -139,76 +175,35 @@ impl Cache {
         self.pods.keys().cloned().collect()
     }
 
-    /// Counts pod `key` as `placement` (replacing an earlier placement).
+    /// Counts pod `key` as `placement` (replacing an earlier placement);
+    /// the plugin hears of it unless it already sees exactly that.
     pub(crate) fn place(&mut self, key: &str, placement: Placement) {
-        let node = placement.node.clone();
-        if let Some(old) = self.pods.insert(key.into(), placement) {
-            if old.node != node {
-                self.unlink(key, &old.node);
-                self.refresh(&old.node);
-            } else {
-                // Same node: the entry is already linked.
-                self.refresh(&node);
-                return;
-            }
+        let unchanged = self.pods.get(key).is_some_and(|p| p.pod == placement.pod);
+        let pod = (!unchanged).then(|| placement.pod.clone());
+        self.pods.insert(key.into(), placement);
+        if let Some(pod) = pod {
+            self.record(ClusterChange::PodPlaced(pod));
         }
-        self.by_node
-            .entry(node.clone())
-            .or_default()
-            .push(key.into());
-        self.refresh(&node);
+    }
+
+    /// Counts pod `key` as the plugin already does: it assumed the pod
+    /// on the node it chose, so nothing is sent.
+    pub(crate) fn assume(&mut self, key: &str, placement: Placement) {
+        self.pods.insert(key.into(), placement);
+    }
+
+    /// Tells the plugin to stop counting pod `key`, which it assumed on a
+    /// node the host will not bind it to.
+    pub(crate) fn disown(&mut self, key: &str) {
+        self.pods.remove(key);
+        self.record(ClusterChange::PodRemoved(key.into()));
     }
 
     /// Stops counting pod `key`. Returns its placement, if it had one.
     pub(crate) fn unplace(&mut self, key: &str) -> Option<Placement> {
         let old = self.pods.remove(key)?;
-        self.unlink(key, &old.node);
-        self.refresh(&old.node);
+        self.record(ClusterChange::PodRemoved(key.into()));
         Some(old)
-    }
-
-    fn unlink(&mut self, key: &str, node: &str) {
-        if let Some(keys) = self.by_node.get_mut(node) {
-            keys.retain(|k| k != key);
-            if keys.is_empty() {
-                self.by_node.remove(node);
-            }
-        }
-    }
-
-    /// Recomputes what is placed on `node` from its pods.
-    fn refresh(&mut self, node: &str) {
-        let Some(&i) = self.index.get(node) else {
-            return;
-        };
-        let mut requested = zero();
-        let mut ports = Vec::new();
-        let mut placed = Vec::new();
-        for key in self.by_node.get(node).into_iter().flatten() {
-            if let Some(p) = self.pods.get(key) {
-                requested.milli_cpu = requested.milli_cpu.saturating_add(p.requests.milli_cpu);
-                requested.memory_bytes = requested
-                    .memory_bytes
-                    .saturating_add(p.requests.memory_bytes);
-                requested.pods = requested.pods.saturating_add(p.requests.pods);
-                ports.extend_from_slice(&p.host_ports);
-                placed.push(p.placed.clone());
-            }
-        }
-        ports.sort_unstable();
-        ports.dedup();
-        let info = &mut self.nodes[i];
-        info.requested = requested;
-        info.used_host_ports = ports;
-        info.pods = placed;
-    }
-}
-
-fn zero() -> Resources {
-    Resources {
-        milli_cpu: 0,
-        memory_bytes: 0,
-        pods: 0,
     }
 }
 
@@ -230,53 +225,105 @@ mod tests {
                           "conditions": [{"type": "Ready", "status": "True"}]}})
     }
 
-    #[test]
-    fn pods_count_on_their_node_even_if_it_appears_later() {
-        let mut cache = Cache::default();
-        cache.place("default/a", Placement::of(&pod("a", "1"), "n1", false));
-        assert!(!cache.has_node("n1"));
-        assert!(cache.upsert_node(&node("n1")));
-        let nodes = cache.take_nodes();
-        assert_eq!(nodes[0].requested.milli_cpu, 1000);
-        assert_eq!(nodes[0].requested.pods, 1);
-        assert_eq!(nodes[0].used_host_ports, vec![80]);
-        cache.restore_nodes(nodes);
-
-        cache.place("default/b", Placement::of(&pod("b", "500m"), "n1", true));
-        cache.place("default/b", Placement::of(&pod("b", "500m"), "n1", false));
-        let nodes = cache.take_nodes();
-        assert_eq!(nodes[0].requested.milli_cpu, 1500);
-        assert_eq!(nodes[0].pods.len(), 2);
-        cache.restore_nodes(nodes);
-
-        cache.unplace("default/a");
-        let nodes = cache.take_nodes();
-        assert_eq!(nodes[0].requested.milli_cpu, 500);
-        assert_eq!(nodes[0].pods.len(), 1);
-        cache.restore_nodes(nodes);
+    fn kinds(update: &ViewUpdate) -> Vec<String> {
+        update
+            .changes
+            .iter()
+            .map(|c| match c {
+                ClusterChange::NodeSet(n) => format!("node-set {}", n.name),
+                ClusterChange::NodeRemoved(n) => format!("node-removed {n}"),
+                ClusterChange::PodPlaced(p) => format!("pod-placed {} on {}", p.key, p.node),
+                ClusterChange::PodRemoved(k) => format!("pod-removed {k}"),
+            })
+            .collect()
     }
 
     #[test]
-    fn node_updates_report_relevant_changes_and_deletes_keep_the_index() {
+    fn changes_are_logged_once_and_only_when_the_plugin_would_see_them() {
+        let mut cache = Cache::default();
+        cache.place(
+            "default/a",
+            Placement::of("default/a", &pod("a", "1"), "n1", false),
+        );
+        assert!(cache.upsert_node(&node("n1")));
+        assert!(!cache.upsert_node(&node("n1")), "same node, no change");
+        let first = cache.take_update(false);
+        assert!(!first.reset);
+        assert_eq!(kinds(&first), ["pod-placed default/a on n1", "node-set n1"]);
+        assert!(cache.take_update(false).changes.is_empty());
+
+        // Assumed by the plugin: nothing to send; the binding seen later
+        // with the same placement sends nothing either.
+        let b = pod("b", "500m");
+        cache.assume("default/b", Placement::of("default/b", &b, "n1", true));
+        cache.place("default/b", Placement::of("default/b", &b, "n1", false));
+        assert!(cache.take_update(false).changes.is_empty());
+        assert!(!cache.placement("default/b").is_some_and(|p| p.assumed));
+
+        let mut cordoned = node("n1");
+        cordoned["spec"] = json!({"unschedulable": true});
+        assert!(cache.upsert_node(&cordoned));
+        cache.unplace("default/a");
+        cache.disown("default/c");
+        cache.delete_node("n1");
+        assert_eq!(
+            kinds(&cache.take_update(false)),
+            [
+                "node-set n1",
+                "pod-removed default/a",
+                "pod-removed default/c",
+                "node-removed n1"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_instance_gets_the_whole_view() {
         let mut cache = Cache::default();
         for n in ["n1", "n2", "n3"] {
             cache.upsert_node(&node(n));
         }
-        assert!(!cache.upsert_node(&node("n2")), "same node, no change");
-        let mut cordoned = node("n2");
-        cordoned["spec"] = json!({"unschedulable": true});
-        assert!(cache.upsert_node(&cordoned));
         cache.delete_node("n1");
-        assert!(!cache.has_node("n1"));
-        assert!(cache.has_node("n3"));
-        cache.place("default/x", Placement::of(&pod("x", "1"), "n3", false));
-        let nodes = cache.take_nodes();
-        let n3 = nodes
-            .iter()
-            .find(|n| n.name == "n3")
-            .map(|n| n.requested.milli_cpu);
-        assert_eq!(n3, Some(1000));
-        assert_eq!(nodes.len(), 2);
-        cache.restore_nodes(nodes);
+        cache.place(
+            "default/x",
+            Placement::of("default/x", &pod("x", "1"), "n3", false),
+        );
+        let full = cache.take_update(true);
+        assert!(full.reset);
+        let mut seen = kinds(&full);
+        seen.sort();
+        assert_eq!(
+            seen,
+            ["node-set n2", "node-set n3", "pod-placed default/x on n3"]
+        );
+        assert!(
+            cache.take_update(false).changes.is_empty(),
+            "the log went with it"
+        );
+        assert_eq!(cache.node_count(), 2);
+        assert_eq!(
+            cache
+                .placement("default/x")
+                .map(|p| p.pod.requests.milli_cpu),
+            Some(1000)
+        );
+    }
+
+    #[test]
+    fn a_log_longer_than_the_view_turns_into_the_view() {
+        let mut cache = Cache::default();
+        cache.upsert_node(&node("n1"));
+        let p = pod("p", "1");
+        for i in 0..2_000 {
+            let node = if i % 2 == 0 { "n1" } else { "n2" };
+            cache.place("default/p", Placement::of("default/p", &p, node, false));
+        }
+        let update = cache.take_update(false);
+        assert!(update.reset, "sent whole instead of 2,000 moves");
+        assert_eq!(update.changes.len(), 2);
+        cache.unplace("default/p");
+        let next = cache.take_update(false);
+        assert!(!next.reset);
+        assert_eq!(kinds(&next), ["pod-removed default/p"]);
     }
 }

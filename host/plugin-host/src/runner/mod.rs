@@ -1,13 +1,18 @@
 //! The scheduler runner: the host half of scheduling.
 //!
-//! Host-run informers watch nodes and pods; a cache keeps one `node-info`
-//! per node (allocatable, what is requested by pods bound or assumed there,
-//! taints, readiness, host ports, placed pods); a queue holds the pending
-//! pods of the plugin's schedulerName. For each pod the plugin's `schedule`
-//! decides; the runner assumes the pod on the chosen node (so the next
-//! decision sees it), binds it in the store (resourceVersion precondition;
-//! a conflict re-queues it) and records `Scheduled` or `FailedScheduling`
-//! Events, grouping rejection reasons as Kubernetes words them.
+//! Host-run informers watch nodes and pods; a cache keeps every node and
+//! where each pod is counted (bound, or assumed between decision and
+//! binding), and logs what changed since the plugin last heard; a queue
+//! holds the pending pods of the plugin's schedulerName. The runner takes
+//! pending pods in batches: one call brings the plugin's own view of the
+//! cluster up to date with the logged changes (the whole view for a new
+//! instance), one call decides for the batch, the plugin counting each pod
+//! it binds on its node before deciding the next. The runner then assumes
+//! each pod on its node, binds it in the store (resourceVersion
+//! precondition; a conflict re-queues it) and records `Scheduled` or
+//! `FailedScheduling` Events, grouping rejection reasons as Kubernetes
+//! words them. Batches grow while decisions are fast and shrink when they
+//! are slow, so one call stays far inside the plugin's call deadline.
 //!
 //! Hot swap: [`RunnerHandle::swap`] hands the loop a new [`Decide`]r, which
 //! takes over between two decisions, so the queue, the cache and the pods
@@ -33,7 +38,7 @@ use crate::events::{EventRecorder, EventType};
 use crate::informer::{self, Change};
 use crate::podinfo;
 use crate::scheduler::SchedulerPlugin;
-use crate::scheduler::types::{Decision, NodeInfo, PodInfo, Rejection};
+use crate::scheduler::types::{ClusterChange, Decision, PodInfo, Rejection};
 use cache::{Cache, Placement};
 
 /// Which informer a change comes from.
@@ -48,15 +53,26 @@ use queue::Queue;
 pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
 
 /// What decides where pods go: a scheduler plugin, or the same algorithm
-/// linked natively (the benchmark's baseline). Calls are synchronous and
-/// run on a blocking thread.
+/// linked natively (the benchmark's baseline). It keeps its own view of
+/// the cluster, fed with changes, as `world scheduler` says. Calls are
+/// synchronous and run on a blocking thread.
 pub trait Decide: Send + 'static {
     /// The schedulerName served.
     fn scheduler_name(&self) -> &str;
     /// What this is, for reports: a component digest, or `native`.
     fn digest(&self) -> &str;
-    /// Decides where `pod` goes among `nodes`.
-    fn schedule(&mut self, pod: &PodInfo, nodes: &[NodeInfo]) -> Result<Decision, PluginError>;
+    /// Whether its view must be sent whole before the next decision
+    /// (it has none yet, or lost it).
+    fn needs_full_view(&self) -> bool;
+    /// Applies `changes` to its view (with `reset`, the whole cluster
+    /// after emptying it), then decides for each of `pods` in order, one
+    /// decision per pod, counting each pod it binds at once.
+    fn schedule(
+        &mut self,
+        changes: &[ClusterChange],
+        reset: bool,
+        pods: &[PodInfo],
+    ) -> Result<Vec<Decision>, PluginError>;
 }
 
 impl Decide for SchedulerPlugin {
@@ -66,10 +82,25 @@ impl Decide for SchedulerPlugin {
     fn digest(&self) -> &str {
         SchedulerPlugin::digest(self)
     }
-    fn schedule(&mut self, pod: &PodInfo, nodes: &[NodeInfo]) -> Result<Decision, PluginError> {
-        SchedulerPlugin::schedule(self, pod, nodes)
+    fn needs_full_view(&self) -> bool {
+        SchedulerPlugin::needs_full_view(self)
+    }
+    fn schedule(
+        &mut self,
+        changes: &[ClusterChange],
+        reset: bool,
+        pods: &[PodInfo],
+    ) -> Result<Vec<Decision>, PluginError> {
+        SchedulerPlugin::schedule(self, changes, reset, pods)
     }
 }
+
+/// Most pods decided in one call.
+const MAX_BATCH_PODS: usize = 256;
+
+/// Plugin time one batch aims at: far inside any sensible call deadline,
+/// short enough that bindings start flowing early.
+const BATCH_TIME: Duration = Duration::from_millis(20);
 
 /// Failed calls during probation that send a swapped-in decider back.
 const PROBATION_FAILURES: u32 = 2;
@@ -278,6 +309,8 @@ pub fn start(
         cache: Cache::default(),
         queue: Queue::default(),
         synced: HashSet::new(),
+        batch: 1,
+        resend_view: false,
         flush: false,
         plugin_ready_at: None,
         bind_tx,
@@ -324,6 +357,11 @@ struct Runner {
     /// Resources whose first list has arrived; nothing is decided before
     /// both nodes and pods are known.
     synced: HashSet<&'static str>,
+    /// Pods to decide in the next call (adapts to how fast decisions are).
+    batch: usize,
+    /// The decider in charge changed: its view (if it has one) missed
+    /// changes, so it gets the whole view next.
+    resend_view: bool,
     /// Something changed that may let waiting pods fit.
     flush: bool,
     /// The plugin is backing off until then.
@@ -335,7 +373,7 @@ struct Runner {
 
 /// Changes applied between two decisions at most, so a flood of events
 /// cannot starve scheduling.
-const MAX_BATCH: usize = 10_000;
+const MAX_CHANGES: usize = 10_000;
 
 impl Runner {
     async fn run(
@@ -353,7 +391,7 @@ impl Runner {
                 self.swap(swap);
             }
             let mut applied = 0;
-            while applied < MAX_BATCH {
+            while applied < MAX_CHANGES {
                 match changes.try_recv() {
                     Ok(change) => self.apply(change),
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -381,9 +419,13 @@ impl Runner {
                 self.plugin_ready_at = None;
             }
             if self.synced.len() == 2 && plugin_ready && self.queue.has_active() {
-                if let Some((key, pod)) = self.queue.pop()
-                    && !self.attempt(key, pod).await
+                let mut batch = Vec::with_capacity(self.batch);
+                while batch.len() < self.batch
+                    && let Some(item) = self.queue.pop()
                 {
+                    batch.push(item);
+                }
+                if !self.attempt(batch).await {
                     return;
                 }
                 continue;
@@ -427,6 +469,7 @@ impl Runner {
             self.confirm();
         }
         self.plugin = Some(swap.decider);
+        self.resend_view = true;
         self.plugin_ready_at = None;
         self.probation = Some(Probation {
             previous: current,
@@ -475,6 +518,7 @@ impl Runner {
         if let Some(probation) = self.probation.take() {
             let restored = probation.previous.digest().to_string();
             self.plugin = Some(probation.previous);
+            self.resend_view = true;
             self.plugin_ready_at = None;
             self.flush = true;
             eprintln!(
@@ -557,7 +601,8 @@ impl Runner {
                         self.flush = true;
                     }
                 } else {
-                    self.cache.place(&key, Placement::of(&pod, node, false));
+                    self.cache
+                        .place(&key, Placement::of(&key, &pod, node, false));
                 }
             }
             None => {
@@ -586,20 +631,26 @@ impl Runner {
         }
     }
 
-    /// One decision. Returns false if the runner cannot go on.
-    async fn attempt(&mut self, key: String, pod: Value) -> bool {
+    /// One call for a batch of pods. Returns false if the runner cannot
+    /// go on.
+    async fn attempt(&mut self, batch: Vec<(String, Value)>) -> bool {
         let Some(mut plugin) = self.plugin.take() else {
             return false;
         };
-        let info = podinfo::pod_info(&pod);
-        let nodes = self.cache.take_nodes();
-        let node_count = nodes.len();
+        let infos: Vec<PodInfo> = batch
+            .iter()
+            .map(|(_, pod)| podinfo::pod_info(pod))
+            .collect();
+        let stale = std::mem::take(&mut self.resend_view);
+        let full = plugin.needs_full_view() || stale;
+        let update = self.cache.take_update(full);
         let joined = tokio::task::spawn_blocking(move || {
-            let result = plugin.schedule(&info, &nodes);
-            (plugin, nodes, result)
+            let started = Instant::now();
+            let result = plugin.schedule(&update.changes, update.reset, &infos);
+            (plugin, result, started.elapsed())
         })
         .await;
-        let (plugin, nodes, result) = match joined {
+        let (plugin, result, took) = match joined {
             Ok(parts) => parts,
             Err(e) => {
                 eprintln!(
@@ -609,6 +660,7 @@ impl Runner {
                 return false;
             }
         };
+        self.resize_batch(batch.len(), took);
         let first = match &mut self.probation {
             Some(probation) if !probation.decided && result.is_ok() => {
                 probation.decided = true;
@@ -623,36 +675,16 @@ impl Runner {
             });
         }
         self.plugin = Some(plugin);
-        self.cache.restore_nodes(nodes);
         match result {
-            Ok(Decision::Bind(node)) if self.cache.has_node(&node) => {
-                self.cache.place(&key, Placement::of(&pod, &node, true));
-                let store = self.store.clone();
-                let tx = self.bind_tx.clone();
-                tokio::spawn(async move {
-                    let outcome = bind(store.as_ref(), &pod, &node).await;
-                    let _ = tx.send(BindDone { key, node, outcome });
-                });
-            }
-            Ok(Decision::Bind(node)) => {
-                self.stats.plugin_errors.fetch_add(1, Ordering::Relaxed);
-                let message = format!("scheduler plugin chose node {node:?}, which does not exist");
-                eprintln!("orchd: scheduler {}: {key}: {message}", self.name);
-                self.failed(&PluginError::Invalid(message.clone()));
-                self.events
-                    .record(&pod, EventType::Warning, "FailedScheduling", &message);
-                self.queue.retry_later(&key);
-            }
-            Ok(Decision::Unschedulable(rejections)) => {
-                self.stats.unschedulable.fetch_add(1, Ordering::Relaxed);
-                let message = fit_error_message(node_count, &rejections);
-                self.events
-                    .record(&pod, EventType::Warning, "FailedScheduling", &message);
-                self.mark_unschedulable(&pod, &message);
-                self.queue.retry_later(&key);
+            Ok(decisions) => {
+                for ((key, pod), decision) in batch.into_iter().zip(decisions) {
+                    self.decided(key, pod, decision);
+                }
             }
             Err(e @ PluginError::BackingOff { .. }) => {
-                self.queue.retry_first(&key);
+                for (key, _) in &batch {
+                    self.queue.retry_first(key);
+                }
                 if let PluginError::BackingOff { retry_in, .. } = &e {
                     self.plugin_ready_at = Some(Instant::now() + *retry_in);
                 }
@@ -662,12 +694,59 @@ impl Runner {
                 self.stats.plugin_errors.fetch_add(1, Ordering::Relaxed);
                 self.failed(&e);
                 let message = format!("running scheduler plugin {}: {e}", self.name);
+                for (key, pod) in &batch {
+                    self.events
+                        .record(pod, EventType::Warning, "FailedScheduling", &message);
+                    self.queue.retry_later(key);
+                }
+            }
+        }
+        true
+    }
+
+    /// Sizes the next batch from how long this one took per pod, so that
+    /// a call takes about [`BATCH_TIME`].
+    fn resize_batch(&mut self, pods: usize, took: Duration) {
+        let per_pod = took / u32::try_from(pods.max(1)).unwrap_or(u32::MAX);
+        let fits = BATCH_TIME.as_nanos() / per_pod.as_nanos().max(1);
+        let fits = usize::try_from(fits).unwrap_or(MAX_BATCH_PODS);
+        // Grow gently (a slow pod may follow fast ones), shrink at once.
+        self.batch = fits.clamp(1, (self.batch * 2).min(MAX_BATCH_PODS));
+    }
+
+    /// Acts on the plugin's decision for one pod.
+    fn decided(&mut self, key: String, pod: Value, decision: Decision) {
+        match decision {
+            Decision::Bind(node) if self.cache.has_node(&node) => {
+                self.cache
+                    .assume(&key, Placement::of(&key, &pod, &node, true));
+                let store = self.store.clone();
+                let tx = self.bind_tx.clone();
+                tokio::spawn(async move {
+                    let outcome = bind(store.as_ref(), &pod, &node).await;
+                    let _ = tx.send(BindDone { key, node, outcome });
+                });
+            }
+            Decision::Bind(node) => {
+                // The plugin counts the pod there already: take it back.
+                self.cache.disown(&key);
+                self.stats.plugin_errors.fetch_add(1, Ordering::Relaxed);
+                let message = format!("scheduler plugin chose node {node:?}, which does not exist");
+                eprintln!("orchd: scheduler {}: {key}: {message}", self.name);
+                self.failed(&PluginError::Invalid(message.clone()));
                 self.events
                     .record(&pod, EventType::Warning, "FailedScheduling", &message);
                 self.queue.retry_later(&key);
             }
+            Decision::Unschedulable(rejections) => {
+                self.stats.unschedulable.fetch_add(1, Ordering::Relaxed);
+                let message = fit_error_message(self.cache.node_count(), &rejections);
+                self.events
+                    .record(&pod, EventType::Warning, "FailedScheduling", &message);
+                self.mark_unschedulable(&pod, &message);
+                self.queue.retry_later(&key);
+            }
         }
-        true
     }
 
     fn bound(&mut self, done: BindDone) {
@@ -676,7 +755,8 @@ impl Runner {
         match outcome {
             BindOutcome::Bound(pod) => {
                 self.queue.done(&key);
-                self.cache.place(&key, Placement::of(&pod, &node, false));
+                self.cache
+                    .place(&key, Placement::of(&key, &pod, &node, false));
                 self.stats.scheduled.fetch_add(1, Ordering::Relaxed);
                 let message = format!("Successfully assigned {key} to {node}");
                 self.events

@@ -18,13 +18,14 @@ impl Scheduler for FirstFit {
         None => "default-scheduler",
     };
 
-    fn schedule(pod: PodInfo, mut nodes: Vec<NodeInfo>) -> Decision {
-        nodes.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    fn schedule(pod: &PodInfo, nodes: &[NodeInfo]) -> Decision {
+        let mut by_name: Vec<&NodeInfo> = nodes.iter().collect();
+        by_name.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let mut rejections = Vec::new();
-        for node in nodes {
-            match rejection(&pod, &node) {
-                None => return Decision::Bind(node.name),
-                Some(reason) => rejections.push(Rejection::new(node.name, reason)),
+        for node in by_name {
+            match rejection(pod, node) {
+                None => return Decision::Bind(node.name.clone()),
+                Some(reason) => rejections.push(Rejection::new(&node.name, reason)),
             }
         }
         Decision::Unschedulable(rejections)

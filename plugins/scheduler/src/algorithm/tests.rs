@@ -44,6 +44,7 @@ fn placed(labels: &[(&str, &str)], owner: Option<&str>) -> PlacedPod {
         namespace: "default".into(),
         labels: labels.iter().map(|(k, v)| Label::new(*k, *v)).collect(),
         owner_uid: owner.map(str::to_owned),
+        ..Default::default()
     }
 }
 

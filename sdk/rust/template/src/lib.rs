@@ -13,11 +13,11 @@ struct MyScheduler;
 impl Scheduler for MyScheduler {
     const NAME: &'static str = "my-scheduler";
 
-    fn schedule(pod: PodInfo, nodes: Vec<NodeInfo>) -> Decision {
+    fn schedule(pod: &PodInfo, nodes: &[NodeInfo]) -> Decision {
         let mut rejections = Vec::new();
         let mut best: Option<&NodeInfo> = None;
-        for node in &nodes {
-            match rejection(&pod, node) {
+        for node in nodes {
+            match rejection(pod, node) {
                 Some(reason) => rejections.push(Rejection::new(&node.name, reason)),
                 None if best.is_none_or(|b| node.free().milli_cpu > b.free().milli_cpu) => {
                     best = Some(node);

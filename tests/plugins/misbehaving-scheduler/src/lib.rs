@@ -36,7 +36,7 @@ impl Scheduler for Misbehaving {
         None => "default-scheduler",
     };
 
-    fn schedule(pod: PodInfo, mut nodes: Vec<NodeInfo>) -> Decision {
+    fn schedule(pod: &PodInfo, nodes: &[NodeInfo]) -> Decision {
         #[cfg(feature = "forbidden-host-call")]
         {
             let node = orchd_sdk::objects::ObjectRef::cluster("nodes", "any");
@@ -59,7 +59,8 @@ impl Scheduler for Misbehaving {
             Some("bad-node") => return Decision::Bind("no-such-node".into()),
             _ => {}
         }
-        nodes.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let mut by_name: Vec<&NodeInfo> = nodes.iter().collect();
+        by_name.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let fits = |n: &NodeInfo| {
             let free = n.free();
             n.ready
@@ -68,12 +69,12 @@ impl Scheduler for Misbehaving {
                 && pod.requests.milli_cpu <= free.milli_cpu
                 && pod.requests.memory_bytes <= free.memory_bytes
         };
-        match nodes.iter().find(|n| fits(n)) {
+        match by_name.iter().find(|n| fits(n)) {
             Some(n) => Decision::Bind(n.name.clone()),
             None => Decision::Unschedulable(
-                nodes
+                by_name
                     .into_iter()
-                    .map(|n| Rejection::new(n.name, "node(s) had no room"))
+                    .map(|n| Rejection::new(&n.name, "node(s) had no room"))
                     .collect(),
             ),
         }
