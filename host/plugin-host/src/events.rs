@@ -32,12 +32,21 @@ impl EventType {
 /// new Event, which is harmless).
 const MAX_REMEMBERED: usize = 50_000;
 
+/// Events written per object, for deduplication.
+#[derive(Default)]
+struct Seen {
+    by_object: HashMap<String, HashMap<(String, String), String>>,
+    /// Entries over every object.
+    len: usize,
+}
+
 /// Records Events on behalf of one component (`source.component`).
 pub struct EventRecorder {
     store: Arc<dyn Store>,
     component: String,
-    /// (namespace/name of the object, reason, message) → Event name.
-    seen: Mutex<HashMap<(String, String, String), String>>,
+    /// namespace/name of the object → (reason, message) → Event name;
+    /// by object first so forgetting one object is one removal.
+    seen: Mutex<Seen>,
 }
 
 impl EventRecorder {
@@ -46,7 +55,7 @@ impl EventRecorder {
         Arc::new(EventRecorder {
             store,
             component: component.into(),
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen::default()),
         })
     }
 
@@ -71,8 +80,10 @@ impl EventRecorder {
     /// was deleted, or its story is over).
     pub fn forget(&self, namespace: &str, name: &str) {
         let key = format!("{namespace}/{name}");
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.retain(|(object, _, _), _| *object != key);
+        if let Ok(mut seen) = self.seen.lock()
+            && let Some(events) = seen.by_object.remove(&key)
+        {
+            seen.len -= events.len();
         }
     }
 
@@ -86,16 +97,14 @@ impl EventRecorder {
     ) -> Result<(), StoreError> {
         let namespace = meta::meta_str(object, "namespace").unwrap_or("default");
         let name = meta::meta_str(object, "name").unwrap_or_default();
-        let dedup_key = (
-            format!("{namespace}/{name}"),
-            reason.to_string(),
-            message.to_string(),
-        );
-        let existing = self
-            .seen
-            .lock()
-            .ok()
-            .and_then(|s| s.get(&dedup_key).cloned());
+        let object_key = format!("{namespace}/{name}");
+        let dedup_key = (reason.to_string(), message.to_string());
+        let existing = self.seen.lock().ok().and_then(|s| {
+            s.by_object
+                .get(&object_key)
+                .and_then(|events| events.get(&dedup_key))
+                .cloned()
+        });
         let now = meta::now_rfc3339();
         if let Some(event_name) = existing {
             let key = ObjectKey::namespaced("events", namespace, &event_name);
@@ -158,11 +167,84 @@ impl EventRecorder {
             }
         }
         if let Ok(mut seen) = self.seen.lock() {
-            if seen.len() >= MAX_REMEMBERED {
-                seen.clear();
+            if seen.len >= MAX_REMEMBERED {
+                *seen = Seen::default();
             }
-            seen.insert(dedup_key, event_name);
+            let events = seen.by_object.entry(object_key).or_default();
+            if events.insert(dedup_key, event_name).is_none() {
+                seen.len += 1;
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orchd_store::{ListOptions, RedbStore, RedbStoreConfig, Scope};
+
+    use super::*;
+
+    async fn events(store: &dyn Store) -> Vec<Value> {
+        let scope = Scope {
+            resource: "events".into(),
+            ..Scope::default()
+        };
+        match store.list(&scope, &ListOptions::default()).await {
+            Ok(list) => list.items,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn repeats_are_counted_until_the_object_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store: Arc<dyn Store> =
+            RedbStore::open(RedbStoreConfig::new(dir.path().join("s.redb")))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let recorder = EventRecorder::new(store.clone(), "test");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {"name": "p", "namespace": "default", "uid": "u"}});
+        let other = json!({"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": "q", "namespace": "default", "uid": "v"}});
+        for object in [&pod, &pod, &other] {
+            recorder
+                .write(object, EventType::Warning, "FailedScheduling", "no room")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let counts = |events: &[Value]| {
+            let mut c: Vec<(String, i64)> = events
+                .iter()
+                .map(|e| {
+                    (
+                        e["involvedObject"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .into(),
+                        e["count"].as_i64().unwrap_or(1),
+                    )
+                })
+                .collect();
+            c.sort();
+            c
+        };
+        assert_eq!(
+            counts(&events(store.as_ref()).await),
+            [("p".into(), 2), ("q".into(), 1)]
+        );
+        // Forgotten (the pod was deleted): a repeat starts a new Event,
+        // and the other object's memory is untouched.
+        recorder.forget("default", "p");
+        for object in [&pod, &other] {
+            recorder
+                .write(object, EventType::Warning, "FailedScheduling", "no room")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(
+            counts(&events(store.as_ref()).await),
+            [("p".into(), 1), ("p".into(), 2), ("q".into(), 2)]
+        );
     }
 }
