@@ -115,11 +115,12 @@ impl Args {
                 path => positional.push(PathBuf::from(path)),
             }
         }
-        // A hollow node (4 CPUs) holds 40 pods of 100m: leave room for the
-        // swap phase's pods too, or pods end up unschedulable and the run
-        // measures backoff instead of scheduling.
-        if pods > nodes * 30 {
-            bail!("{pods} pods do not fit {nodes} hollow nodes (at most 30 per node)\n{usage}");
+        // A hollow node (4 CPUs) holds 40 pods of 100m, and each cluster
+        // gets the pods twice (flowing, then as a backlog): leave room for
+        // the swap phase's pods too, or pods end up unschedulable and the
+        // run measures backoff instead of scheduling.
+        if pods > nodes * 15 {
+            bail!("{pods} pods do not fit {nodes} hollow nodes (at most 15 per node)\n{usage}");
         }
         let [orchd, scheduler_wasm, first_fit_wasm] =
             <[PathBuf; 3]>::try_from(positional).map_err(|_| anyhow::anyhow!("{usage}"))?;
@@ -166,10 +167,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let wasm = {
         let engine = PluginEngine::new(None).map_err(|e| anyhow::anyhow!("{e}"))?;
         let plugin = load_plugin(&engine, &scheduler, "default-scheduler")?;
-        end_to_end(&cluster, Box::new(plugin), &args, "wasm").await
+        let flowing = end_to_end(&cluster, Box::new(plugin), &args, "wasm").await;
+        match flowing {
+            Ok(flowing) => {
+                let plugin = load_plugin(&engine, &scheduler, "default-scheduler")?;
+                drain(&cluster, Box::new(plugin), args.pods, "wasm")
+                    .await
+                    .map(|drained| (flowing, drained))
+            }
+            Err(e) => Err(e),
+        }
     };
     cluster.stop().await;
-    let wasm = wasm?;
+    let (wasm, wasm_drain) = wasm?;
 
     println!("\n-- end to end, native build of the same algorithm --");
     let cluster = Cluster::start(&args.orchd, args.nodes).await?;
@@ -180,8 +190,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "native",
     )
     .await;
+    let native = match native {
+        Ok(flowing) => drain(
+            &cluster,
+            Box::new(NativeScheduler::default()),
+            args.pods,
+            "native",
+        )
+        .await
+        .map(|drained| (flowing, drained)),
+        Err(e) => Err(e),
+    };
     let swap = match &native {
-        Ok(run) => {
+        Ok((run, _)) => {
             println!(
                 "\n-- hot swap through the plugin manager (same cluster: {} nodes, {} pods bound, pods flowing) --",
                 args.nodes, run.bound
@@ -191,10 +212,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Err(_) => Err(anyhow::anyhow!("not run: the native run failed")),
     };
     cluster.stop().await;
-    let native = native?;
+    let (native, native_drain) = native?;
     let swap = swap?;
 
-    summary(&args, &micro, &wasm, &native, &swap);
+    summary(
+        &args,
+        &micro,
+        [&wasm, &native],
+        [&wasm_drain, &native_drain],
+        &swap,
+    );
     println!(
         "\n(whole run: {:.0} s)",
         started.elapsed().as_secs_f64().ceil()
@@ -939,6 +966,53 @@ async fn measure(
     Ok(run)
 }
 
+/// A backlog drained: every pod pending before the scheduler starts, as
+/// after a scheduler outage or a large batch submitted at once. This is the
+/// scheduler's own rate: no pod creation competes with it.
+struct Drain {
+    /// Pods bound.
+    pods: usize,
+    /// From starting the runner (informers list, whole view sent) to the
+    /// last binding.
+    elapsed: Duration,
+}
+
+impl Drain {
+    fn pods_per_second(&self) -> f64 {
+        self.pods as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+async fn drain(
+    cluster: &Cluster,
+    decider: Box<dyn Decide>,
+    pods: usize,
+    label: &str,
+) -> anyhow::Result<Drain> {
+    println!("creating a backlog of {pods} pending pods through the API, no scheduler running...");
+    let unpaced = Flow::new(Arc::new(|| 0), usize::MAX);
+    let (created, _) =
+        create_pods(cluster.addr, "backlog", pods, CREATE_CONCURRENCY, unpaced).await?;
+    if created != pods {
+        bail!("{label}: only {created} of {pods} backlog pods were created");
+    }
+    let started = Instant::now();
+    let handle =
+        runner::start(cluster.store.clone(), decider, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let stats = handle.stats().clone();
+    let waited = wait_scheduled(&stats, pods as u64, &format!("{label} backlog")).await;
+    let elapsed = started.elapsed();
+    handle.stop().await;
+    waited?;
+    let drained = Drain { pods, elapsed };
+    println!(
+        "  {label}: {pods} pending pods bound in {:.2} s = {:.0} pods/s (from the scheduler's start: lists, whole view, decisions, bindings)",
+        elapsed.as_secs_f64(),
+        drained.pods_per_second()
+    );
+    Ok(drained)
+}
+
 // ---------------------------------------------------------------- swap
 
 /// The hot-swap figures.
@@ -1273,7 +1347,13 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
 }
 
-fn summary(args: &Args, micro: &Micro, wasm: &EndToEnd, native: &EndToEnd, swap: &Swap) {
+fn summary(
+    args: &Args,
+    micro: &Micro,
+    [wasm, native]: [&EndToEnd; 2],
+    [wasm_drain, native_drain]: [&Drain; 2],
+    swap: &Swap,
+) {
     let ratio = wasm.pods_per_second() / native.pods_per_second();
     println!(
         "\n== scheduler summary: {} hollow nodes, {} pods, 2-core machine (noisy: other work shares it) ==",
@@ -1297,13 +1377,22 @@ fn summary(args: &Args, micro: &Micro, wasm: &EndToEnd, native: &EndToEnd, swap:
         ">= 3000/s (Wasm)",
         Some(wasm.pods_per_second() >= 3000.0),
     );
+    let drain_ratio = wasm_drain.pods_per_second() / native_drain.pods_per_second();
     row(
-        "  Wasm / native",
+        "pods bound/s, a backlog drained",
+        format!("{:.0}", wasm_drain.pods_per_second()),
+        format!("{:.0}", native_drain.pods_per_second()),
+        format!("{drain_ratio:.2}x"),
+        ">= 3000/s (Wasm)",
+        Some(wasm_drain.pods_per_second() >= 3000.0),
+    );
+    row(
+        "  Wasm / native (flowing, backlog)",
         String::new(),
         String::new(),
-        format!("{ratio:.2}x"),
+        format!("{ratio:.2}x, {drain_ratio:.2}x"),
         ">= 0.8x",
-        Some(ratio >= 0.8),
+        Some(ratio >= 0.8 && drain_ratio >= 0.8),
     );
     row(
         "  pods bound (of those asked for)",

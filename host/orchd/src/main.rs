@@ -61,6 +61,11 @@ pub struct ServerArgs {
 /// Default listen address of the API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:6443";
 
+/// mimalloc: allocation-heavy paths (JSON objects, watch events) spend far
+/// less in the allocator than with glibc's (see `cargo xtask bench`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

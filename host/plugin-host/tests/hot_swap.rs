@@ -17,12 +17,22 @@ use tokio::sync::mpsc;
 
 const NAME: &str = "swap-test";
 
-/// Binds every pod to the first node by name, or fails every call. It
-/// keeps its view of the cluster from the changes, as a plugin does.
+/// Binds every pod to the first node by name, or fails. It keeps its
+/// view of the cluster from the changes, as a plugin does.
 struct Native {
     digest: &'static str,
-    fails: bool,
+    fails: Fails,
     nodes: Option<Vec<String>>,
+}
+
+/// Which calls a [`Native`] fails.
+#[derive(Clone, Copy, PartialEq)]
+enum Fails {
+    Never,
+    /// Takes its view, fails every decision.
+    Deciding,
+    /// Cannot even take its view.
+    Always,
 }
 
 impl Decide for Native {
@@ -41,7 +51,7 @@ impl Decide for Native {
         reset: bool,
         pods: &[PodInfo],
     ) -> Result<Vec<Decision>, PluginError> {
-        if self.fails {
+        if self.fails == Fails::Always || (self.fails == Fails::Deciding && !pods.is_empty()) {
             // A failed plugin instance loses its view.
             self.nodes = None;
             return Err(PluginError::Trap {
@@ -73,7 +83,7 @@ impl Decide for Native {
     }
 }
 
-fn decider(digest: &'static str, fails: bool) -> Box<dyn Decide> {
+fn decider(digest: &'static str, fails: Fails) -> Box<dyn Decide> {
     Box::new(Native {
         digest,
         fails,
@@ -143,7 +153,7 @@ async fn probation_rolls_back_a_failing_decider_and_confirms_a_good_one() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (tx, mut reports) = mpsc::unbounded_channel();
-    let handle = runner::start(store.clone(), decider("good-1", false), Some(tx))
+    let handle = runner::start(store.clone(), decider("good-1", Fails::Never), Some(tx))
         .unwrap_or_else(|e| panic!("{e}"));
     create_pod(store.as_ref(), "before").await;
     assert_eq!(
@@ -181,9 +191,18 @@ async fn probation_rolls_back_a_failing_decider_and_confirms_a_good_one() {
         "{refused:?}"
     );
 
+    // One that cannot take its view is refused before it takes over.
+    let refused = handle
+        .swap(decider("broken", Fails::Always), Duration::from_secs(60))
+        .await;
+    assert!(
+        matches!(refused, Err(PluginError::Trap { .. })),
+        "{refused:?}"
+    );
+
     // A failing decider, on a long probation: two failures send it back.
     handle
-        .swap(decider("bad", true), Duration::from_secs(60))
+        .swap(decider("bad", Fails::Deciding), Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // A node the bad one is told of, not the one it replaced: that one
@@ -216,7 +235,7 @@ async fn probation_rolls_back_a_failing_decider_and_confirms_a_good_one() {
 
     // A good decider decides first, then passes its short probation.
     handle
-        .swap(decider("good-2", false), Duration::from_millis(200))
+        .swap(decider("good-2", Fails::Never), Duration::from_millis(200))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     create_pod(store.as_ref(), "p3").await;

@@ -62,6 +62,9 @@ pub(crate) struct Cache {
     /// The log was dropped for being longer than the view: the plugin
     /// needs the whole view.
     log_dropped: bool,
+    /// While a decider that is about to take over is being given the
+    /// whole view: the changes since that view (see [`Cache::fork`]).
+    incoming: Option<Vec<ClusterChange>>,
 }
 
 /// What brings a plugin's view up to date: changes, or with `reset` the
@@ -96,7 +99,42 @@ impl Cache {
         }
     }
 
+    /// The whole view for a decider about to take over; from now on the
+    /// changes are also logged for it, until [`Cache::join`] makes its log
+    /// the one sent, or [`Cache::unfork`] drops it.
+    pub(crate) fn fork(&mut self) -> ViewUpdate {
+        self.incoming = Some(Vec::new());
+        let mut changes = Vec::with_capacity(self.nodes.len() + self.pods.len());
+        changes.extend(self.nodes.iter().cloned().map(ClusterChange::NodeSet));
+        changes.extend(
+            self.pods
+                .values()
+                .map(|p| ClusterChange::PodPlaced(p.pod.clone())),
+        );
+        ViewUpdate {
+            changes,
+            reset: true,
+        }
+    }
+
+    /// The forked decider takes over: what is logged from now on is for
+    /// it, starting with the changes since its view.
+    pub(crate) fn join(&mut self) {
+        if let Some(incoming) = self.incoming.take() {
+            self.log = incoming;
+            self.log_dropped = false;
+        }
+    }
+
+    /// The forked decider will not take over.
+    pub(crate) fn unfork(&mut self) {
+        self.incoming = None;
+    }
+
     fn record(&mut self, change: ClusterChange) {
+        if let Some(incoming) = &mut self.incoming {
+            incoming.push(change.clone());
+        }
         if self.log_dropped {
             return;
         }
@@ -189,6 +227,10 @@ impl Cache {
     /// Counts pod `key` as the plugin already does: it assumed the pod
     /// on the node it chose, so nothing is sent.
     pub(crate) fn assume(&mut self, key: &str, placement: Placement) {
+        // A decider about to take over did not assume it: tell it.
+        if let Some(incoming) = &mut self.incoming {
+            incoming.push(ClusterChange::PodPlaced(placement.pod.clone()));
+        }
         self.pods.insert(key.into(), placement);
     }
 
@@ -307,6 +349,43 @@ mod tests {
                 .map(|p| p.pod.requests.milli_cpu),
             Some(1000)
         );
+    }
+
+    #[test]
+    fn a_fork_gets_the_view_then_every_change_after_it() {
+        let mut cache = Cache::default();
+        cache.upsert_node(&node("n1"));
+        let fork = cache.fork();
+        assert!(fork.reset);
+        assert_eq!(kinds(&fork), ["node-set n1"]);
+        cache.upsert_node(&node("n2"));
+        // The decider in charge meanwhile gets its changes as before.
+        assert_eq!(
+            kinds(&cache.take_update(false)),
+            ["node-set n1", "node-set n2"]
+        );
+        cache.delete_node("n1");
+        cache.join();
+        assert_eq!(
+            kinds(&cache.take_update(false)),
+            ["node-set n2", "node-removed n1"]
+        );
+        // What the decider in charge assumes, the forked one is told of.
+        cache.fork();
+        let p = pod("p", "1");
+        cache.assume("default/p", Placement::of("default/p", &p, "n2", true));
+        assert!(cache.take_update(false).changes.is_empty());
+        cache.join();
+        assert_eq!(
+            kinds(&cache.take_update(false)),
+            ["pod-placed default/p on n2"]
+        );
+        // Dropped: nothing more is logged for it.
+        cache.fork();
+        cache.unfork();
+        cache.upsert_node(&node("n3"));
+        cache.join();
+        assert_eq!(kinds(&cache.take_update(false)), ["node-set n3"]);
     }
 
     #[test]

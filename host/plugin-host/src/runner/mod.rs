@@ -14,17 +14,19 @@
 //! words them. Batches grow while decisions are fast and shrink when they
 //! are slow, so one call stays far inside the plugin's call deadline.
 //!
-//! Hot swap: [`RunnerHandle::swap`] hands the loop a new [`Decide`]r, which
+//! Hot swap: [`RunnerHandle::swap`] hands the loop a new [`Decide`]r. It
+//! is first given the whole view on a blocking thread while the current
+//! one goes on deciding (the changes meanwhile are logged for both), then
 //! takes over between two decisions, so the queue, the cache and the pods
 //! assumed but not yet bound carry over untouched: no pod is lost or
-//! decided twice. The new one is on probation for a while; if it keeps
+//! decided twice, and scheduling does not pause for the new one's warm-up. The new one is on probation for a while; if it keeps
 //! failing then, the loop goes back to the previous one by itself and says
 //! so through the runner's [`Report`]s.
 
 mod cache;
 mod queue;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,8 +101,8 @@ impl Decide for SchedulerPlugin {
 const MAX_BATCH_PODS: usize = 256;
 
 /// Plugin time one batch aims at: far inside any sensible call deadline,
-/// short enough that bindings start flowing early.
-const BATCH_TIME: Duration = Duration::from_millis(20);
+/// short enough that bindings start flowing early and a swap waits little.
+const BATCH_TIME: Duration = Duration::from_millis(10);
 
 /// Failed calls during probation that send a swapped-in decider back.
 const PROBATION_FAILURES: u32 = 2;
@@ -149,6 +151,12 @@ pub enum Report {
         /// The error the plugin returned.
         message: String,
     },
+}
+
+/// A swap asked of the loop, back from warming up with its result.
+struct Warmed {
+    swap: Swap,
+    result: Result<(), PluginError>,
 }
 
 /// A swap asked of the loop.
@@ -204,7 +212,8 @@ impl RunnerHandle {
     }
 
     /// Replaces the decider between two decisions; returns once the new
-    /// one decides. It must serve the same schedulerName. For `probation`
+    /// one has been given the whole view and is in charge (or failed to
+    /// take the view). It must serve the same schedulerName. For `probation`
     /// after that, failing calls send the loop back to the old one (see
     /// [`Report::RolledBack`]); a swap during probation confirms the one on
     /// probation first.
@@ -288,6 +297,7 @@ pub fn start(
     let (change_tx, change_rx) = mpsc::channel(4096);
     let (bind_tx, bind_rx) = mpsc::unbounded_channel();
     let (swap_tx, swap_rx) = mpsc::unbounded_channel();
+    let (warmed_tx, warmed_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(RunnerStats::default());
     for (resource, kind) in [("nodes", Kind::Node), ("pods", Kind::Pod)] {
         tokio::spawn(informer::run(
@@ -311,6 +321,9 @@ pub fn start(
         synced: HashSet::new(),
         batch: 1,
         resend_view: false,
+        swaps_waiting: VecDeque::new(),
+        warming: false,
+        warmed_tx,
         flush: false,
         plugin_ready_at: None,
         bind_tx,
@@ -318,7 +331,9 @@ pub fn start(
     };
     let task = tokio::spawn(async move {
         let _guard = guard;
-        runner.run(change_rx, bind_rx, swap_rx, stop_rx).await;
+        runner
+            .run(change_rx, bind_rx, swap_rx, warmed_rx, stop_rx)
+            .await;
     });
     Ok(RunnerHandle {
         scheduler_name: name,
@@ -362,6 +377,11 @@ struct Runner {
     /// The decider in charge changed: its view (if it has one) missed
     /// changes, so it gets the whole view next.
     resend_view: bool,
+    /// Swaps asked for, waiting for the one warming up.
+    swaps_waiting: VecDeque<Swap>,
+    /// A swapped-in decider is being given the whole view.
+    warming: bool,
+    warmed_tx: mpsc::UnboundedSender<Warmed>,
     /// Something changed that may let waiting pods fit.
     flush: bool,
     /// The plugin is backing off until then.
@@ -381,6 +401,7 @@ impl Runner {
         mut changes: mpsc::Receiver<Change<Kind>>,
         mut binds: mpsc::UnboundedReceiver<BindDone>,
         mut swaps: mpsc::UnboundedReceiver<Swap>,
+        mut warmed: mpsc::UnboundedReceiver<Warmed>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
@@ -389,6 +410,9 @@ impl Runner {
             }
             while let Ok(swap) = swaps.try_recv() {
                 self.swap(swap);
+            }
+            while let Ok(done) = warmed.try_recv() {
+                self.warmed(done);
             }
             let mut applied = 0;
             while applied < MAX_CHANGES {
@@ -444,6 +468,7 @@ impl Runner {
                 },
                 Some(done) = binds.recv() => self.bound(done),
                 Some(swap) = swaps.recv() => self.swap(swap),
+                Some(done) = warmed.recv() => self.warmed(done),
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
@@ -455,9 +480,52 @@ impl Runner {
         }
     }
 
-    /// Puts a new decider in charge; the current one waits out the
-    /// probation in case the new one fails.
+    /// Takes a swap: its decider warms up with the whole view, one swap
+    /// at a time, in the order asked.
     fn swap(&mut self, swap: Swap) {
+        self.swaps_waiting.push_back(swap);
+        self.warm_next();
+    }
+
+    fn warm_next(&mut self) {
+        if self.warming {
+            return;
+        }
+        let Some(mut swap) = self.swaps_waiting.pop_front() else {
+            return;
+        };
+        self.warming = true;
+        let view = self.cache.fork();
+        let done = self.warmed_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = swap
+                .decider
+                .schedule(&view.changes, view.reset, &[])
+                .map(drop);
+            let _ = done.send(Warmed { swap, result });
+        });
+    }
+
+    /// A decider has its view: it takes over, or, if it could not take the
+    /// view, is refused and the current one stays.
+    fn warmed(&mut self, warmed: Warmed) {
+        self.warming = false;
+        match warmed.result {
+            Ok(()) => {
+                self.cache.join();
+                self.take_over(warmed.swap);
+            }
+            Err(e) => {
+                self.cache.unfork();
+                let _ = warmed.swap.reply.send(Err(e));
+            }
+        }
+        self.warm_next();
+    }
+
+    /// Puts a warmed-up decider in charge; the current one waits out the
+    /// probation in case the new one fails.
+    fn take_over(&mut self, swap: Swap) {
         let Some(current) = self.plugin.take() else {
             let _ = swap.reply.send(Err(PluginError::Internal(
                 "the scheduler runner has no decider".into(),
@@ -469,7 +537,8 @@ impl Runner {
             self.confirm();
         }
         self.plugin = Some(swap.decider);
-        self.resend_view = true;
+        // Its view is the forked one plus the changes logged for it since.
+        self.resend_view = false;
         self.plugin_ready_at = None;
         self.probation = Some(Probation {
             previous: current,
