@@ -62,6 +62,11 @@ impl PluginEngine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.consume_fuel(false);
+        // `perf record` then names plugin functions (written to
+        // /tmp/perf-PID.map): for profiling plugins, off by default.
+        if std::env::var_os("ORCHD_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| {
             PluginError::Internal(format!("cannot create the wasm engine: {}", one_line(&e)))
         })?;

@@ -83,9 +83,17 @@ pub fn total(
     let mut totals: Vec<i64> = feasible
         .iter()
         .map(|n| {
-            weights.least_allocated * least_allocated(pod, n)
-                + weights.most_allocated * most_allocated(pod, n)
-                + weights.balanced_allocation * balanced_allocation(pod, n)
+            // Only the scores that count: each is work per feasible node.
+            let weighted = |weight: i64, score: fn(&PodInfo, &NodeInfo) -> i64| {
+                if weight == 0 {
+                    0
+                } else {
+                    weight * score(pod, n)
+                }
+            };
+            weighted(weights.least_allocated, least_allocated)
+                + weighted(weights.most_allocated, most_allocated)
+                + weighted(weights.balanced_allocation, balanced_allocation)
         })
         .collect();
     let mut add = |weight: i64, scores: Vec<i64>| {
@@ -118,6 +126,17 @@ fn non_zero(requests: &Resources) -> (u64, u64) {
     (cpu, memory)
 }
 
+/// `part * MAX_SCORE / whole` for `part <= whole`, `whole > 0`, exactly:
+/// in u64 whenever it fits, as it does for any real node (a u128 division
+/// is a library call, several times slower, in WebAssembly above all).
+pub(crate) fn share(part: u64, whole: u64) -> i64 {
+    let score = match part.checked_mul(MAX_SCORE as u64) {
+        Some(scaled) => scaled / whole,
+        None => (u128::from(part) * u128::from(MAX_SCORE as u64) / u128::from(whole)) as u64,
+    };
+    score as i64
+}
+
 /// LeastAllocated: the share of CPU and memory left free once the pod is
 /// placed, averaged; favours emptier nodes, which spreads load.
 pub fn least_allocated(pod: &PodInfo, node: &NodeInfo) -> i64 {
@@ -126,8 +145,7 @@ pub fn least_allocated(pod: &PodInfo, node: &NodeInfo) -> i64 {
         if capacity == 0 || requested > capacity {
             return 0;
         }
-        let free = u128::from(capacity - requested) * MAX_SCORE as u128 / u128::from(capacity);
-        free as i64
+        share(capacity - requested, capacity)
     };
     let cpu_score = free_share(
         node.requested.milli_cpu.saturating_add(cpu),
@@ -148,7 +166,7 @@ pub fn most_allocated(pod: &PodInfo, node: &NodeInfo) -> i64 {
         if capacity == 0 || requested > capacity {
             return 0;
         }
-        (u128::from(requested) * MAX_SCORE as u128 / u128::from(capacity)) as i64
+        share(requested, capacity)
     };
     let cpu_score = used_share(
         node.requested.milli_cpu.saturating_add(cpu),

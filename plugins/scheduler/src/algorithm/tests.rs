@@ -796,3 +796,13 @@ fn rejections_keep_the_callers_node_order_in_large_clusters() {
             .all(|((name, reason), n)| *name == n.name && reason == reasons::TOO_MANY_PODS)
     );
 }
+
+#[test]
+fn resource_shares_are_exact_even_past_u64() {
+    assert_eq!(score::share(3, 4), 75);
+    assert_eq!(score::share(0, 7), 0);
+    assert_eq!(score::share(7, 7), 100);
+    // part * 100 overflows u64: the exact wide path.
+    assert_eq!(score::share(u64::MAX / 2, u64::MAX), 49);
+    assert_eq!(score::share(u64::MAX, u64::MAX), 100);
+}
