@@ -81,17 +81,7 @@ impl Cache {
         if full || self.log_dropped {
             self.log.clear();
             self.log_dropped = false;
-            let mut changes = Vec::with_capacity(self.nodes.len() + self.pods.len());
-            changes.extend(self.nodes.iter().cloned().map(ClusterChange::NodeSet));
-            changes.extend(
-                self.pods
-                    .values()
-                    .map(|p| ClusterChange::PodPlaced(p.pod.clone())),
-            );
-            return ViewUpdate {
-                changes,
-                reset: true,
-            };
+            return self.whole_view();
         }
         ViewUpdate {
             changes: std::mem::take(&mut self.log),
@@ -104,6 +94,11 @@ impl Cache {
     /// the one sent, or [`Cache::unfork`] drops it.
     pub(crate) fn fork(&mut self) -> ViewUpdate {
         self.incoming = Some(Vec::new());
+        self.whole_view()
+    }
+
+    /// Every node, then every placed pod, to replace a plugin's view.
+    fn whole_view(&self) -> ViewUpdate {
         let mut changes = Vec::with_capacity(self.nodes.len() + self.pods.len());
         changes.extend(self.nodes.iter().cloned().map(ClusterChange::NodeSet));
         changes.extend(
