@@ -420,11 +420,14 @@ impl Manager {
             && let Runs::Scheduler(runner) = &running.runner
         {
             let probation = self.config.probation;
-            if let Err(e) = runner.swap(Box::new(decider), probation).await {
-                let object = self.current_object(name).await;
-                self.refuse(name, &object, generation, revision, e).await;
-                return;
-            }
+            let warm_up = match runner.swap(Box::new(decider), probation).await {
+                Ok(warm_up) => warm_up,
+                Err(e) => {
+                    let object = self.current_object(name).await;
+                    self.refuse(name, &object, generation, revision, e).await;
+                    return;
+                }
+            };
             let from = running.revision;
             running.previous = Some((
                 running.revision,
@@ -436,8 +439,12 @@ impl Manager {
             running.asked_at = asked_at;
             running.settings = settings;
             running.generation = generation;
-            let message =
-                format!("revision {revision} took over from revision {from}, on probation");
+            let message = format!(
+                "revision {revision} took over from revision {from}, on probation (given the cluster, {} nodes and {} pods, in {} ms)",
+                warm_up.nodes,
+                warm_up.pods,
+                warm_up.took.as_millis()
+            );
             let took_over = TookOver {
                 phase: "Probation",
                 generation,

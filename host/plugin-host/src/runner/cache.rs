@@ -193,6 +193,11 @@ impl Cache {
         self.record(ClusterChange::NodeRemoved(name.into()));
     }
 
+    /// Number of placed pods (bound or assumed).
+    pub(crate) fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
     /// Names of every known node.
     pub(crate) fn node_names(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.name.clone()).collect()

@@ -156,7 +156,18 @@ pub enum Report {
 /// A swap asked of the loop, back from warming up with its result.
 struct Warmed {
     swap: Swap,
-    result: Result<(), PluginError>,
+    result: Result<WarmUp, PluginError>,
+}
+
+/// How a swapped-in decider was given its view before taking over.
+#[derive(Clone, Copy, Debug)]
+pub struct WarmUp {
+    /// Nodes in the view.
+    pub nodes: usize,
+    /// Placed pods in the view.
+    pub pods: usize,
+    /// Time to send it.
+    pub took: Duration,
 }
 
 /// A swap asked of the loop.
@@ -164,7 +175,7 @@ struct Swap {
     decider: Box<dyn Decide>,
     probation: Duration,
     asked_at: Instant,
-    reply: oneshot::Sender<Result<(), PluginError>>,
+    reply: oneshot::Sender<Result<WarmUp, PluginError>>,
 }
 
 /// The decider on probation and the one it replaced.
@@ -221,7 +232,7 @@ impl RunnerHandle {
         &self,
         decider: Box<dyn Decide>,
         probation: Duration,
-    ) -> Result<(), PluginError> {
+    ) -> Result<WarmUp, PluginError> {
         if decider.scheduler_name() != self.scheduler_name {
             return Err(PluginError::Invalid(format!(
                 "the new revision serves schedulerName {:?}, not {:?}",
@@ -496,12 +507,18 @@ impl Runner {
         };
         self.warming = true;
         let view = self.cache.fork();
+        let (nodes, pods) = (self.cache.node_count(), self.cache.pod_count());
         let done = self.warmed_tx.clone();
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let result = swap
                 .decider
                 .schedule(&view.changes, view.reset, &[])
-                .map(drop);
+                .map(|_| WarmUp {
+                    nodes,
+                    pods,
+                    took: started.elapsed(),
+                });
             let _ = done.send(Warmed { swap, result });
         });
     }
@@ -511,9 +528,9 @@ impl Runner {
     fn warmed(&mut self, warmed: Warmed) {
         self.warming = false;
         match warmed.result {
-            Ok(()) => {
+            Ok(warm_up) => {
                 self.cache.join();
-                self.take_over(warmed.swap);
+                self.take_over(warmed.swap, warm_up);
             }
             Err(e) => {
                 self.cache.unfork();
@@ -525,7 +542,7 @@ impl Runner {
 
     /// Puts a warmed-up decider in charge; the current one waits out the
     /// probation in case the new one fails.
-    fn take_over(&mut self, swap: Swap) {
+    fn take_over(&mut self, swap: Swap, warm_up: WarmUp) {
         let Some(current) = self.plugin.take() else {
             let _ = swap.reply.send(Err(PluginError::Internal(
                 "the scheduler runner has no decider".into(),
@@ -550,7 +567,7 @@ impl Runner {
         // Pods that were backing off because of the old decider get a
         // chance with the new one.
         self.flush = true;
-        let _ = swap.reply.send(Ok(()));
+        let _ = swap.reply.send(Ok(warm_up));
     }
 
     /// Ends the probation: the decider in charge stays.
