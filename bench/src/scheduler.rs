@@ -1028,6 +1028,12 @@ struct Swap {
     flowing: usize,
     /// Whether the manager took the new artifact from the cache.
     cached: bool,
+    /// The longest time between two bindings from the update to the
+    /// first binding by the new revision: how long scheduling paused.
+    longest_gap: Duration,
+    /// The same before the update, with the old revision alone: the
+    /// flow's own gaps, for comparison.
+    gap_before: Duration,
 }
 
 /// What the pod watch of the swap phase saw.
@@ -1039,6 +1045,12 @@ struct SwapWatch {
     updated_at: Option<Instant>,
     /// The first `swap-*` pod bound to the probe node after that.
     first_new: Option<Instant>,
+    /// When the last `swap-*` binding was seen.
+    last_bound: Option<Instant>,
+    /// Longest gap between bindings before the update.
+    gap_before: Duration,
+    /// Longest gap between bindings from the update to `first_new`.
+    gap_during: Duration,
 }
 
 async fn swap(cluster: &Cluster, scheduler: &[u8], first_fit: &[u8]) -> anyhow::Result<Swap> {
@@ -1101,7 +1113,7 @@ async fn swap(cluster: &Cluster, scheduler: &[u8], first_fit: &[u8]) -> anyhow::
     );
     let result = swap_with_manager(cluster, &probe, first_fit, &precompiled.digest).await;
     manager.stop().await;
-    let (status_millis, update_to_binding, upload, flowing) = result?;
+    let ((status_millis, update_to_binding, upload, flowing), (gap_before, longest_gap)) = result?;
     let cached = artifact_of(&cache_dir, &precompiled.digest)? == artifact;
     Ok(Swap {
         status_millis,
@@ -1109,6 +1121,8 @@ async fn swap(cluster: &Cluster, scheduler: &[u8], first_fit: &[u8]) -> anyhow::
         upload,
         flowing,
         cached,
+        longest_gap,
+        gap_before,
     })
 }
 
@@ -1137,7 +1151,7 @@ async fn swap_with_manager(
     probe: &str,
     first_fit: &[u8],
     digest: &str,
-) -> anyhow::Result<(i64, Duration, Duration, usize)> {
+) -> anyhow::Result<((i64, Duration, Duration, usize), (Duration, Duration))> {
     let store = cluster.store.as_ref();
     let started = Instant::now();
     loop {
@@ -1181,15 +1195,28 @@ async fn swap_with_manager(
                 }
                 let Ok(mut seen) = seen.lock() else { break };
                 seen.bound += 1;
+                let now = Instant::now();
+                if let Some(last) = seen.last_bound.replace(now) {
+                    let gap = now - last;
+                    match (seen.updated_at, seen.first_new) {
+                        (None, _) => seen.gap_before = seen.gap_before.max(gap),
+                        (Some(_), None) => seen.gap_during = seen.gap_during.max(gap),
+                        _ => {}
+                    }
+                }
                 if node == probe && seen.updated_at.is_some() && seen.first_new.is_none() {
-                    seen.first_new = Some(Instant::now());
+                    seen.first_new = Some(now);
                 }
             }
         }
     });
     let result = flow_and_swap(cluster, &seen, first_fit, digest).await;
     watcher.abort();
-    result
+    let gaps = seen
+        .lock()
+        .map(|s| (s.gap_before, s.gap_during))
+        .unwrap_or_default();
+    result.map(|r| (r, gaps))
 }
 
 async fn flow_and_swap(
@@ -1503,6 +1530,22 @@ fn summary(
         String::new(),
         "< 100 ms cached",
         Some(swap.update_to_binding < Duration::from_millis(100) && swap.cached),
+    );
+    row(
+        "swap: longest pause between bindings (ms)",
+        format!("{:.1}", ms(swap.longest_gap)),
+        String::new(),
+        String::new(),
+        "",
+        None,
+    );
+    row(
+        "  the same before the update (ms)",
+        format!("{:.1}", ms(swap.gap_before)),
+        String::new(),
+        String::new(),
+        "",
+        None,
     );
     println!(
         "(swap: artifact {} the cache; {} pods flowing through it, all bound; component upload before the update {:.1} ms)",
