@@ -94,6 +94,20 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         read: &["namespaces", "serviceaccounts"],
         write: &["serviceaccounts"],
     },
+    DefaultPlugin {
+        name: "replicaset",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/replicaset-controller.wasm")),
+        read: &["replicasets.apps", "pods"],
+        write: &["replicasets.apps", "pods"],
+    },
+    DefaultPlugin {
+        name: "deployment",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/deployment-controller.wasm")),
+        read: &["deployments.apps", "replicasets.apps", "pods"],
+        write: &["deployments.apps", "replicasets.apps"],
+    },
 ];
 
 /// Runs the cluster until a termination signal.

@@ -48,8 +48,10 @@ pub mod controller;
 #[cfg(feature = "controller")]
 pub mod events;
 pub mod log;
+pub mod meta;
 #[cfg(feature = "controller")]
 pub mod objects;
+pub mod pods;
 pub mod quantity;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
