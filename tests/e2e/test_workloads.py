@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import threading
 import urllib.parse
 
@@ -98,6 +99,7 @@ class PodWatch:
         self.conn = http.client.HTTPConnection(host, port, timeout=300)
         rv = listed["metadata"]["resourceVersion"]
         self.conn.request("GET", f"{PODS}?watch=1&labelSelector={q}&resourceVersion={rv}")
+        self.sock = self.conn.sock
         self.resp = self.conn.getresponse()
         assert self.resp.status == 200, self.resp.read()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -142,6 +144,14 @@ class PodWatch:
             return len(self.pods) == count and self.ready() == count and self.images() == {image}
 
     def close(self):
+        # Shut the socket down first: the reader thread holds the
+        # response's buffer lock while it waits for a line, and a plain
+        # close would wait for the next event.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.thread.join(timeout=10)
         self.conn.close()
 
 

@@ -259,16 +259,38 @@ pub fn template_hash(template: &Value, collision_count: i64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// A template without the `pod-template-hash` label.
+/// Drops nulls, empty objects and empty lists, recursively: the API
+/// stores JSON as sent, so a template kubectl copied back from a
+/// ReplicaSet (`kubectl rollout undo` writes `resources: {}`) must still
+/// equal the one the ReplicaSet was made from, as Kubernetes' semantic
+/// equality has it.
+fn prune(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null => None,
+        Value::Object(m) => {
+            let kept: Map<String, Value> = m
+                .iter()
+                .filter_map(|(k, v)| prune(v).map(|v| (k.clone(), v)))
+                .collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+        Value::Array(a) if a.is_empty() => None,
+        // Elements keep their places: an empty one still counts.
+        Value::Array(a) => Some(Value::Array(
+            a.iter().map(|x| prune(x).unwrap_or(json!({}))).collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+/// A template without the `pod-template-hash` label, pruned of empty
+/// fields.
 fn without_hash(template: &Value) -> Value {
     let mut t = template.clone();
     if let Some(labels) = t["metadata"]["labels"].as_object_mut() {
         labels.remove(HASH_LABEL);
-        if labels.is_empty() {
-            t["metadata"].as_object_mut().map(|m| m.remove("labels"));
-        }
     }
-    t
+    prune(&t).unwrap_or(Value::Null)
 }
 
 /// Whether two pod templates are the same apart from `pod-template-hash`:
@@ -643,6 +665,11 @@ mod tests {
         let b = json!({"spec": {"containers": []}, "metadata": {"labels": {"tier": "x", "app": "web", HASH_LABEL: "zz"}}});
         assert_eq!(template_hash(&a, 0), template_hash(&b, 0));
         assert!(same_template(&a, &b));
+        // What kubectl rollout undo writes back: empty fields spelled out.
+        let undone = json!({"metadata": {"labels": {"app": "web", "tier": "x"}, "annotations": {}},
+                            "spec": {"containers": [], "securityContext": {}, "volumes": null}});
+        assert!(same_template(&a, &undone));
+        assert_eq!(template_hash(&a, 0), template_hash(&undone, 0));
         let c = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": []}});
         assert_ne!(template_hash(&a, 0), template_hash(&c, 0));
         assert!(!same_template(&a, &c));
