@@ -349,6 +349,18 @@ def test_replicaset_alone_keeps_its_replicas(cluster, hollow_nodes):
     rs, pods = wait_until("3 ready pods again", ready_pods)
     assert stray not in {p["metadata"]["name"] for p in pods}
 
+    # Labelled back, the orphan is adopted; one pod too many is deleted,
+    # the most recently ready one (not the adopted, long-ready pod).
+    cluster.kubectl("label", "pod", stray, "app=front", "--overwrite")
+
+    def adopted():
+        pods = live_pods(cluster, "app=front")
+        refs = [(p["metadata"].get("ownerReferences") or [{}])[0].get("uid") for p in pods]
+        return len(pods) == 3 and refs == [rs["metadata"]["uid"]] * 3 and pods
+
+    pods = wait_until("the stray adopted and the excess deleted", adopted)
+    assert stray in {p["metadata"]["name"] for p in pods}
+
     # Scaled down, it keeps 1.
     cluster.kubectl("scale", "replicaset", "front", "--replicas=1")
     wait_until("one pod left", lambda: len(live_pods(cluster, "app=front")) == 1

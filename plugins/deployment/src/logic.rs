@@ -641,8 +641,8 @@ mod tests {
         let all = [old.clone(), new.clone()];
         let room = old_scale_down_room(4, 1, &all, Some(&new));
         assert_eq!(room, 5 - 3 - 1);
-        assert_eq!(cleanup_unhealthy(&[old.clone()], room), [4]);
-        assert_eq!(scale_down_old(4, 1, &all, &[old.clone()]), [3]);
+        assert_eq!(cleanup_unhealthy(std::slice::from_ref(&old), room), [4]);
+        assert_eq!(scale_down_old(4, 1, &all, std::slice::from_ref(&old)), [3]);
         // Once the new pod is available, one more may go.
         let new = rs(1, 1, 1);
         assert_eq!(

@@ -17,7 +17,8 @@
 //!   and a `ReplicaFailure` condition while creating or deleting fails.
 //!
 //! It reconciles `replicasets.apps` and watches pods, mapped to their
-//! controlling ReplicaSet. Capabilities: `read: replicasets.apps, pods`,
+//! controlling ReplicaSet and (for orphans to adopt) to every ReplicaSet
+//! whose selector matches them. Capabilities: `read: replicasets.apps, pods`,
 //! `write: replicasets.apps, pods`.
 
 mod logic;
@@ -38,16 +39,14 @@ const REPLICASETS: &str = "replicasets.apps";
 /// the host calls' time too.
 const WRITE_BUDGET: Duration = Duration::from_millis(400);
 
-/// Orphan pods map to no ReplicaSet (the host maps pod changes through
-/// their controlling owner), so every ReplicaSet looks again this often
-/// for orphans to adopt.
-const ADOPTION_RESYNC: Duration = Duration::from_secs(30);
-
 struct ReplicaSets;
 
 impl Controller for ReplicaSets {
     fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
-        Ok(ControllerSpec::new(REPLICASETS).watch_owned("pods", "ReplicaSet"))
+        // Pods it controls map to it by owner; orphans (to adopt) by selector.
+        Ok(ControllerSpec::new(REPLICASETS)
+            .watch_owned("pods", "ReplicaSet")
+            .watch_selected("pods"))
     }
 
     fn reconcile(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
@@ -178,14 +177,14 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
     if out_of_time {
         return Ok(ReconcileResult::RequeueAfter(0));
     }
-    let mut next = ADOPTION_RESYNC;
-    if let Some(at) = logic::next_available(&rs, &owned, now) {
-        // Whole seconds: wait past the second the pod turns available.
-        let wait =
-            Duration::from_secs(u64::try_from(at - now).unwrap_or(0)) + Duration::from_millis(500);
-        next = next.min(wait);
-    }
-    Ok(ReconcileResult::requeue_after(next))
+    Ok(match logic::next_available(&rs, &owned, now) {
+        // Times are whole seconds, and `now` was rounded down: by then the
+        // pod has been ready for its minReadySeconds.
+        Some(at) => ReconcileResult::requeue_after(
+            Duration::from_secs(u64::try_from(at - now).unwrap_or(0)) + Duration::from_millis(50),
+        ),
+        None => ReconcileResult::Done,
+    })
 }
 
 /// Creates one pod from the template; a generated name that happens to be
