@@ -1,7 +1,7 @@
 //! Builds the default plugins (`plugins/scheduler`, `plugins/serviceaccount`,
-//! `plugins/replicaset` and `plugins/deployment` for `wasm32-wasip2`) so
-//! `orchd up` can ship them inside the binary and run with nothing to
-//! install.
+//! `plugins/replicaset`, `plugins/deployment` and `plugins/garbage-collector`
+//! for `wasm32-wasip2`) so `orchd up` can ship them inside the binary and
+//! run with nothing to install.
 //!
 //! The component is built by a nested cargo into its own target directory
 //! (`<target>/wasm-plugins`) so it neither waits on nor invalidates the
@@ -31,6 +31,11 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "orchd_deployment_controller.wasm",
         "deployment-controller.wasm",
     ),
+    (
+        "orchd-garbage-collector",
+        "orchd_garbage_collector.wasm",
+        "garbage-collector.wasm",
+    ),
 ];
 
 use std::env;
@@ -46,6 +51,7 @@ fn main() {
         "plugins/serviceaccount",
         "plugins/replicaset",
         "plugins/deployment",
+        "plugins/garbage-collector",
         "sdk/rust",
         "wit",
     ] {

@@ -233,6 +233,12 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         features: "",
     },
     TestPlugin {
+        package: "orchd-garbage-collector",
+        file: "garbage-collector.wasm",
+        env: &[],
+        features: "",
+    },
+    TestPlugin {
         package: "orchd-first-fit-scheduler",
         file: "first-fit-scheduler.wasm",
         env: &[],

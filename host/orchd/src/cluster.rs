@@ -108,6 +108,23 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         read: &["deployments.apps", "replicasets.apps", "pods"],
         write: &["deployments.apps", "replicasets.apps"],
     },
+    DefaultPlugin {
+        name: "garbage-collector",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/garbage-collector.wasm")),
+        // Every owner kind it can look up; it deletes and un-owns
+        // dependents and lifts the finalizers of owners it has finished.
+        read: &[
+            "pods",
+            "replicasets.apps",
+            "deployments.apps",
+            "statefulsets.apps",
+            "daemonsets.apps",
+            "jobs.batch",
+            "cronjobs.batch",
+        ],
+        write: &["pods", "replicasets.apps", "deployments.apps"],
+    },
 ];
 
 /// Runs the cluster until a termination signal.

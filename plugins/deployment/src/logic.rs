@@ -374,8 +374,12 @@ pub fn proportional_sizes(specs: &[i64], annotated: &[i64], new_max: i64, to_add
         if spec == 0 || added == to_add {
             continue;
         }
-        let fraction = if new_max <= 0 || annotated <= 0 {
+        let fraction = if new_max <= 0 {
             -spec
+        } else if annotated <= 0 {
+            // Sized for nothing we know of: no share; the leftover below
+            // goes to the largest.
+            0
         } else {
             // Rounded to nearest, halves away from zero.
             let num = spec * new_max;
@@ -713,6 +717,8 @@ mod tests {
         let sizes = proportional_sizes(&[8, 5], &[13, 13], 25, 12);
         assert_eq!(sizes.iter().sum::<i64>(), 25);
         assert_eq!(sizes, [15, 10]);
+        // Unknown sizing: all of the change goes to the largest.
+        assert_eq!(proportional_sizes(&[8, 5], &[0, 0], 25, 12), [20, 5]);
         // Down to zero: everything goes.
         assert_eq!(proportional_sizes(&[8, 5], &[13, 13], 0, -13), [0, 0]);
         // Scaled down by 4: removed by share, never below zero.
