@@ -15,7 +15,7 @@ import socket
 import threading
 import urllib.parse
 
-from helpers import Cluster, split_url, table_rows, wait_until
+from helpers import Cluster, plugin_path, run_orchd, split_url, table_rows, wait_until
 
 PODS = "/api/v1/namespaces/default/pods"
 RSS = "/apis/apps/v1/namespaces/default/replicasets"
@@ -365,3 +365,47 @@ def test_replicaset_alone_keeps_its_replicas(cluster, hollow_nodes):
     cluster.kubectl("scale", "replicaset", "front", "--replicas=1")
     wait_until("one pod left", lambda: len(live_pods(cluster, "app=front")) == 1
                and (cluster.get(f"{RSS}/front").get("status") or {}).get("replicas") == 1)
+
+
+def leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def rebuilt(component: bytes, tag: str) -> bytes:
+    """The same component with a custom section appended: another digest,
+    the same behaviour, as a rebuild of the plugin would be."""
+    name = b"orchd-e2e-rebuild"
+    payload = leb128(len(name)) + name + tag.encode()
+    return component + b"\x00" + leb128(len(payload)) + payload
+
+
+def test_replacing_the_replicaset_controller_mid_scale_loses_nothing(cluster, hollow_nodes):
+    hollow_nodes(5)
+    cluster.kubectl_apply_text(deployment_yaml("big", "app:1", 0, ROLLING))
+    rollout_status(cluster, "big")
+    component = cluster.tmp / "replicaset-v2.wasm"
+    component.write_bytes(rebuilt(plugin_path("replicaset-controller.wasm").read_bytes(), "v2"))
+    watch = PodWatch(cluster, "app=big")
+    try:
+        cluster.kubectl("scale", "deployment", "big", "--replicas=200")
+        wait_until("the scale-up under way", lambda: 10 <= len(watch.pods) < 200, interval=0.01)
+        before = len(watch.pods)
+        out = run_orchd(cluster, "plugin", "install", str(component), "--name", "replicaset").stdout
+        assert "revision 2" in out, out
+        during = len(watch.pods)
+        # The new revision took over while the scale-up went on.
+        assert during < 200, f"the scale-up finished before the swap ({before} → {during} pods)"
+        check_rolled_out(cluster, "big", 200, "app:1")
+        wait_until("the watch to see the end state", lambda: watch.settled(200, "app:1"))
+        # Not one pod too many at any moment, across the swap.
+        assert watch.max_total == 200, watch.max_total
+        assert watch.added == 200, watch.added
+    finally:
+        watch.close()
+    plugin = cluster.get("/apis/orchd.dev/v1/plugins/replicaset")
+    assert (plugin["status"]["phase"], plugin["status"]["activeRevision"]) == ("Active", 2), plugin["status"]
