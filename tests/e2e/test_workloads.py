@@ -13,6 +13,7 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.parse
 
 from helpers import Cluster, plugin_path, run_orchd, split_url, table_rows, wait_until
@@ -409,3 +410,26 @@ def test_replacing_the_replicaset_controller_mid_scale_loses_nothing(cluster, ho
         watch.close()
     plugin = cluster.get("/apis/orchd.dev/v1/plugins/replicaset")
     assert (plugin["status"]["phase"], plugin["status"]["activeRevision"]) == ("Active", 2), plugin["status"]
+
+
+def test_min_ready_seconds_delays_availability(cluster, hollow_nodes):
+    hollow_nodes(2)
+    cluster.kubectl_apply_text(deployment_yaml("slow", "app:1", 2, ROLLING, extra_spec="  minReadySeconds: 5"))
+
+    def ready():
+        s = cluster.get(f"{DEPLOYMENTS}/slow").get("status") or {}
+        return s.get("readyReplicas") == 2 and s
+
+    status = wait_until("both pods ready", ready, interval=0.02)
+    ready_at = time.monotonic()
+    # Ready, but not for minReadySeconds yet: not available.
+    assert status.get("availableReplicas", 0) == 0, status
+    check_rolled_out(cluster, "slow", 2, "app:1")
+    # Timestamps are whole seconds: the pods may have turned ready up to
+    # a second before they were seen ready.
+    assert time.monotonic() - ready_at >= 3.5, time.monotonic() - ready_at
+    [rs] = replica_sets(cluster, "app=slow")
+    assert rs["spec"]["minReadySeconds"] == 5 and rs["status"]["availableReplicas"] == 2, rs
+    out = cluster.kubectl("describe", "deployment", "slow").stdout
+    assert re.search(rf"NewReplicaSet:\s+{rs['metadata']['name']} \(2/2 replicas created\)", out), out
+    assert "ScalingReplicaSet" in out and f"Scaled up replica set {rs['metadata']['name']} from 0 to 2" in out, out

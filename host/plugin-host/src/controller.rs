@@ -214,10 +214,32 @@ impl events::Host for HostState {
         let Ok(r) = access::resource_type(&regarding.resource) else {
             return;
         };
+        // The Event names the object by uid too: `kubectl describe` finds
+        // an object's Events by it. An object already gone gets none.
+        let uid = access::api_path(
+            r,
+            regarding.namespace.as_deref(),
+            Some(&regarding.name),
+            None,
+        )
+        .ok()
+        .and_then(|path| {
+            access
+                .call(
+                    Verb::Read,
+                    &regarding.resource,
+                    "GET",
+                    &path,
+                    None,
+                    Vec::new(),
+                )
+                .ok()
+        })
+        .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_string));
         let object = serde_json::json!({
             "apiVersion": r.api_version(),
             "kind": r.kind,
-            "metadata": {"name": regarding.name, "namespace": regarding.namespace},
+            "metadata": {"name": regarding.name, "namespace": regarding.namespace, "uid": uid},
         });
         let kind = match event_type {
             events::EventType::Normal => EventType::Normal,
