@@ -38,6 +38,10 @@
 //! natively so plugin logic can be unit-tested with `cargo test`; host calls
 //! (`log`, `events`, `objects`) exist only inside a component and panic if
 //! called natively.
+//!
+//! Pure helpers for any world: [`meta`] (owner references, label
+//! selectors, timestamps), [`pods`] (active, ready, available) and
+//! [`quantity`].
 
 #[cfg(feature = "admission")]
 pub mod admission;
