@@ -1,6 +1,7 @@
-//! Builds the default plugins (`plugins/scheduler` and
-//! `plugins/serviceaccount` for `wasm32-wasip2`) so `orchd up` can ship
-//! them inside the binary and run with nothing to install.
+//! Builds the default plugins (`plugins/scheduler`, `plugins/serviceaccount`,
+//! `plugins/replicaset`, `plugins/deployment` and `plugins/garbage-collector`
+//! for `wasm32-wasip2`) so `orchd up` can ship them inside the binary and
+//! run with nothing to install.
 //!
 //! The component is built by a nested cargo into its own target directory
 //! (`<target>/wasm-plugins`) so it neither waits on nor invalidates the
@@ -20,6 +21,21 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "orchd_serviceaccount_controller.wasm",
         "serviceaccount-controller.wasm",
     ),
+    (
+        "orchd-replicaset-controller",
+        "orchd_replicaset_controller.wasm",
+        "replicaset-controller.wasm",
+    ),
+    (
+        "orchd-deployment-controller",
+        "orchd_deployment_controller.wasm",
+        "deployment-controller.wasm",
+    ),
+    (
+        "orchd-garbage-collector",
+        "orchd_garbage_collector.wasm",
+        "garbage-collector.wasm",
+    ),
 ];
 
 use std::env;
@@ -33,6 +49,9 @@ fn main() {
     for dir in [
         "plugins/scheduler",
         "plugins/serviceaccount",
+        "plugins/replicaset",
+        "plugins/deployment",
+        "plugins/garbage-collector",
         "sdk/rust",
         "wit",
     ] {

@@ -208,7 +208,9 @@ def test_get_pods_and_deployments(cluster):
     pod = next(r for r in rows if r[0] == "pod/hello")
     assert pod[1:4] == ["0/1", "Pending", "0"], out
     deploy = next(r for r in rows if r[0] == "deployment.apps/web")
-    assert deploy[1:4] == ["0/2", "0", "0"], out
+    # No nodes: nothing is ready or available; UP-TO-DATE counts the new
+    # ReplicaSet's pods, which the controllers may be creating right now.
+    assert deploy[1] == "0/2" and deploy[3] == "0" and deploy[2] in ("0", "1", "2"), out
 
 
 def test_apply_deployment_from_yaml(cluster, examples):
@@ -342,8 +344,10 @@ def test_patch_json_failed_test_op_changes_nothing(cluster):
                               '{"op":"test","path":"/spec/replicas","value":1}]', check=False)
     assert p.returncode != 0, p.stdout
     after = cluster.get(f"{DEPLOY_PATH}/web")
-    assert after["spec"]["replicas"] == 2
-    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    # The deployment controller writes status and annotations meanwhile:
+    # the spec and its generation tell whether the patch wrote anything.
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"] == 1
 
 
 def test_patch_merge_replaces_lists(cluster):

@@ -83,7 +83,12 @@ def apply(cluster, *docs: dict) -> None:
 
 def replica_set(cluster, name: str, replicas: int) -> dict:
     """Creates a ReplicaSet with kubectl and returns it (with its uid), to
-    own pods made by hand."""
+    own pods made by hand. The replicaset controller orchd runs by default
+    would add and remove pods of its own: it is stopped first."""
+    if "orchd: plugin replicaset: [info] stopped: the Plugin was deleted" not in cluster.orchd.log():
+        cluster.kubectl("delete", "plugin", "replicaset")
+        wait_until("the replicaset controller stopped", lambda: "orchd: plugin replicaset: [info] stopped: "
+                   "the Plugin was deleted" in cluster.orchd.log())
     apply(cluster, {
         "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name},
         "spec": {

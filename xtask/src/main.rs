@@ -221,6 +221,24 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         features: "",
     },
     TestPlugin {
+        package: "orchd-replicaset-controller",
+        file: "replicaset-controller.wasm",
+        env: &[],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-deployment-controller",
+        file: "deployment-controller.wasm",
+        env: &[],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-garbage-collector",
+        file: "garbage-collector.wasm",
+        env: &[],
+        features: "",
+    },
+    TestPlugin {
         package: "orchd-first-fit-scheduler",
         file: "first-fit-scheduler.wasm",
         env: &[],

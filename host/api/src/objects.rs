@@ -690,6 +690,13 @@ impl ApiServer {
                 .map_err(|e| ApiError::from_store(e, &subject))?;
             return Ok(Reply::json(200, object));
         }
+        let preconditions = match dependents_finalizer(&options) {
+            Some(finalizer) => {
+                self.hold_for_dependents(&key, &subject, finalizer, preconditions)
+                    .await?
+            }
+            None => preconditions,
+        };
         match self
             .store
             .delete(&key, &preconditions)
@@ -699,6 +706,71 @@ impl ApiServer {
             DeleteOutcome::Deleted(object) => Ok(Reply::json(200, object)),
             DeleteOutcome::Finalizing(object) => Ok(Reply::json(202, object)),
         }
+    }
+
+    /// Before an Orphan or Foreground delete: adds the finalizer that
+    /// keeps the object (marked for deletion) until the garbage collector
+    /// has orphaned or deleted its dependents, as Kubernetes does. The
+    /// caller's preconditions are checked here, against the object before
+    /// the finalizer; the delete that follows is held to its uid.
+    async fn hold_for_dependents(
+        &self,
+        key: &ObjectKey,
+        subject: &Subject,
+        finalizer: &str,
+        preconditions: Preconditions,
+    ) -> ApiResult<Preconditions> {
+        for _ in 0..32 {
+            let current = self
+                .store
+                .get(key)
+                .await
+                .map_err(|e| ApiError::from_store(e, subject))?;
+            let uid = meta::meta_str(&current, "uid")
+                .unwrap_or_default()
+                .to_string();
+            if preconditions.uid.as_ref().is_some_and(|u| *u != uid) {
+                return Err(ApiError::conflict(
+                    subject,
+                    &format!(
+                        "Precondition failed: UID in precondition: {}, UID in object meta: {uid}",
+                        preconditions.uid.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+            if let Some(rv) = preconditions.resource_version
+                && Some(rv) != meta::resource_version(&current)
+            {
+                return Err(ApiError::conflict(
+                    subject,
+                    &format!("Precondition failed: ResourceVersion in precondition: {rv}"),
+                ));
+            }
+            let held = Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            };
+            let finalizers = meta::finalizers(&current);
+            if meta::meta_str(&current, "deletionTimestamp").is_some()
+                || finalizers.iter().any(|f| f == finalizer)
+            {
+                return Ok(held);
+            }
+            let mut next = current.clone();
+            let m = meta::metadata_mut(&mut next).map_err(|e| ApiError::internal(e.to_string()))?;
+            let mut list: Vec<Value> = finalizers.into_iter().map(Value::String).collect();
+            list.push(json!(finalizer));
+            m.insert("finalizers".into(), Value::Array(list));
+            match self.store.update(key, next).await {
+                Ok(_) => return Ok(held),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, subject)),
+            }
+        }
+        Err(ApiError::conflict(
+            subject,
+            "too many concurrent writers, try again",
+        ))
     }
 
     /// DELETE on a collection: deletes every matching object.
@@ -925,6 +997,19 @@ fn delete_options(req: &Request) -> ApiResult<Value> {
         Some(p) => Err(ApiError::bad_request(format!(
             "propagationPolicy must be Background, Foreground or Orphan, not {p:?}"
         ))),
+    }
+}
+
+/// The finalizer an Orphan or Foreground delete puts on the object for the
+/// garbage collector (`orphanDependents: true` is the old way of saying
+/// Orphan); Background deletes need none.
+fn dependents_finalizer(options: &Value) -> Option<&'static str> {
+    match options["propagationPolicy"].as_str() {
+        Some("Orphan") => Some("orphan"),
+        Some("Foreground") => Some("foregroundDeletion"),
+        Some(_) => None,
+        None if options["orphanDependents"] == true => Some("orphan"),
+        None => None,
     }
 }
 

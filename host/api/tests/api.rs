@@ -366,3 +366,73 @@ async fn tables_list_paging_and_watch() {
         (Some("DELETED"), Some("t0"))
     );
 }
+
+#[tokio::test]
+async fn orphan_and_foreground_deletes_wait_for_the_garbage_collector() {
+    let f = fixture().await;
+    for name in ["bg", "orphan", "fg", "legacy", "stale"] {
+        let (code, _) = f.json(Method::POST, CMS, cm(name)).await;
+        assert_eq!(code, 201);
+    }
+    // Background (kubectl's default): gone at once.
+    let (code, _) = f
+        .json(
+            Method::DELETE,
+            &format!("{CMS}/bg"),
+            json!({"propagationPolicy": "Background"}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    // Orphan and Foreground: kept, marked for deletion, with the
+    // finalizer the garbage collector lifts when done.
+    for (name, options, finalizer) in [
+        ("orphan", json!({"propagationPolicy": "Orphan"}), "orphan"),
+        (
+            "fg",
+            json!({"propagationPolicy": "Foreground"}),
+            "foregroundDeletion",
+        ),
+        ("legacy", json!({"orphanDependents": true}), "orphan"),
+    ] {
+        let (code, body) = f
+            .json(Method::DELETE, &format!("{CMS}/{name}"), options)
+            .await;
+        assert_eq!(code, 202, "{name}: {body}");
+        let (_, got) = f
+            .json(Method::GET, &format!("{CMS}/{name}"), Value::Null)
+            .await;
+        assert!(got["metadata"]["deletionTimestamp"].is_string(), "{got}");
+        assert_eq!(got["metadata"]["finalizers"], json!([finalizer]), "{got}");
+        // Lifting the finalizer completes the delete.
+        let patch = json!({"metadata": {"finalizers": null}});
+        let (code, _, _) = f
+            .call(
+                Method::PATCH,
+                &format!("{CMS}/{name}"),
+                "application/merge-patch+json",
+                &patch.to_string(),
+            )
+            .await;
+        assert_eq!(code, 200);
+        let (code, _) = f
+            .json(Method::GET, &format!("{CMS}/{name}"), Value::Null)
+            .await;
+        assert_eq!(code, 404, "{name}");
+    }
+    // The caller's preconditions still hold: a stale one adds nothing.
+    let (code, _) = f
+        .json(
+            Method::DELETE,
+            &format!("{CMS}/stale"),
+            json!({"propagationPolicy": "Orphan", "preconditions": {"resourceVersion": "1"}}),
+        )
+        .await;
+    assert_eq!(code, 409);
+    let (_, got) = f
+        .json(Method::GET, &format!("{CMS}/stale"), Value::Null)
+        .await;
+    assert!(
+        got["metadata"]["finalizers"].is_null() && got["metadata"]["deletionTimestamp"].is_null(),
+        "{got}"
+    );
+}

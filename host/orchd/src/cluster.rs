@@ -94,6 +94,37 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         read: &["namespaces", "serviceaccounts"],
         write: &["serviceaccounts"],
     },
+    DefaultPlugin {
+        name: "replicaset",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/replicaset-controller.wasm")),
+        read: &["replicasets.apps", "pods"],
+        write: &["replicasets.apps", "pods"],
+    },
+    DefaultPlugin {
+        name: "deployment",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/deployment-controller.wasm")),
+        read: &["deployments.apps", "replicasets.apps", "pods"],
+        write: &["deployments.apps", "replicasets.apps"],
+    },
+    DefaultPlugin {
+        name: "garbage-collector",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/garbage-collector.wasm")),
+        // Every owner kind it can look up; it deletes and un-owns
+        // dependents and lifts the finalizers of owners it has finished.
+        read: &[
+            "pods",
+            "replicasets.apps",
+            "deployments.apps",
+            "statefulsets.apps",
+            "daemonsets.apps",
+            "jobs.batch",
+            "cronjobs.batch",
+        ],
+        write: &["pods", "replicasets.apps", "deployments.apps"],
+    },
 ];
 
 /// Runs the cluster until a termination signal.

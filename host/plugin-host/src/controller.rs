@@ -214,10 +214,32 @@ impl events::Host for HostState {
         let Ok(r) = access::resource_type(&regarding.resource) else {
             return;
         };
+        // The Event names the object by uid too: `kubectl describe` finds
+        // an object's Events by it. An object already gone gets none.
+        let uid = access::api_path(
+            r,
+            regarding.namespace.as_deref(),
+            Some(&regarding.name),
+            None,
+        )
+        .ok()
+        .and_then(|path| {
+            access
+                .call(
+                    Verb::Read,
+                    &regarding.resource,
+                    "GET",
+                    &path,
+                    None,
+                    Vec::new(),
+                )
+                .ok()
+        })
+        .and_then(|o| o["metadata"]["uid"].as_str().map(str::to_string));
         let object = serde_json::json!({
             "apiVersion": r.api_version(),
             "kind": r.kind,
-            "metadata": {"name": regarding.name, "namespace": regarding.namespace},
+            "metadata": {"name": regarding.name, "namespace": regarding.namespace, "uid": uid},
         });
         let kind = match event_type {
             events::EventType::Normal => EventType::Normal,
@@ -314,12 +336,13 @@ impl ControllerPlugin {
         for w in &spec.watches {
             let ok = w.map_to == "self"
                 || w.map_to == "namespace"
+                || w.map_to == "selector"
                 || w.map_to
                     .strip_prefix("owner:")
                     .is_some_and(|k| !k.is_empty());
             if !ok {
                 return Err(PluginError::Invalid(format!(
-                    "{name}: watch of {} maps to {:?}; use self, namespace or owner:KIND",
+                    "{name}: watch of {} maps to {:?}; use self, namespace, selector or owner:KIND",
                     w.resource, w.map_to
                 )));
             }

@@ -3,7 +3,8 @@
 //!
 //! Host-run informers watch the controller's primary resource and the
 //! resources it asked to watch; each change maps to a work item (the
-//! object itself, its namespace, or its controlling owner of a kind). The
+//! object itself, its namespace, its controlling owner of a kind, or every
+//! primary whose `spec.selector` selects it). The
 //! queue holds each key at most once, never hands out a key that is being
 //! reconciled (a change meanwhile queues it again for after), retries
 //! failures with exponential backoff and honours `requeue-after`. Nothing
@@ -14,6 +15,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use orchd_store::selector::LabelSelector;
 use orchd_store::{Store, meta};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
@@ -198,6 +200,7 @@ pub fn start(
             })
             .collect(),
         primary: spec.primary.clone(),
+        selectors: HashMap::new(),
         plugin: Some(plugin),
         queue: WorkQueue::default(),
         synced: HashSet::new(),
@@ -216,6 +219,10 @@ struct Reconciler {
     /// Per informer (by index): its resource and how its changes map.
     maps: Vec<(String, Vec<String>)>,
     primary: String,
+    /// `spec.selector` of each primary object (namespace, name), for
+    /// `map-to: selector`; primaries without a usable, non-empty selector
+    /// select nothing.
+    selectors: HashMap<(Option<String>, String), LabelSelector>,
     plugin: Option<ControllerPlugin>,
     queue: WorkQueue<Key>,
     synced: HashSet<usize>,
@@ -266,6 +273,23 @@ impl Reconciler {
     }
 
     fn apply(&mut self, change: Change<usize>) {
+        // Informer 0 watches the primary resource: keep its selectors.
+        match &change {
+            Change::Resync(0, objects) => {
+                self.selectors.clear();
+                for o in objects {
+                    self.remember_selector(o);
+                }
+            }
+            Change::Upsert(0, o) => self.remember_selector(o),
+            Change::Delete(0, o) => {
+                if let Some(name) = meta::meta_str(o, "name") {
+                    let namespace = meta::meta_str(o, "namespace").map(str::to_string);
+                    self.selectors.remove(&(namespace, name.to_string()));
+                }
+            }
+            _ => {}
+        }
         let (index, objects) = match change {
             Change::Resync(i, objects) => {
                 self.synced.insert(i);
@@ -278,11 +302,46 @@ impl Reconciler {
         };
         for object in &objects {
             for map in &maps {
-                if let Some(key) = self.map_key(&resource, map, object) {
+                if map == "selector" {
+                    for key in self.selecting(object) {
+                        self.queue.add(key);
+                    }
+                } else if let Some(key) = self.map_key(&resource, map, object) {
                     self.queue.add(key);
                 }
             }
         }
+    }
+
+    fn remember_selector(&mut self, primary: &Value) {
+        let Some(name) = meta::meta_str(primary, "name") else {
+            return;
+        };
+        let key = (
+            meta::meta_str(primary, "namespace").map(str::to_string),
+            name.to_string(),
+        );
+        match LabelSelector::from_json(&primary["spec"]["selector"]) {
+            // An empty selector would select everything: Kubernetes'
+            // controllers let it select nothing, and so does this.
+            Ok(selector) if !selector.is_empty() => {
+                self.selectors.insert(key, selector);
+            }
+            _ => {
+                self.selectors.remove(&key);
+            }
+        }
+    }
+
+    /// The primaries in `object`'s namespace whose selector matches its
+    /// labels (`map-to: selector`).
+    fn selecting(&self, object: &Value) -> Vec<Key> {
+        let namespace = meta::meta_str(object, "namespace").map(str::to_string);
+        self.selectors
+            .iter()
+            .filter(|((ns, _), selector)| *ns == namespace && selector.matches(object))
+            .map(|((ns, name), _)| (self.primary.clone(), ns.clone(), name.clone()))
+            .collect()
     }
 
     /// The work item a change of `object` (of `resource`) maps to.
@@ -384,6 +443,82 @@ mod tests {
         q.done(&"a");
         q.done(&"b");
         assert_eq!(q.get(), None);
+    }
+
+    /// A loop state for a controller of ReplicaSets that watches pods by
+    /// owner and by selector, without a plugin (mapping needs none).
+    fn replica_set_mapping() -> Reconciler {
+        let (reports, _) = mpsc::unbounded_channel();
+        Reconciler {
+            maps: vec![
+                ("replicasets.apps".into(), vec!["self".into()]),
+                (
+                    "pods".into(),
+                    vec!["owner:ReplicaSet".into(), "selector".into()],
+                ),
+            ],
+            primary: "replicasets.apps".into(),
+            selectors: HashMap::new(),
+            plugin: None,
+            queue: WorkQueue::default(),
+            synced: HashSet::new(),
+            informers: 2,
+            ready_at: None,
+            reports,
+        }
+    }
+
+    fn drain(q: &mut WorkQueue<Key>) -> Vec<String> {
+        let mut keys = Vec::new();
+        while let Some(k) = q.get() {
+            q.done(&k);
+            keys.push(key_text(&k));
+        }
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn changes_map_to_owners_and_to_selecting_primaries() {
+        let mut r = replica_set_mapping();
+        let rs = |name: &str, selector: Value| serde_json::json!({"metadata": {"name": name, "namespace": "ns"}, "spec": {"selector": selector}});
+        r.apply(Change::Resync(
+            0,
+            vec![
+                rs("web", serde_json::json!({"matchLabels": {"app": "web"}})),
+                rs("all", serde_json::json!({})),
+                rs(
+                    "web-or-api",
+                    serde_json::json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "api"]}]}),
+                ),
+            ],
+        ));
+        assert_eq!(drain(&mut r.queue).len(), 3);
+        // An orphan pod: every primary whose selector matches (an empty
+        // selector selects nothing).
+        let orphan = serde_json::json!({"metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}}});
+        r.apply(Change::Upsert(1, orphan.clone()));
+        assert_eq!(
+            drain(&mut r.queue),
+            ["replicasets.apps ns/web", "replicasets.apps ns/web-or-api"]
+        );
+        // Another namespace is not selected.
+        let elsewhere = serde_json::json!({"metadata": {"name": "p", "namespace": "other", "labels": {"app": "web"}}});
+        r.apply(Change::Upsert(1, elsewhere));
+        assert!(drain(&mut r.queue).is_empty());
+        // An owned pod maps to its owner too; a deleted primary selects
+        // nothing any more.
+        r.apply(Change::Delete(0, rs("web", Value::Null)));
+        drain(&mut r.queue);
+        let owned = serde_json::json!({"metadata": {"name": "q", "namespace": "ns", "labels": {"app": "api"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "gone", "controller": true}]}});
+        r.apply(Change::Upsert(1, owned));
+        assert_eq!(
+            drain(&mut r.queue),
+            ["replicasets.apps ns/gone", "replicasets.apps ns/web-or-api"]
+        );
+        r.apply(Change::Upsert(1, orphan));
+        assert_eq!(drain(&mut r.queue), ["replicasets.apps ns/web-or-api"]);
     }
 
     #[test]

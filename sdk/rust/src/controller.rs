@@ -71,6 +71,18 @@ impl ControllerSpec {
         self
     }
 
+    /// Reconciles every primary in the same namespace whose `spec.selector`
+    /// matches the labels of an object of `resource` when it changes
+    /// (`map-to: selector`): how a ReplicaSet hears of an orphan pod it
+    /// may adopt. Primaries with an empty selector select nothing.
+    pub fn watch_selected(mut self, resource: impl Into<String>) -> Self {
+        self.watches.push(Watch {
+            resource: resource.into(),
+            map_to: "selector".to_owned(),
+        });
+        self
+    }
+
     /// Lets the host run up to `concurrency` reconciles (of different keys)
     /// at once.
     pub fn with_concurrency(mut self, concurrency: u32) -> Self {

@@ -38,6 +38,10 @@
 //! natively so plugin logic can be unit-tested with `cargo test`; host calls
 //! (`log`, `events`, `objects`) exist only inside a component and panic if
 //! called natively.
+//!
+//! Pure helpers for any world: [`meta`] (owner references, label
+//! selectors, timestamps), [`pods`] (active, ready, available) and
+//! [`quantity`].
 
 #[cfg(feature = "admission")]
 pub mod admission;
@@ -48,8 +52,10 @@ pub mod controller;
 #[cfg(feature = "controller")]
 pub mod events;
 pub mod log;
+pub mod meta;
 #[cfg(feature = "controller")]
 pub mod objects;
+pub mod pods;
 pub mod quantity;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
