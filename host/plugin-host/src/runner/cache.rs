@@ -234,6 +234,18 @@ impl Cache {
         self.pods.insert(key.into(), placement);
     }
 
+    /// Marks pod `key`, assumed on `node`, as bound there. Returns false
+    /// if it is not counted on `node`.
+    pub(crate) fn confirm(&mut self, key: &str, node: &str) -> bool {
+        match self.pods.get_mut(key) {
+            Some(p) if p.pod.node == node => {
+                p.assumed = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Tells the plugin to stop counting pod `key`, which it assumed on a
     /// node the host will not bind it to.
     pub(crate) fn disown(&mut self, key: &str) {
@@ -294,13 +306,15 @@ mod tests {
         assert_eq!(kinds(&first), ["pod-placed default/a on n1", "node-set n1"]);
         assert!(cache.take_update(false).changes.is_empty());
 
-        // Assumed by the plugin: nothing to send; the binding seen later
-        // with the same placement sends nothing either.
+        // Assumed by the plugin: nothing to send; the binding confirmed,
+        // or seen later with the same placement, sends nothing either.
         let b = pod("b", "500m");
         cache.assume("default/b", Placement::of("default/b", &b, "n1", true));
+        assert!(!cache.confirm("default/b", "n2"), "not counted there");
+        assert!(cache.confirm("default/b", "n1"));
+        assert!(!cache.placement("default/b").is_some_and(|p| p.assumed));
         cache.place("default/b", Placement::of("default/b", &b, "n1", false));
         assert!(cache.take_update(false).changes.is_empty());
-        assert!(!cache.placement("default/b").is_some_and(|p| p.assumed));
 
         let mut cordoned = node("n1");
         cordoned["spec"] = json!({"unschedulable": true});

@@ -841,8 +841,11 @@ impl Runner {
         match outcome {
             BindOutcome::Bound(pod) => {
                 self.queue.done(&key);
-                self.cache
-                    .place(&key, Placement::of(&key, &pod, &node, false));
+                // The bound pod is the one decided on plus its node: the
+                // assumed placement stands, only no longer assumed. If the
+                // watch already showed it deleted or finished, it is not
+                // counted any more and must not come back.
+                self.cache.confirm(&key, &node);
                 self.stats.scheduled.fetch_add(1, Ordering::Relaxed);
                 let message = format!("Successfully assigned {key} to {node}");
                 self.events
