@@ -151,7 +151,10 @@ class PodWatch:
 
 
 def test_hot_swap_under_load_binds_every_pod_exactly_once(cluster, hollow_nodes):
-    hollow_nodes(10, "--cpu", "64", "--memory", "256Gi", "--pods", "500", "--prefix", "swap")
+    # Room for every load pod on any one node: first fit then always packs
+    # the extra pods below onto the first node, never onto the next one
+    # because the first filled up exactly.
+    hollow_nodes(10, "--cpu", "64", "--memory", "256Gi", "--pods", "2000", "--prefix", "swap")
     wait_until("the default scheduler", lambda: status(cluster).get("phase") == "Active")
     first_digest = status(cluster)["activeDigest"]
     rv = cluster.get(PODS)["metadata"]["resourceVersion"]
