@@ -24,7 +24,7 @@
 
 mod logic;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use logic::Verdict;
 use orchd_sdk::controller::{BoxError, Controller, ControllerSpec, ReconcileResult};
@@ -35,6 +35,37 @@ use orchd_sdk::{log, meta};
 /// How often an owner held for foreground deletion looks again at its
 /// dependents (their deletion maps to nothing that names the owner).
 const FOREGROUND_POLL: Duration = Duration::from_millis(500);
+
+/// How long one reconcile may spend on dependents before it leaves the
+/// rest to the next call (at once): well inside the default 1 s call
+/// deadline, which counts the host calls' time too. An owner of hundreds
+/// of pods is collected over a few calls.
+const WORK_BUDGET: Duration = Duration::from_millis(400);
+
+/// Whether the time of this reconcile is up.
+struct Budget(Instant);
+
+impl Budget {
+    fn spent(&self) -> bool {
+        self.0.elapsed() > WORK_BUDGET
+    }
+}
+
+/// How far work on an owner's dependents got.
+#[derive(PartialEq)]
+enum Progress {
+    /// Nothing left to do.
+    Done,
+    /// Dependents that block the owner are still going.
+    Waiting,
+    /// The time budget ran out first.
+    OutOfTime,
+}
+
+/// Reconcile again at once: the rest of the work.
+fn again_now() -> ReconcileResult {
+    ReconcileResult::RequeueAfter(0)
+}
 
 struct GarbageCollector;
 
@@ -60,6 +91,7 @@ impl Controller for GarbageCollector {
 }
 
 fn sync(key: &ObjectRef) -> Result<ReconcileResult, BoxError> {
+    let budget = Budget(Instant::now());
     let object: Value = match objects::get(key) {
         Ok(o) => o,
         Err(Error::NotFound(_)) => {
@@ -69,6 +101,9 @@ fn sync(key: &ObjectRef) -> Result<ReconcileResult, BoxError> {
                 && logic::OWNER_RESOURCES.contains(&key.resource.as_str())
             {
                 for dependent in dependents(key.namespace.as_deref(), kind, &key.name, None)? {
+                    if budget.spent() {
+                        return Ok(again_now());
+                    }
                     collect(&dependent)?;
                 }
             }
@@ -79,16 +114,20 @@ fn sync(key: &ObjectRef) -> Result<ReconcileResult, BoxError> {
     if meta::is_deleting(&object) {
         let finalizers = meta_finalizers(&object);
         if finalizers.iter().any(|f| f == logic::ORPHAN) {
-            orphan_dependents(key, &object)?;
+            if orphan_dependents(key, &object, &budget)? == Progress::OutOfTime {
+                return Ok(again_now());
+            }
             remove_finalizer(key, &object, logic::ORPHAN)?;
             return Ok(ReconcileResult::Done);
         }
         if finalizers.iter().any(|f| f == logic::FOREGROUND) {
-            return if delete_dependents_first(key, &object)? {
-                remove_finalizer(key, &object, logic::FOREGROUND)?;
-                Ok(ReconcileResult::Done)
-            } else {
-                Ok(ReconcileResult::requeue_after(FOREGROUND_POLL))
+            return match delete_dependents_first(key, &object, &budget)? {
+                Progress::Done => {
+                    remove_finalizer(key, &object, logic::FOREGROUND)?;
+                    Ok(ReconcileResult::Done)
+                }
+                Progress::Waiting => Ok(ReconcileResult::requeue_after(FOREGROUND_POLL)),
+                Progress::OutOfTime => Ok(again_now()),
             };
         }
         return Ok(ReconcileResult::Done);
@@ -179,12 +218,15 @@ fn collect((resource, object): &(String, Value)) -> Result<(), Error> {
 }
 
 /// Removes the references to the orphaned owner from its dependents.
-fn orphan_dependents(key: &ObjectRef, owner: &Value) -> Result<(), Error> {
+fn orphan_dependents(key: &ObjectRef, owner: &Value, budget: &Budget) -> Result<Progress, Error> {
     let Some(kind) = logic::kind_of(&key.resource) else {
-        return Ok(());
+        return Ok(Progress::Done);
     };
     let uid = owner["metadata"]["uid"].as_str();
     for (resource, dependent) in dependents(key.namespace.as_deref(), kind, &key.name, uid)? {
+        if budget.spent() {
+            return Ok(Progress::OutOfTime);
+        }
         let kept: Vec<Value> = dependent["metadata"]["ownerReferences"]
             .as_array()
             .into_iter()
@@ -196,14 +238,18 @@ fn orphan_dependents(key: &ObjectRef, owner: &Value) -> Result<(), Error> {
             set_owner_refs(&dep_key, &dependent, kept)?;
         }
     }
-    Ok(())
+    Ok(Progress::Done)
 }
 
 /// Deletes the dependents of an owner deleted in the foreground (each in
-/// the foreground too); true once none that blocks it is left.
-fn delete_dependents_first(key: &ObjectRef, owner: &Value) -> Result<bool, Error> {
+/// the foreground too); done once none that blocks it is left.
+fn delete_dependents_first(
+    key: &ObjectRef,
+    owner: &Value,
+    budget: &Budget,
+) -> Result<Progress, Error> {
     let Some(kind) = logic::kind_of(&key.resource) else {
-        return Ok(true);
+        return Ok(Progress::Done);
     };
     let uid = owner["metadata"]["uid"].as_str();
     let mut blocked = false;
@@ -213,6 +259,9 @@ fn delete_dependents_first(key: &ObjectRef, owner: &Value) -> Result<bool, Error
         }
         if meta::is_deleting(&dependent) {
             continue;
+        }
+        if budget.spent() {
+            return Ok(Progress::OutOfTime);
         }
         let Some(dep_key) = ObjectRef::of(resource.as_str(), &dependent) else {
             continue;
@@ -234,7 +283,11 @@ fn delete_dependents_first(key: &ObjectRef, owner: &Value) -> Result<bool, Error
         }
         ignore_missing(objects::delete(&dep_key))?;
     }
-    Ok(!blocked)
+    Ok(if blocked {
+        Progress::Waiting
+    } else {
+        Progress::Done
+    })
 }
 
 fn remove_finalizer(key: &ObjectRef, object: &Value, finalizer: &str) -> Result<(), Error> {
