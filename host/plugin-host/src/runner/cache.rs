@@ -65,6 +65,9 @@ pub(crate) struct Cache {
     /// While a decider that is about to take over is being given the
     /// whole view: the changes since that view (see [`Cache::fork`]).
     incoming: Option<Vec<ClusterChange>>,
+    /// `incoming` outgrew the view and was dropped: the decider taking
+    /// over will need the whole view again.
+    incoming_dropped: bool,
 }
 
 /// What brings a plugin's view up to date: changes, or with `reset` the
@@ -94,6 +97,7 @@ impl Cache {
     /// the one sent, or [`Cache::unfork`] drops it.
     pub(crate) fn fork(&mut self) -> ViewUpdate {
         self.incoming = Some(Vec::new());
+        self.incoming_dropped = false;
         self.whole_view()
     }
 
@@ -117,7 +121,7 @@ impl Cache {
     pub(crate) fn join(&mut self) {
         if let Some(incoming) = self.incoming.take() {
             self.log = incoming;
-            self.log_dropped = false;
+            self.log_dropped = self.incoming_dropped;
         }
     }
 
@@ -127,18 +131,30 @@ impl Cache {
     }
 
     fn record(&mut self, change: ClusterChange) {
-        if let Some(incoming) = &mut self.incoming {
+        let limit = self.log_limit();
+        if let Some(incoming) = &mut self.incoming
+            && !self.incoming_dropped
+        {
             incoming.push(change.clone());
+            if incoming.len() > limit {
+                incoming.clear();
+                self.incoming_dropped = true;
+            }
         }
         if self.log_dropped {
             return;
         }
         self.log.push(change);
-        // Past the size of the view, sending the view is cheaper.
-        if self.log.len() > 1024 + 2 * (self.nodes.len() + self.pods.len()) {
+        if self.log.len() > limit {
             self.log.clear();
             self.log_dropped = true;
         }
+    }
+
+    /// Longest a log of changes may grow: past the size of the view,
+    /// sending the view is cheaper.
+    fn log_limit(&self) -> usize {
+        1024 + 2 * (self.nodes.len() + self.pods.len())
     }
 
     /// Whether `name` is a known node.
@@ -228,7 +244,9 @@ impl Cache {
     /// on the node it chose, so nothing is sent.
     pub(crate) fn assume(&mut self, key: &str, placement: Placement) {
         // A decider about to take over did not assume it: tell it.
-        if let Some(incoming) = &mut self.incoming {
+        if let Some(incoming) = &mut self.incoming
+            && !self.incoming_dropped
+        {
             incoming.push(ClusterChange::PodPlaced(placement.pod.clone()));
         }
         self.pods.insert(key.into(), placement);
@@ -413,6 +431,15 @@ mod tests {
         }
         let update = cache.take_update(false);
         assert!(update.reset, "sent whole instead of 2,000 moves");
+        // The same for a decider about to take over.
+        cache.fork();
+        for i in 0..2_000 {
+            let node = if i % 2 == 0 { "n1" } else { "n2" };
+            cache.place("default/p", Placement::of("default/p", &p, node, false));
+        }
+        cache.take_update(false);
+        cache.join();
+        assert!(cache.take_update(false).reset);
         assert_eq!(update.changes.len(), 2);
         cache.unplace("default/p");
         let next = cache.take_update(false);
