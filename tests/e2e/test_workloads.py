@@ -157,19 +157,33 @@ class PodWatch:
 
 
 def check_rolled_out(c: Cluster, name: str, replicas: int, image: str):
-    """`kubectl rollout status` completes, and at that moment exactly
-    `replicas` pods exist, all Running, Ready and of `image`."""
+    """`kubectl rollout status` completes, then exactly `replicas` pods
+    exist, all Running, Ready and of `image`, and the Deployment's status
+    counts them."""
     out = rollout_status(c, name).stdout
     assert f'deployment "{name}" successfully rolled out' in out, out
+    # After a scale-down, `rollout status` may already succeed while the
+    # surplus pods are still being deleted and the Deployment's counts
+    # still include them (as in Kubernetes: the counts come from the
+    # ReplicaSets' status, written after the pods are gone), so the end
+    # state is awaited, not sampled.
+    wait_until(f"{replicas} pods of deployment {name}",
+               lambda: len(live_pods(c, f"app={name}")) == replicas, timeout=30)
     pods = live_pods(c, f"app={name}")
     assert len(pods) == replicas, [p["metadata"]["name"] for p in pods]
     assert all(p["status"]["phase"] == "Running" and is_ready(p) for p in pods), pods
     assert {image_of(p) for p in pods} == {image}, [image_of(p) for p in pods]
-    d = c.get(f"{DEPLOYMENTS}/{name}")
-    s = d["status"]
-    assert s["observedGeneration"] == d["metadata"]["generation"], s
-    assert (s["replicas"], s["updatedReplicas"], s["readyReplicas"], s["availableReplicas"]) == (replicas,) * 4, s
-    assert s.get("unavailableReplicas", 0) == 0, s
+
+    def settled():
+        d = c.get(f"{DEPLOYMENTS}/{name}")
+        s = d["status"]
+        counts = (s.get("replicas"), s.get("updatedReplicas"), s.get("readyReplicas"), s.get("availableReplicas"))
+        done = (s.get("observedGeneration") == d["metadata"]["generation"]
+                and counts == (replicas,) * 4 and s.get("unavailableReplicas", 0) == 0)
+        return s if done else None
+
+    wait_until(f"deployment {name}'s status to count {replicas} pods", settled, timeout=30)
+    s = c.get(f"{DEPLOYMENTS}/{name}")["status"]
     conditions = {cond["type"]: cond for cond in s["conditions"]}
     assert (conditions["Available"]["status"], conditions["Available"]["reason"]) == ("True", "MinimumReplicasAvailable")
     assert (conditions["Progressing"]["status"], conditions["Progressing"]["reason"]) == ("True", "NewReplicaSetAvailable")
