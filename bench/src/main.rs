@@ -12,7 +12,13 @@
 //!   native build of the same algorithm, the cost of calls into the
 //!   component, instantiation and compilation, and hot-swap time (see
 //!   `scheduler.rs`).
+//! * `orchd-bench controllers ORCHD_BIN`: a Deployment scaled from 0 to
+//!   10,000 replicas on 1,000 hollow nodes, `orchd up` with its default
+//!   plugins doing the work: time until all pods are Running and Ready,
+//!   per-pod startup latency against Kubernetes' SLO, control-plane memory
+//!   (see `controllers.rs`).
 
+mod controllers;
 mod etcd;
 mod http;
 mod native;
@@ -44,9 +50,15 @@ fn main() -> anyhow::Result<()> {
             let options = scheduler::Args::parse(&args[1..])?;
             runtime.block_on(scheduler::run(options))
         }
-        Some(other) => bail!("unknown benchmark {other:?} (available: store, scheduler)"),
+        Some("controllers") => {
+            let options = controllers::Args::parse(&args[1..])?;
+            runtime.block_on(controllers::run(options))
+        }
+        Some(other) => {
+            bail!("unknown benchmark {other:?} (available: store, scheduler, controllers)")
+        }
         None => bail!(
-            "usage: orchd-bench store [ORCHD_BIN] | orchd-bench scheduler ORCHD_BIN SCHEDULER_WASM FIRST_FIT_WASM [--nodes N] [--pods N] [--max-seconds S]"
+            "usage: orchd-bench store [ORCHD_BIN] | orchd-bench scheduler ORCHD_BIN SCHEDULER_WASM FIRST_FIT_WASM [--nodes N] [--pods N] [--max-seconds S] | orchd-bench controllers ORCHD_BIN [--nodes N] [--replicas N] [--max-seconds S]"
         ),
     }
 }

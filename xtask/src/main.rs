@@ -47,8 +47,8 @@ tasks:
   demo [--listen 127.0.0.1:PORT]
         builds orchd, starts a cluster in .orchd/, applies examples/, shows it
         with kubectl, and keeps it running until Ctrl-C
-  bench [store|scheduler] [-- --nodes N --pods N]
-        release builds, then the benchmark named, or with no name both in turn:
+  bench [store|scheduler|controllers] [-- OPTIONS]
+        release builds, then the benchmark named, or with no name each in turn:
         store: durable write throughput of orchd's store (trait and HTTP API)
           beside etcd (Debian's etcd-server, installed if missing), watch
           fan-out latency, `orchd up` time to ready and idle RSS
@@ -56,7 +56,11 @@ tasks:
           through the API: pods bound/s with the Wasm scheduler beside the
           native build of the same algorithm; trivial call, one decision,
           instantiate and compile times; hot swap to a cached revision
-          while pods flow (options after `--` change the node and pod counts)";
+          while pods flow (options after `--`: --nodes N --pods N)
+        controllers: `orchd up` and 1,000 hollow nodes; a Deployment scaled
+          from 0 to 10,000 replicas: time until all are Running and Ready,
+          pod startup latency p50/p99 against Kubernetes' 5 s SLO, control
+          plane RSS (options after `--`: --nodes N --replicas N)";
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -658,11 +662,11 @@ Press Ctrl-C here to stop the cluster.",
     Ok(())
 }
 
-/// `cargo xtask bench [store|scheduler] [-- BENCH_ARGS...]`: release
+/// `cargo xtask bench [store|scheduler|controllers] [-- BENCH_ARGS...]`: release
 /// builds, then the benchmark driver; with no name, every benchmark.
 fn bench(args: &[String]) -> Result {
     // In the order a bare `cargo xtask bench` runs them.
-    const BENCHMARKS: &[&str] = &["store", "scheduler"];
+    const BENCHMARKS: &[&str] = &["store", "scheduler", "controllers"];
     let (names, extra) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (args, &[][..]),
@@ -684,9 +688,9 @@ fn bench(args: &[String]) -> Result {
         }
         chosen
     };
-    if !extra.is_empty() && chosen != ["scheduler"] {
+    if !extra.is_empty() && (chosen.len() != 1 || chosen == ["store"]) {
         return Err(format!(
-            "options after `--` are for `bench scheduler` alone\n{USAGE}"
+            "options after `--` are for `bench scheduler` or `bench controllers` alone\n{USAGE}"
         ));
     }
     let root = root();
@@ -711,7 +715,7 @@ fn bench(args: &[String]) -> Result {
             )
         })?;
     }
-    if chosen.contains(&"scheduler") {
+    if chosen.contains(&"scheduler") || chosen.contains(&"controllers") {
         // orchd's build script embeds the scheduler component only when
         // the target is there; the benchmark needs the components too.
         ensure_wasm_target()?;
@@ -737,6 +741,14 @@ fn bench(args: &[String]) -> Result {
                     .current_dir(&root)
                     .arg("store")
                     .arg(release.join("orchd")),
+            )?,
+            "controllers" => run(
+                "controllers benchmark",
+                Command::new(release.join("orchd-bench"))
+                    .current_dir(&root)
+                    .arg("controllers")
+                    .arg(release.join("orchd"))
+                    .args(extra),
             )?,
             _ => {
                 // Release components, in the directory orchd's build script

@@ -45,6 +45,11 @@ pub struct UpArgs {
     /// loads into the engine build that made it.
     #[arg(long, value_name = "DIR")]
     pub plugin_cache: Option<PathBuf>,
+    /// This replica's identity in the leader election that decides which
+    /// control-plane replica runs the plugins (default: host name, process
+    /// id and a random suffix).
+    #[arg(long, value_name = "NAME")]
+    pub identity: Option<String>,
 }
 
 /// The per-user cache of compiled plugins, shared by clusters and the CLI:
@@ -210,7 +215,8 @@ async fn start_plugins(
     data_dir: &Path,
     store: std::sync::Arc<RedbStore>,
     api: std::sync::Arc<ApiServer>,
-) -> anyhow::Result<orchd_plugin_host::manager::ManagerHandle> {
+) -> anyhow::Result<orchd_plugin_host::leader::ElectorHandle> {
+    use orchd_plugin_host::leader::{self, ElectionConfig};
     use orchd_plugin_host::manager::{self, Ensured, ManagerConfig};
     use orchd_plugin_host::{PluginEngine, sandbox};
     let store: std::sync::Arc<dyn orchd_store::Store> = store;
@@ -264,13 +270,26 @@ async fn start_plugins(
     };
     let api: std::sync::Arc<dyn orchd_plugin_host::access::ObjectApi> =
         std::sync::Arc::new(crate::inprocess::InProcessApi(api));
-    Ok(manager::start(
-        store,
-        Some(api),
-        engine,
-        sandbox::stderr_sink(),
-        config,
-    ))
+    // Plugins run in one control-plane replica at a time: the one holding
+    // the lease. The embedded store is open in this process alone, so a
+    // holder left in it can only be an earlier run of this cluster.
+    let mut election = ElectionConfig::new(
+        args.identity
+            .clone()
+            .unwrap_or_else(leader::default_identity),
+    );
+    election.take_over_at_start = true;
+    let notify: leader::Notify =
+        std::sync::Arc::new(|m: &str| println!("orchd: leader election: {m}"));
+    Ok(leader::start(store.clone(), election, notify, move || {
+        Box::new(manager::start(
+            store.clone(),
+            Some(api.clone()),
+            engine.clone(),
+            sandbox::stderr_sink(),
+            config.clone(),
+        ))
+    }))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -15,6 +15,8 @@ use orchd_resources::orchd_v1::PluginCapabilities;
 use orchd_resources::{ResourceType, resources};
 use serde_json::Value;
 
+use crate::reflector::ObjectCache;
+
 /// The API server as the plugin host calls it: one request, its status
 /// code and JSON body. Implemented over the real server by the binary
 /// that runs both (so this crate does not depend on the API's crate).
@@ -52,6 +54,9 @@ pub struct ObjectAccess {
     api: Arc<dyn ObjectApi>,
     runtime: tokio::runtime::Handle,
     pub(crate) events: Arc<crate::events::EventRecorder>,
+    /// The objects of the resources the controller watches, once its
+    /// runner has started: reads are answered from it, writes update it.
+    cache: std::sync::RwLock<Option<Arc<ObjectCache>>>,
 }
 
 /// Read or write.
@@ -80,7 +85,21 @@ impl ObjectAccess {
             api,
             runtime,
             events,
+            cache: std::sync::RwLock::new(None),
         }
+    }
+
+    /// Answers reads from `cache` (and keeps it up to date with this
+    /// plugin's writes) from now on; `None` sends every read to the API.
+    pub fn use_cache(&self, cache: Option<Arc<ObjectCache>>) {
+        if let Ok(mut slot) = self.cache.write() {
+            *slot = cache;
+        }
+    }
+
+    /// The cache in use, if any.
+    pub(crate) fn cache(&self) -> Option<Arc<ObjectCache>> {
+        self.cache.read().ok().and_then(|c| c.clone())
     }
 
     /// Whether the plugin may `verb` objects of `resource`.

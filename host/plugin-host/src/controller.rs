@@ -74,14 +74,8 @@ fn parse(json: &str) -> Result<Value, types::Error> {
 }
 
 /// An object as JSON text, with the apiVersion and kind lists leave out.
-fn text(mut object: Value, r: &orchd_resources::ResourceType) -> String {
-    if let Some(map) = object.as_object_mut() {
-        map.entry("apiVersion")
-            .or_insert_with(|| Value::String(r.api_version()));
-        map.entry("kind")
-            .or_insert_with(|| Value::String(r.kind.to_string()));
-    }
-    object.to_string()
+fn text(object: Value, r: &orchd_resources::ResourceType) -> String {
+    crate::reflector::text_of(&object, r)
 }
 
 /// Writes `object` (create, update or status update) through the API.
@@ -112,6 +106,11 @@ fn write(
         Some("application/json"),
         value.to_string().into_bytes(),
     )?;
+    // Read your own writes: the next reconcile sees this version even if
+    // the informer has not delivered it yet.
+    if let Some(cache) = access.cache() {
+        cache.upsert(resource, &stored);
+    }
     Ok(text(stored, r))
 }
 
@@ -121,6 +120,18 @@ impl objects::Host for HostState {
         access.check(Verb::Read, &key.resource)?;
         let r = access::resource_type(&key.resource)?;
         let path = access::api_path(r, key.namespace.as_deref(), Some(&key.name), None)?;
+        if let Some(cached) = access
+            .cache()
+            .and_then(|c| c.get(&key.resource, key.namespace.as_deref(), &key.name))
+        {
+            return match cached {
+                Some(text) => Ok(text.to_string()),
+                None => Err(types::Error::NotFound(format!(
+                    "{} {:?} not found",
+                    r.plural, key.name
+                ))),
+            };
+        }
         let object = access.call(Verb::Read, &key.resource, "GET", &path, None, Vec::new())?;
         Ok(text(object, r))
     }
@@ -135,6 +146,13 @@ impl objects::Host for HostState {
         access.check(Verb::Read, &resource)?;
         let r = access::resource_type(&resource)?;
         let mut path = access::api_path(r, namespace.as_deref(), None, None)?;
+        if let Some(cache) = access.cache() {
+            let selector = orchd_store::selector::LabelSelector::parse(&label_selector)
+                .map_err(|e| types::Error::Invalid(e.to_string()))?;
+            if let Some(items) = cache.list(&resource, namespace.as_deref(), &selector) {
+                return Ok(items);
+            }
+        }
         if !label_selector.is_empty() {
             path.push_str("?labelSelector=");
             path.push_str(&access::encode_query(&label_selector));
@@ -175,6 +193,9 @@ impl objects::Host for HostState {
             Some("application/merge-patch+json"),
             merge_patch.into_bytes(),
         )?;
+        if let Some(cache) = access.cache() {
+            cache.upsert(&key.resource, &object);
+        }
         Ok(text(object, r))
     }
 
@@ -183,7 +204,7 @@ impl objects::Host for HostState {
         access.check(Verb::Write, &key.resource)?;
         let r = access::resource_type(&key.resource)?;
         let path = access::api_path(r, key.namespace.as_deref(), Some(&key.name), None)?;
-        access.call(
+        let answer = access.call(
             Verb::Write,
             &key.resource,
             "DELETE",
@@ -191,6 +212,9 @@ impl objects::Host for HostState {
             Some("application/json"),
             br#"{"propagationPolicy":"Background"}"#.to_vec(),
         )?;
+        if let Some(cache) = access.cache() {
+            cache.deleted(&key.resource, key.namespace.as_deref(), &key.name, &answer);
+        }
         Ok(())
     }
 }
@@ -255,6 +279,7 @@ pub struct ControllerPlugin {
     inner: Supervised<Controller>,
     spec: ControllerSpec,
     digest: String,
+    access: Arc<ObjectAccess>,
 }
 
 impl ControllerPlugin {
@@ -335,6 +360,7 @@ impl ControllerPlugin {
         }
         for w in &spec.watches {
             let ok = w.map_to == "self"
+                || w.map_to == "none"
                 || w.map_to == "namespace"
                 || w.map_to == "selector"
                 || w.map_to
@@ -342,7 +368,7 @@ impl ControllerPlugin {
                     .is_some_and(|k| !k.is_empty());
             if !ok {
                 return Err(PluginError::Invalid(format!(
-                    "{name}: watch of {} maps to {:?}; use self, namespace, selector or owner:KIND",
+                    "{name}: watch of {} maps to {:?}; use self, namespace, selector, owner:KIND or none",
                     w.resource, w.map_to
                 )));
             }
@@ -351,6 +377,7 @@ impl ControllerPlugin {
             inner,
             spec,
             digest: compiled.digest.clone(),
+            access,
         })
     }
 
@@ -362,6 +389,11 @@ impl ControllerPlugin {
     /// The digest of the component.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// Its object access, which the runner gives the cache it fills.
+    pub fn access(&self) -> &Arc<ObjectAccess> {
+        &self.access
     }
 
     /// Reconciles `key`: the outer error is the plugin failing (trap,

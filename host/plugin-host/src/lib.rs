@@ -15,7 +15,9 @@
 //!   informers, node cache, queue and binding loop that feed it, with hot
 //!   swap of the deciding plugin;
 //! * [`manager`]: makes what runs match the `orchd.dev/v1` Plugin objects
-//!   (load, warm, swap, roll back, report status and Events).
+//!   (load, warm, swap, roll back, report status and Events);
+//! * [`leader`]: leader election of control-plane replicas, so the plugins
+//!   run in one replica at a time.
 
 pub mod access;
 mod cache;
@@ -23,10 +25,12 @@ pub mod controller;
 pub mod engine;
 pub mod events;
 mod informer;
+pub mod leader;
 pub mod manager;
 pub mod podinfo;
 pub mod quantity;
 pub mod reconciler;
+pub mod reflector;
 pub mod runner;
 pub mod sandbox;
 pub mod scheduler;

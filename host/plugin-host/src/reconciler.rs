@@ -4,7 +4,10 @@
 //! Host-run informers watch the controller's primary resource and the
 //! resources it asked to watch; each change maps to a work item (the
 //! object itself, its namespace, its controlling owner of a kind, or every
-//! primary whose `spec.selector` selects it). The
+//! primary whose `spec.selector` selects it, or nothing: `none` watches a
+//! resource only to read it). What the informers hold is the controller's
+//! object cache ([`crate::reflector`]): its reads of watched resources are
+//! answered from memory, its own writes visible at once. The
 //! queue holds each key at most once, never hands out a key that is being
 //! reconciled (a change meanwhile queues it again for after), retries
 //! failures with exponential backoff and honours `requeue-after`. Nothing
@@ -24,6 +27,7 @@ use crate::PluginError;
 use crate::controller::ControllerPlugin;
 use crate::controller::types_of::{ObjectRef, ReconcileResult};
 use crate::informer::{self, Change};
+use crate::reflector::ObjectCache;
 use crate::runner::Report;
 
 /// First retry delay after a failed reconcile.
@@ -38,6 +42,13 @@ fn key_text(key: &Key) -> String {
     match &key.1 {
         Some(ns) => format!("{} {ns}/{}", key.0, key.2),
         None => format!("{} {}", key.0, key.2),
+    }
+}
+
+/// Which informer a change comes from.
+fn change_index(change: &Change<usize>) -> usize {
+    match change {
+        Change::Resync(i, _) | Change::Upsert(i, _) | Change::Delete(i, _) => *i,
     }
 }
 
@@ -183,7 +194,16 @@ pub fn start(
         ));
     }
     drop(change_tx);
+    // Reads of the watched resources are answered from what the
+    // informers hold (see `reflector`).
+    let cache = ObjectCache::new(resources.iter().filter_map(|r| {
+        crate::access::resource_type(r)
+            .ok()
+            .map(|t| (r.clone(), *t))
+    }));
+    plugin.access().use_cache(Some(cache.clone()));
     let loop_state = Reconciler {
+        cache,
         maps: resources
             .iter()
             .map(|r| {
@@ -216,6 +236,8 @@ pub fn start(
 }
 
 struct Reconciler {
+    /// What the informers hold, for the plugin's reads.
+    cache: Arc<ObjectCache>,
     /// Per informer (by index): its resource and how its changes map.
     maps: Vec<(String, Vec<String>)>,
     primary: String,
@@ -273,6 +295,14 @@ impl Reconciler {
     }
 
     fn apply(&mut self, change: Change<usize>) {
+        // The cache first: a reconcile this change queues must see it.
+        if let Some((resource, _)) = self.maps.get(change_index(&change)) {
+            match &change {
+                Change::Resync(_, objects) => self.cache.resync(resource, objects),
+                Change::Upsert(_, object) => self.cache.upsert(resource, object),
+                Change::Delete(_, object) => self.cache.remove(resource, object),
+            }
+        }
         // Informer 0 watches the primary resource: keep its selectors.
         match &change {
             Change::Resync(0, objects) => {
@@ -302,6 +332,9 @@ impl Reconciler {
         };
         for object in &objects {
             for map in &maps {
+                if map == "none" {
+                    continue;
+                }
                 if map == "selector" {
                     for key in self.selecting(object) {
                         self.queue.add(key);
@@ -450,6 +483,7 @@ mod tests {
     fn replica_set_mapping() -> Reconciler {
         let (reports, _) = mpsc::unbounded_channel();
         Reconciler {
+            cache: ObjectCache::new([]),
             maps: vec![
                 ("replicasets.apps".into(), vec!["self".into()]),
                 (

@@ -201,6 +201,11 @@ impl LabelSelector {
             .get("metadata")
             .and_then(|m| m.get("labels"))
             .and_then(Value::as_object);
+        self.matches_labels(labels)
+    }
+
+    /// Whether a label map (`None`: no labels) satisfies every requirement.
+    pub fn matches_labels(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
     }
 }

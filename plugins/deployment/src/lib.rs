@@ -24,7 +24,8 @@
 //!   progress, so `kubectl rollout status` ends when it would there.
 //!
 //! It reconciles `deployments.apps` and watches ReplicaSets, mapped to
-//! their controlling Deployment. Capabilities: `read: deployments.apps,
+//! their controlling Deployment; pods it only reads (from the host's
+//! cache: a pod's change queues no Deployment). Capabilities: `read: deployments.apps,
 //! replicasets.apps, pods`, `write: deployments.apps, replicasets.apps`.
 
 mod logic;
@@ -42,7 +43,9 @@ struct Deployments;
 
 impl Controller for Deployments {
     fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
-        Ok(ControllerSpec::new(DEPLOYMENTS).watch_owned(REPLICASETS, "Deployment"))
+        Ok(ControllerSpec::new(DEPLOYMENTS)
+            .watch_owned(REPLICASETS, "Deployment")
+            .read("pods"))
     }
 
     fn reconcile(key: ObjectRef) -> Result<ReconcileResult, BoxError> {

@@ -71,6 +71,18 @@ impl ControllerSpec {
         self
     }
 
+    /// Keeps `resource` in the host's cache for this controller's reads
+    /// without queuing any work when it changes (`map-to: none`): for what
+    /// a reconcile lists but does not react to, such as the pods a
+    /// Deployment counts.
+    pub fn read(mut self, resource: impl Into<String>) -> Self {
+        self.watches.push(Watch {
+            resource: resource.into(),
+            map_to: "none".to_owned(),
+        });
+        self
+    }
+
     /// Reconciles every primary in the same namespace whose `spec.selector`
     /// matches the labels of an object of `resource` when it changes
     /// (`map-to: selector`): how a ReplicaSet hears of an orphan pod it
