@@ -104,7 +104,8 @@ fn write(
         method,
         &path,
         Some("application/json"),
-        value.to_string().into_bytes(),
+        // The plugin's own text: checked to be a JSON object above.
+        object.as_bytes().to_vec(),
     )?;
     // Read your own writes: the next reconcile sees this version even if
     // the informer has not delivered it yet.

@@ -180,11 +180,12 @@ impl Sync {
                 name_of(rs),
             )
         });
-        let pods =
-            objects::list::<Value>("pods", Some(&namespace), &meta::selector_string(selector))?
-                .into_iter()
-                .filter(pods::is_active)
-                .collect();
+        let pods = objects::list_filter_map(
+            "pods",
+            Some(&namespace),
+            &meta::selector_string(selector),
+            |pod: Value| pods::is_active(&pod).then(|| pods::slim(pod)),
+        )?;
         Ok(Sync {
             key,
             namespace,

@@ -83,10 +83,11 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
     // adopting matching orphans and releasing controlled pods that no
     // longer match.
     let mut owned: Vec<Value> = Vec::new();
-    for pod in objects::list::<Value>("pods", Some(namespace), "")? {
-        if !pods::is_active(&pod) {
-            continue;
-        }
+    // Slim pods: thousands of them must fit the plugin's memory.
+    let active = objects::list_filter_map("pods", Some(namespace), "", |pod: Value| {
+        pods::is_active(&pod).then(|| pods::slim(pod))
+    })?;
+    for pod in active {
         let matches = meta::selector_matches(&rs["spec"]["selector"], &pod["metadata"]["labels"])?;
         match meta::controller_ref(&pod) {
             Some(r) if r["uid"] == uid.as_str() => {
@@ -99,7 +100,7 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
             Some(_) => {}
             None if matches && !deleting => {
                 if let Some(adopted) = adopt(&rs, &pod)? {
-                    owned.push(adopted);
+                    owned.push(pods::slim(adopted));
                 }
             }
             None => {}

@@ -99,10 +99,27 @@ pub fn list<T: DeserializeOwned>(
     namespace: Option<&str>,
     label_selector: &str,
 ) -> Result<Vec<T>, Error> {
-    wit::list(resource, namespace, label_selector)?
-        .iter()
-        .map(|item| decode(item))
-        .collect()
+    list_filter_map(resource, namespace, label_selector, Some)
+}
+
+/// Lists like [`list`], handing each object to `keep` as it is decoded and
+/// keeping what it returns. Each object's text is freed as soon as it is
+/// decoded, so with a `keep` that drops what the controller does not need
+/// (see [`crate::pods::slim`]) a list of thousands of objects fits a
+/// plugin's memory limit.
+pub fn list_filter_map<T: DeserializeOwned, U>(
+    resource: &str,
+    namespace: Option<&str>,
+    label_selector: &str,
+    mut keep: impl FnMut(T) -> Option<U>,
+) -> Result<Vec<U>, Error> {
+    let mut kept = Vec::new();
+    for item in wit::list(resource, namespace, label_selector)? {
+        if let Some(u) = keep(decode(&item)?) {
+            kept.push(u);
+        }
+    }
+    Ok(kept)
 }
 
 /// Creates an object; returns it as stored (with uid, resourceVersion...).

@@ -5,6 +5,21 @@ use serde_json::Value;
 
 use crate::meta;
 
+/// The pod without what workload controllers never look at: its
+/// containers and the rest of its spec but `nodeName`, and
+/// `metadata.managedFields`. Several times smaller, for controllers that
+/// hold thousands of pods in a plugin's memory at once; write such a pod
+/// back only through a patch.
+pub fn slim(mut pod: Value) -> Value {
+    if let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.retain(|k, _| k == "nodeName");
+    }
+    if let Some(meta) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    pod
+}
+
 /// Whether the pod still counts toward its owner's replicas: not finished
 /// (`Succeeded` / `Failed`) and not being deleted.
 pub fn is_active(pod: &Value) -> bool {
@@ -77,6 +92,22 @@ pub fn restart_count(pod: &Value) -> i64 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn slim_keeps_what_controllers_judge_pods_by() {
+        let full = json!({
+            "metadata": {"name": "p", "labels": {"app": "web"}, "managedFields": [{}],
+                         "ownerReferences": [{"uid": "u", "controller": true}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        });
+        let slim = slim(full.clone());
+        assert_eq!(slim["spec"], json!({"nodeName": "n1"}));
+        assert!(slim["metadata"].get("managedFields").is_none());
+        assert_eq!(slim["metadata"]["labels"], full["metadata"]["labels"]);
+        assert_eq!(slim["status"], full["status"]);
+        assert!(is_ready(&slim) && is_active(&slim));
+    }
 
     fn pod(phase: &str, ready: Option<&str>) -> Value {
         let mut p = json!({"metadata": {"name": "p"}, "spec": {}, "status": {"phase": phase}});
