@@ -193,11 +193,16 @@ def test_failing_pods_respect_the_backoff_limit(cluster, hollow_nodes):
     assert "BackoffLimitExceeded" in events, events
 
 
-def test_active_deadline_fails_a_long_job_and_ttl_deletes_a_finished_one(cluster, hollow_nodes):
+def test_deadline_ttl_and_suspend(cluster, hollow_nodes):
+    """activeDeadlineSeconds fails a long Job, ttlSecondsAfterFinished
+    deletes a finished one, and a suspended Job starts nothing until
+    resumed (the three Jobs run side by side)."""
     hollow_nodes(2)
     # Pods that never finish on their own.
     cluster.kubectl_apply_text(job_yaml("long", None, "  parallelism: 2\n  completions: 4\n  activeDeadlineSeconds: 3"))
     cluster.kubectl_apply_text(job_yaml("brief", "succeed-after=1s", "  ttlSecondsAfterFinished: 4"))
+    cluster.kubectl_apply_text(job_yaml("later", "succeed-after=1s", "  suspend: true"))
+    cluster.kubectl("wait", "--for=condition=suspended", "job/later", "--timeout=30s", timeout=40)
 
     cluster.kubectl("wait", "--for=condition=failed", "job/long", "--timeout=60s", timeout=70)
     long = cluster.kubectl_json("get", "job", "long")
@@ -217,6 +222,17 @@ def test_active_deadline_fails_a_long_job_and_ttl_deletes_a_finished_one(cluster
     gone_at = datetime.now(timezone.utc).timestamp()
     assert gone_at - completed >= 3, (gone_at, completed)
     wait_until("the brief Job's pods to be deleted", lambda: job_pods(cluster, "brief") == [])
+
+    # The suspended Job ran nothing all this while; resumed, it completes.
+    later = cluster.kubectl_json("get", "job", "later")
+    assert job_pods(cluster, "later") == [] and "startTime" not in later["status"], later["status"]
+    assert condition(later, "Suspended")["reason"] == "JobSuspended"
+    cluster.kubectl("patch", "job", "later", "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    cluster.kubectl("wait", "--for=condition=complete", "job/later", "--timeout=60s", timeout=70)
+    later = cluster.kubectl_json("get", "job", "later")
+    resumed = condition(later, "Suspended")
+    assert resumed["status"] == "False" and resumed["reason"] == "JobResumed", resumed
+    assert later["status"]["succeeded"] == 1
 
 
 def test_cronjob_fires_and_its_job_completes(cluster, hollow_nodes):
