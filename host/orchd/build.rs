@@ -1,5 +1,6 @@
 //! Builds the default plugins (`plugins/scheduler`, `plugins/serviceaccount`,
-//! `plugins/replicaset`, `plugins/deployment` and `plugins/garbage-collector`
+//! `plugins/replicaset`, `plugins/deployment`, `plugins/garbage-collector`,
+//! `plugins/job` and `plugins/cronjob`
 //! for `wasm32-wasip2`) so `orchd up` can ship them inside the binary and
 //! run with nothing to install.
 //!
@@ -36,6 +37,16 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "orchd_garbage_collector.wasm",
         "garbage-collector.wasm",
     ),
+    (
+        "orchd-job-controller",
+        "orchd_job_controller.wasm",
+        "job-controller.wasm",
+    ),
+    (
+        "orchd-cronjob-controller",
+        "orchd_cronjob_controller.wasm",
+        "cronjob-controller.wasm",
+    ),
 ];
 
 use std::env;
@@ -54,6 +65,8 @@ fn main() {
         "plugins/garbage-collector",
         "sdk/rust",
         "wit",
+        "plugins/job",
+        "plugins/cronjob",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }

@@ -128,7 +128,27 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
             "jobs.batch",
             "cronjobs.batch",
         ],
-        write: &["pods", "replicasets.apps", "deployments.apps"],
+        write: &[
+            "pods",
+            "replicasets.apps",
+            "deployments.apps",
+            "jobs.batch",
+            "cronjobs.batch",
+        ],
+    },
+    DefaultPlugin {
+        name: "job",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/job-controller.wasm")),
+        read: &["jobs.batch", "pods"],
+        write: &["jobs.batch", "pods"],
+    },
+    DefaultPlugin {
+        name: "cronjob",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/cronjob-controller.wasm")),
+        read: &["cronjobs.batch", "jobs.batch"],
+        write: &["cronjobs.batch", "jobs.batch"],
     },
 ];
 

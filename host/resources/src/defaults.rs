@@ -910,6 +910,39 @@ mod tests {
     }
 
     #[test]
+    fn a_manual_job_selector_is_left_alone() {
+        let template = json!({"metadata": {"labels": {"app": "x"}}, "spec": {"restartPolicy": "Never", "containers": [{"name": "a", "image": "x"}]}});
+        let job = defaulted(
+            "batch/v1",
+            "Job",
+            json!({"metadata": {"name": "j", "uid": "u-1"}, "spec": {
+                "manualSelector": true,
+                "selector": {"matchLabels": {"app": "x"}},
+                "template": template,
+            }}),
+        );
+        let spec = &job["spec"];
+        assert_eq!(spec["selector"], json!({"matchLabels": {"app": "x"}}));
+        assert_eq!(spec["template"]["metadata"]["labels"], json!({"app": "x"}));
+        assert_eq!(spec["manualSelector"], true);
+        // `false` is the same as unset: the API picks the selector.
+        let job = defaulted(
+            "batch/v1",
+            "Job",
+            json!({"metadata": {"name": "j", "uid": "u-1"}, "spec": {"manualSelector": false, "template": template}}),
+        );
+        assert_eq!(
+            job["spec"]["selector"]["matchLabels"],
+            json!({"batch.kubernetes.io/controller-uid": "u-1"})
+        );
+        assert_eq!(job["spec"]["template"]["metadata"]["labels"]["app"], "x");
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "j"
+        );
+    }
+
+    #[test]
     fn service_defaults() {
         let svc = defaulted(
             "v1",

@@ -11,10 +11,15 @@ pub const FOREGROUND: &str = "foregroundDeletion";
 
 /// Owners whose deletion the collector follows (their dependents are
 /// looked at when they go).
-pub const OWNER_RESOURCES: &[&str] = &["replicasets.apps", "deployments.apps"];
+pub const OWNER_RESOURCES: &[&str] = &[
+    "replicasets.apps",
+    "deployments.apps",
+    "jobs.batch",
+    "cronjobs.batch",
+];
 
 /// Where dependents live.
-pub const DEPENDENT_RESOURCES: &[&str] = &["pods", "replicasets.apps"];
+pub const DEPENDENT_RESOURCES: &[&str] = &["pods", "replicasets.apps", "jobs.batch"];
 
 /// (group, kind, resource) of the kinds an ownerReference may name that
 /// the collector can look up.
