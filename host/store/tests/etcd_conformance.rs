@@ -179,6 +179,31 @@ conformance_tests!(
     concurrent_writers_and_watchers,
 );
 
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3, ..ProptestConfig::default() })]
+
+        /// Random workloads (seed, writer and watcher counts): every watcher
+        /// sees every acknowledged write after its start, once, in order.
+        #[test]
+        fn many_writers_and_watchers(seed in any::<u64>(), writers in 1usize..6, watchers in 1usize..6) {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let Some(etcd) = Etcd::start() else { return };
+                let store = etcd.store("/orchd-test-generated").await;
+                conformance::many_writers_and_watchers(store, seed, writers, 30, watchers).await;
+            });
+        }
+    }
+}
+
 fn widget(ns: &str, name: &str) -> serde_json::Value {
     json!({"metadata": {"name": name, "namespace": ns}, "spec": {}})
 }
