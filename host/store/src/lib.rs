@@ -15,11 +15,13 @@
 //! * a write is acknowledged only once it is durable.
 //!
 //! [`Store`] is the contract every backend implements; [`redb_store`] is the
-//! embedded default. The conformance suite in [`conformance`] is written
+//! embedded default, [`etcd_store`] the distributed one (a real etcd, shared
+//! by several control-plane replicas). The conformance suite in [`conformance`] is written
 //! against the trait so every backend runs the same checks.
 
 pub mod conformance;
 pub mod error;
+pub mod etcd_store;
 pub mod key;
 pub mod lease;
 pub mod meta;
@@ -34,6 +36,7 @@ use futures::stream::BoxStream;
 use serde_json::Value;
 
 pub use error::StoreError;
+pub use etcd_store::{EtcdStore, EtcdStoreConfig};
 pub use key::ObjectKey;
 pub use redb_store::{RedbStore, RedbStoreConfig};
 pub use selector::{FieldSelector, LabelSelector};

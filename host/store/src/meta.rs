@@ -88,3 +88,137 @@ pub fn spec_changed(a: &Value, b: &Value) -> bool {
     };
     strip(a) != strip(b)
 }
+
+/// Stamps the server-owned metadata of an object about to be created:
+/// a fresh `uid` unless the caller (the API layer) assigned one,
+/// `creationTimestamp`, `generation: 1`, and no deletion fields.
+pub fn stamp_create(object: &mut Value) -> Result<(), StoreError> {
+    let m = metadata_mut(object)?;
+    // The API layer may assign the uid first (Job defaulting needs it);
+    // anything else gets a fresh one.
+    if m.get("uid")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        m.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
+    }
+    m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
+    m.insert("generation".into(), serde_json::json!(1));
+    m.remove("deletionTimestamp");
+    m.remove("deletionGracePeriodSeconds");
+    Ok(())
+}
+
+/// The resourceVersion an update is conditioned on: `None` when absent or
+/// empty (an unconditional update), `BadRequest` when not a number.
+pub fn update_precondition(object: &Value) -> Result<Option<Revision>, StoreError> {
+    match meta_str(object, "resourceVersion").filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(given) => given
+            .parse()
+            .map(Some)
+            .map_err(|_| StoreError::BadRequest(format!("invalid resourceVersion {given:?}"))),
+    }
+}
+
+/// Carries the server-owned fields of `stored` over to `object`, its
+/// replacement: `uid`, `creationTimestamp` and the deletion fields are
+/// kept, `generation` is bumped when the spec changed, and
+/// `resourceVersion` is the stored one (the caller sets the new one once
+/// the write has a revision).
+pub fn stamp_update(stored: &Value, object: &mut Value) -> Result<(), StoreError> {
+    let stored_meta = metadata(stored).cloned().unwrap_or_default();
+    let generation = stored_meta
+        .get("generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let generation = if spec_changed(stored, object) {
+        generation.saturating_add(1)
+    } else {
+        generation
+    };
+    let m = metadata_mut(object)?;
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
+        match stored_meta.get(field) {
+            Some(v) => m.insert(field.into(), v.clone()),
+            None => m.remove(field),
+        };
+    }
+    m.insert("generation".into(), serde_json::json!(generation));
+    set_resource_version(object, resource_version(stored));
+    Ok(())
+}
+
+/// Whether an update leaves nothing to keep the object: it was already
+/// marked for deletion and has no finalizers left.
+pub fn update_removes(stored: &Value, object: &Value) -> bool {
+    metadata(stored).is_some_and(|m| m.contains_key("deletionTimestamp"))
+        && finalizers(object).is_empty()
+}
+
+/// Checks a delete's preconditions against the stored object; `key` names
+/// it in the error.
+pub fn check_preconditions(
+    key: &crate::ObjectKey,
+    stored: &Value,
+    pre: &crate::Preconditions,
+) -> Result<(), StoreError> {
+    if let Some(uid) = &pre.uid {
+        let actual = meta_str(stored, "uid").unwrap_or("");
+        if actual != uid {
+            return Err(StoreError::Conflict {
+                key: key.to_string(),
+                message: format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                ),
+            });
+        }
+    }
+    let stored_rv = resource_version(stored);
+    if let Some(rv) = pre.resource_version
+        && Some(rv) != stored_rv
+    {
+        return Err(StoreError::Conflict {
+            key: key.to_string(),
+            message: format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                stored_rv.map(|r| r.to_string()).unwrap_or_default()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The state of an object with finalizers once a delete marked it:
+/// `deletionTimestamp` set and `generation` bumped, as Kubernetes does.
+pub fn mark_deleting(object: &mut Value) -> Result<(), StoreError> {
+    let m = metadata_mut(object)?;
+    m.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+    // As Kubernetes does for objects deleted with finalizers pending and
+    // no grace period of their own.
+    m.entry("deletionGracePeriodSeconds")
+        .or_insert(serde_json::json!(0));
+    if let Some(g) = m.get("generation").and_then(Value::as_i64)
+        && g > 0
+    {
+        m.insert("generation".into(), serde_json::json!(g.saturating_add(1)));
+    }
+    Ok(())
+}
+
+/// The error of an update whose resourceVersion is stale, with
+/// Kubernetes' message.
+pub fn conflict(key: &crate::ObjectKey) -> StoreError {
+    StoreError::Conflict {
+        key: key.to_string(),
+        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    }
+}

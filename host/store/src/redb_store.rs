@@ -224,7 +224,7 @@ fn closed() -> StoreError {
 
 /// Keys are stored as `resource/namespace/name`: a `/` in the resource or
 /// namespace, or an empty part, would make two keys collide or mis-decode.
-fn validate_key(key: &ObjectKey) -> Result<()> {
+pub(crate) fn validate_key(key: &ObjectKey) -> Result<()> {
     let bad = |why: &str| Err(StoreError::BadRequest(format!("invalid key {key}: {why}")));
     if key.resource.is_empty() || key.resource.contains('/') {
         return bad("resource must be non-empty and contain no '/'");
@@ -648,27 +648,7 @@ impl Batch<'_> {
             });
         }
         let revision = self.revision + 1;
-        {
-            let m = meta::metadata_mut(&mut object)?;
-            // The API layer may assign the uid first (Job defaulting needs
-            // it); anything else gets a fresh one.
-            if m.get("uid")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                m.insert(
-                    "uid".into(),
-                    Value::String(uuid::Uuid::new_v4().to_string()),
-                );
-            }
-            m.insert(
-                "creationTimestamp".into(),
-                Value::String(meta::now_rfc3339()),
-            );
-            m.insert("generation".into(), json!(1));
-            m.remove("deletionTimestamp");
-            m.remove("deletionGracePeriodSeconds");
-        }
+        meta::stamp_create(&mut object)?;
         meta::set_resource_version(&mut object, Some(revision));
         let json = self.put(&enc, &object)?;
         self.revision = revision;
@@ -690,43 +670,14 @@ impl Batch<'_> {
         let (stored, stored_json) = self.load(&enc)?.ok_or_else(|| StoreError::NotFound {
             key: key.to_string(),
         })?;
-        let stored_rv = meta::resource_version(&stored);
-        if let Some(given) = meta::meta_str(&object, "resourceVersion").filter(|s| !s.is_empty()) {
-            let given: Revision = given.parse().map_err(|_| {
-                StoreError::BadRequest(format!("invalid resourceVersion {given:?}"))
-            })?;
-            if Some(given) != stored_rv {
-                return Err(conflict(key));
-            }
-        }
-        let stored_meta = meta::metadata(&stored).cloned().unwrap_or_default();
-        let generation = stored_meta
-            .get("generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
-        let generation = if meta::spec_changed(&stored, &object) {
-            generation.saturating_add(1)
-        } else {
-            generation
-        };
+        if let Some(given) = meta::update_precondition(&object)?
+            && Some(given) != meta::resource_version(&stored)
         {
-            let m = meta::metadata_mut(&mut object)?;
-            for field in [
-                "uid",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-            ] {
-                match stored_meta.get(field) {
-                    Some(v) => m.insert(field.into(), v.clone()),
-                    None => m.remove(field),
-                };
-            }
-            m.insert("generation".into(), json!(generation));
+            return Err(meta::conflict(key));
         }
-        meta::set_resource_version(&mut object, stored_rv);
-        let terminating = stored_meta.contains_key("deletionTimestamp");
-        if terminating && meta::finalizers(&object).is_empty() {
+        let terminating = meta::update_removes(&stored, &object);
+        meta::stamp_update(&stored, &mut object)?;
+        if terminating {
             self.revision += 1;
             meta::set_resource_version(&mut object, Some(self.revision));
             self.objects.remove(enc.as_str()).internal()?;
@@ -763,49 +714,13 @@ impl Batch<'_> {
         let (stored, stored_json) = self.load(&enc)?.ok_or_else(|| StoreError::NotFound {
             key: key.to_string(),
         })?;
-        if let Some(uid) = &pre.uid {
-            let actual = meta::meta_str(&stored, "uid").unwrap_or("");
-            if actual != uid {
-                return Err(StoreError::Conflict {
-                    key: key.to_string(),
-                    message: format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                    ),
-                });
-            }
-        }
-        let stored_rv = meta::resource_version(&stored);
-        if let Some(rv) = pre.resource_version
-            && Some(rv) != stored_rv
-        {
-            return Err(StoreError::Conflict {
-                key: key.to_string(),
-                message: format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    stored_rv.map(|r| r.to_string()).unwrap_or_default()
-                ),
-            });
-        }
+        meta::check_preconditions(key, &stored, pre)?;
         if !meta::finalizers(&stored).is_empty() {
             if meta::meta_str(&stored, "deletionTimestamp").is_some() {
                 return Ok(DeleteOutcome::Finalizing(stored));
             }
             let mut object = stored.clone();
-            {
-                let m = meta::metadata_mut(&mut object)?;
-                m.insert(
-                    "deletionTimestamp".into(),
-                    Value::String(meta::now_rfc3339()),
-                );
-                // As Kubernetes does for objects deleted with finalizers
-                // pending and no grace period of their own.
-                m.entry("deletionGracePeriodSeconds").or_insert(json!(0));
-                if let Some(g) = m.get("generation").and_then(Value::as_i64)
-                    && g > 0
-                {
-                    m.insert("generation".into(), json!(g.saturating_add(1)));
-                }
-            }
+            meta::mark_deleting(&mut object)?;
             self.revision += 1;
             meta::set_resource_version(&mut object, Some(self.revision));
             let json = self.put(&enc, &object)?;
@@ -842,13 +757,6 @@ impl Batch<'_> {
             .internal()?;
         self.compacted = revision;
         Ok(())
-    }
-}
-
-fn conflict(key: &ObjectKey) -> StoreError {
-    StoreError::Conflict {
-        key: key.to_string(),
-        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
     }
 }
 
@@ -1154,7 +1062,7 @@ fn decode_continue(token: &str, prefix: &str) -> Result<ContinueToken> {
     Ok(t)
 }
 
-fn validate_scope(scope: &Scope) -> Result<()> {
+pub(crate) fn validate_scope(scope: &Scope) -> Result<()> {
     if scope.resource.is_empty() || scope.resource.contains('/') {
         return Err(StoreError::BadRequest(format!(
             "invalid resource {:?}",
