@@ -1,7 +1,8 @@
 """orchd on a real etcd: `orchd up --store etcd://...` serves kubectl's
-create/get/watch/delete from etcd, and two `orchd server` processes on the
+create/get/watch/delete from etcd, two `orchd server` processes on the
 same etcd serve the same objects (a write through one reaches a watch
-through the other).
+through the other), and only the replica holding the plugins' Lease runs
+the plugins: the other stands by and takes over when the lease lapses.
 
 etcd is Debian's etcd-server (`cargo xtask test` installs it); without it
 these tests fail saying so, unless ORCHD_SKIP_ETCD_TESTS=1.
@@ -127,7 +128,6 @@ def test_up_on_etcd_serves_kubectl(etcd, tmp_path):
 def test_two_servers_share_one_etcd(etcd, tmp_path):
     store = ["--store", f"etcd://{etcd}/e2e-shared"]
     a = start(tmp_path, "a", store, command="server")
-    # Plugin runners have no leader election yet: one replica runs them.
     b = start(tmp_path, "b", [*store, "--no-default-plugins"], command="server")
     try:
         watch = subprocess.Popen(
@@ -159,3 +159,49 @@ def test_two_servers_share_one_etcd(etcd, tmp_path):
     finally:
         stop(b)
         stop(a)
+
+
+def lease_holder(c: Cluster) -> str | None:
+    lease = c.get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/orchd-plugins")
+    return lease["spec"].get("holderIdentity")
+
+
+def test_one_replica_runs_the_plugins_and_another_takes_over(etcd, tmp_path):
+    store = ["--store", f"etcd://{etcd}/e2e-leader"]
+    a = start(tmp_path, "a", [*store, "--identity", "replica-a"], command="server")
+    wait_until("replica a to lead", lambda: "replica-a leads" in a.orchd.log(), timeout=20)
+    b = start(tmp_path, "b", [*store, "--identity", "replica-b"], command="server")
+    try:
+        wait_until("replica b to stand by",
+                   lambda: "standing by: lease kube-system/orchd-plugins is held by replica-a" in b.orchd.log(),
+                   timeout=20)
+        assert lease_holder(b) == "replica-a"
+        # The leader's controllers do the work, once: exactly `replicas`
+        # pods, however many replicas watch the ReplicaSet.
+        rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+              "metadata": {"name": "led", "namespace": "default"},
+              "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "led"}},
+                       "template": {"metadata": {"labels": {"app": "led"}},
+                                    "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}
+        b.create("/apis/apps/v1/namespaces/default/replicasets", rs)
+
+        def pods() -> int:
+            return len(b.get("/api/v1/namespaces/default/pods?labelSelector=app%3Dled")["items"])
+        wait_until("3 pods", lambda: pods() == 3, timeout=30)
+        assert "leads" not in b.orchd.log()
+
+        # A crashes without releasing the lease: B takes over once it
+        # lapses (15 s), and its controllers carry on.
+        a.orchd.kill()
+        wait_until("replica b to lead", lambda: "replica-b leads" in b.orchd.log(), timeout=40)
+        assert lease_holder(b) == "replica-b"
+        b.kubectl("scale", "replicaset", "led", "--replicas=5")
+        wait_until("5 pods", lambda: pods() == 5, timeout=30)
+        time.sleep(0.5)
+        assert pods() == 5
+    finally:
+        stop(b)
+        if a.orchd.proc and a.orchd.proc.poll() is None:
+            stop(a)
+    # A clean stop gives the lease up.
+    assert "released the lease kube-system/orchd-plugins" in b.orchd.log()

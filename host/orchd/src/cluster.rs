@@ -330,13 +330,14 @@ async fn start_plugins(
         std::sync::Arc::new(crate::inprocess::InProcessApi(api));
     // Plugins run in one control-plane replica at a time: the one holding
     // the lease. The embedded store is open in this process alone, so a
-    // holder left in it can only be an earlier run of this cluster.
+    // holder left in it can only be an earlier run of this cluster; on
+    // etcd other replicas may hold it, and their lease is respected.
     let mut election = ElectionConfig::new(
         args.identity
             .clone()
             .unwrap_or_else(leader::default_identity),
     );
-    election.take_over_at_start = true;
+    election.take_over_at_start = !args.store.starts_with("etcd://");
     let notify: leader::Notify =
         std::sync::Arc::new(|m: &str| println!("orchd: leader election: {m}"));
     Ok(leader::start(store.clone(), election, notify, move || {
