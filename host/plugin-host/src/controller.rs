@@ -337,12 +337,13 @@ impl ControllerPlugin {
             let ok = w.map_to == "self"
                 || w.map_to == "namespace"
                 || w.map_to == "selector"
+                || w.map_to == "all"
                 || w.map_to
                     .strip_prefix("owner:")
                     .is_some_and(|k| !k.is_empty());
             if !ok {
                 return Err(PluginError::Invalid(format!(
-                    "{name}: watch of {} maps to {:?}; use self, namespace, selector or owner:KIND",
+                    "{name}: watch of {} maps to {:?}; use self, namespace, selector, all or owner:KIND",
                     w.resource, w.map_to
                 )));
             }
