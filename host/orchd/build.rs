@@ -36,6 +36,16 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "orchd_garbage_collector.wasm",
         "garbage-collector.wasm",
     ),
+    (
+        "orchd-daemonset-controller",
+        "orchd_daemonset_controller.wasm",
+        "daemonset-controller.wasm",
+    ),
+    (
+        "orchd-statefulset-controller",
+        "orchd_statefulset_controller.wasm",
+        "statefulset-controller.wasm",
+    ),
 ];
 
 use std::env;
@@ -54,6 +64,8 @@ fn main() {
         "plugins/garbage-collector",
         "sdk/rust",
         "wit",
+        "plugins/daemonset",
+        "plugins/statefulset",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }

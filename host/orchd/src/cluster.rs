@@ -125,6 +125,20 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         ],
         write: &["pods", "replicasets.apps", "deployments.apps"],
     },
+    DefaultPlugin {
+        name: "daemonset",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/daemonset-controller.wasm")),
+        read: &["daemonsets.apps", "pods", "nodes"],
+        write: &["daemonsets.apps", "pods"],
+    },
+    DefaultPlugin {
+        name: "statefulset",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/statefulset-controller.wasm")),
+        read: &["statefulsets.apps", "pods"],
+        write: &["statefulsets.apps", "pods"],
+    },
 ];
 
 /// Runs the cluster until a termination signal.
