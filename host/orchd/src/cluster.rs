@@ -123,7 +123,13 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
             "jobs.batch",
             "cronjobs.batch",
         ],
-        write: &["pods", "replicasets.apps", "deployments.apps"],
+        write: &[
+            "pods",
+            "replicasets.apps",
+            "deployments.apps",
+            "daemonsets.apps",
+            "statefulsets.apps",
+        ],
     },
     DefaultPlugin {
         name: "daemonset",

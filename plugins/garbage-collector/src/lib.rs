@@ -1,6 +1,7 @@
 //! The garbage collector, as Kubernetes' controller-manager runs it, for
 //! the workload objects orchd's controllers make: Deployments own
-//! ReplicaSets, ReplicaSets own pods (`metadata.ownerReferences`).
+//! ReplicaSets; ReplicaSets, DaemonSets and StatefulSets own pods
+//! (`metadata.ownerReferences`).
 //!
 //! - Background (kubectl's default): an object whose owners are all gone
 //!   (no object of that name, or one with another uid) is deleted, so
@@ -17,10 +18,11 @@
 //!   (in the foreground too), and removes the finalizer once the ones
 //!   with `blockOwnerDeletion` are gone.
 //!
-//! It reconciles pods and watches ReplicaSets and Deployments under their
-//! own keys. Capabilities: `read: pods, replicasets.apps,
-//! deployments.apps` (and any other owner kind it should be able to look
-//! up), `write: pods, replicasets.apps, deployments.apps`.
+//! It reconciles pods and watches ReplicaSets, Deployments, DaemonSets and
+//! StatefulSets under their own keys. Capabilities: `read: pods,
+//! replicasets.apps, deployments.apps, daemonsets.apps, statefulsets.apps`
+//! (and any other owner kind it should be able to look up), `write: pods,
+//! replicasets.apps, deployments.apps, daemonsets.apps, statefulsets.apps`.
 
 mod logic;
 

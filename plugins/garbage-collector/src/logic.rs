@@ -11,7 +11,12 @@ pub const FOREGROUND: &str = "foregroundDeletion";
 
 /// Owners whose deletion the collector follows (their dependents are
 /// looked at when they go).
-pub const OWNER_RESOURCES: &[&str] = &["replicasets.apps", "deployments.apps"];
+pub const OWNER_RESOURCES: &[&str] = &[
+    "replicasets.apps",
+    "deployments.apps",
+    "daemonsets.apps",
+    "statefulsets.apps",
+];
 
 /// Where dependents live.
 pub const DEPENDENT_RESOURCES: &[&str] = &["pods", "replicasets.apps"];
