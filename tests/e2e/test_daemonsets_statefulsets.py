@@ -68,7 +68,7 @@ class PodLog:
                     continue
                 with self.lock:
                     self.events.append((kind, obj["metadata"]["name"], obj))
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):
             # close() shut the connection: the log ends there.
             pass
 
@@ -223,13 +223,15 @@ spec:
 """
 
 
-def set_settled(c: Cluster, names: list[str], image: str):
-    pods = {p["metadata"]["name"]: p for p in live_pods(c, "app=web")}
+def set_settled(c: Cluster, names: list[str], image: str, name: str = "web"):
+    """The set's pods are exactly `names`, Ready, of `image`, and its
+    status says the roll out is complete; returns the pods by name."""
+    pods = {p["metadata"]["name"]: p for p in live_pods(c, f"app={name}")}
     if sorted(pods) != sorted(names):
         return None
     if not all(is_ready(p) and p["spec"]["containers"][0]["image"] == image for p in pods.values()):
         return None
-    sts = c.get(f"{STATEFULSETS}/web")
+    sts = c.get(f"{STATEFULSETS}/{name}")
     s = sts.get("status") or {}
     n = len(names)
     if (s.get("replicas"), s.get("readyReplicas"), s.get("updatedReplicas")) != (n, n, n):
@@ -300,3 +302,24 @@ def test_statefulset_orders_pods_scales_down_from_the_top_and_is_collected(clust
     # Deleting the StatefulSet removes its pods (the garbage collector).
     c.kubectl("delete", "statefulset", "web", timeout=60)
     wait_until("the web pods gone", lambda: not c.get(f"{PODS}?labelSelector=app%3Dweb")["items"], timeout=60)
+
+
+def test_statefulset_adopts_an_orphan_member(cluster, hollow_nodes):
+    hollow_nodes(1)
+    c = cluster
+    orphan = c.create(PODS, {"apiVersion": "v1", "kind": "Pod",
+                             "metadata": {"name": "db-0", "labels": {"app": "db"}},
+                             "spec": {"containers": [{"name": "db", "image": "db:1"}]}})
+    log = PodLog(c, "app=db")
+    c.kubectl("apply", "-f", "-", input=STATEFULSET.replace("web", "db").replace("replicas: 3", "replicas: 2"))
+    wait_until("db-0 and db-1 Ready", lambda: set_settled(c, ["db-0", "db-1"], "db:1", "db"), timeout=60)
+    log.close()
+    sts_uid = c.get(f"{STATEFULSETS}/db")["metadata"]["uid"]
+    # The orphan itself (its uid) came under the set's control. It carried
+    # no revision label, so, as in Kubernetes, the update then replaced it.
+    adopted = [p for kind, name, p in log.snapshot()
+               if p["metadata"]["uid"] == orphan["metadata"]["uid"] and any(
+                   r.get("controller") and r.get("uid") == sts_uid
+                   for r in p["metadata"].get("ownerReferences") or [])]
+    assert adopted, log.snapshot()
+    assert not log.errors, log.errors

@@ -27,8 +27,12 @@
 //!   `minReadySeconds`), numberUnavailable, updatedNumberScheduled,
 //!   observedGeneration: what `kubectl rollout status` reads.
 //!
+//! - Orphan pods its selector matches are adopted (Kubernetes does the
+//!   same); pods it controls that stop matching are not released.
+//!
 //! It reconciles `daemonsets.apps`, watches pods (mapped to their
-//! controlling DaemonSet) and nodes (mapped to every DaemonSet,
+//! controlling DaemonSet, and orphans to every DaemonSet selecting them)
+//! and nodes (mapped to every DaemonSet,
 //! `map-to: all`). Capabilities: `read: daemonsets.apps, pods, nodes`,
 //! `write: daemonsets.apps, pods`.
 
@@ -38,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use orchd_sdk::controller::{BoxError, Controller, ControllerSpec, ReconcileResult};
 use orchd_sdk::objects::{self, Error, ObjectRef};
-use orchd_sdk::serde_json::Value;
+use orchd_sdk::serde_json::{Value, json};
 use orchd_sdk::{events, meta};
 
 /// The resource this controller reconciles.
@@ -54,6 +58,8 @@ impl Controller for DaemonSets {
     fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
         Ok(ControllerSpec::new(DAEMONSETS)
             .watch_owned("pods", "DaemonSet")
+            // Orphans it may adopt.
+            .watch_selected("pods")
             // A node appearing or changing may concern any DaemonSet.
             .watch_all("nodes"))
     }
@@ -90,10 +96,20 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
         .unwrap_or_default()
         .to_string();
     let nodes: Vec<Value> = objects::list("nodes", None, "")?;
-    let owned: Vec<Value> = objects::list::<Value>("pods", Some(namespace), "")?
-        .into_iter()
-        .filter(|p| meta::is_controlled_by(p, &uid))
-        .collect();
+    let mut owned: Vec<Value> = Vec::new();
+    for pod in objects::list::<Value>("pods", Some(namespace), "")? {
+        if meta::is_controlled_by(&pod, &uid) {
+            owned.push(pod);
+        } else if meta::controller_ref(&pod).is_none()
+            && !meta::is_deleting(&pod)
+            && meta::selector_matches(&ds["spec"]["selector"], &pod["metadata"]["labels"])?
+            && let Some(adopted) = adopt(&ds, &pod)?
+        {
+            // An orphan it selects is its own, as in Kubernetes; the plan
+            // then keeps or deletes it like any other of its pods.
+            owned.push(adopted);
+        }
+    }
     let now = meta::now_unix();
     let plan = match logic::plan(&ds, &nodes, &owned, now) {
         Ok(plan) => plan,
@@ -173,6 +189,29 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
         ),
         None => ReconcileResult::Done,
     })
+}
+
+/// Makes `owner` the controller of the orphan `pod`; `None` if the pod is
+/// gone. The pod's resourceVersion is a precondition, so a pod that
+/// changed meanwhile (another controller adopted it) is not taken.
+fn adopt(owner: &Value, pod: &Value) -> Result<Option<Value>, Error> {
+    let mut refs: Vec<Value> = pod["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    refs.push(meta::controller_reference(owner, "apps/v1", "DaemonSet"));
+    let patch = json!({"metadata": {
+        "ownerReferences": refs,
+        "resourceVersion": pod["metadata"]["resourceVersion"],
+    }});
+    let Some(key) = ObjectRef::of("pods", pod) else {
+        return Ok(None);
+    };
+    match objects::patch(&key, &patch) {
+        Ok(adopted) => Ok(Some(adopted)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 orchd_sdk::export_controller!(DaemonSets);

@@ -23,8 +23,12 @@
 //!   observedGeneration; the update revision becomes the current one when
 //!   every pod has it and is ready: what `kubectl rollout status` reads.
 //!
+//! - Orphan pods named as its members that its selector matches are
+//!   adopted, as in Kubernetes; a pod of a member's name that another
+//!   controller owns blocks that ordinal (retried with backoff).
+//!
 //! It reconciles `statefulsets.apps` and watches pods, mapped to their
-//! controlling StatefulSet. Capabilities: `read: statefulsets.apps, pods`,
+//! controlling StatefulSet and (orphans) to every set selecting them. Capabilities: `read: statefulsets.apps, pods`,
 //! `write: statefulsets.apps, pods`.
 
 mod logic;
@@ -34,7 +38,7 @@ use std::time::{Duration, Instant};
 use logic::Action;
 use orchd_sdk::controller::{BoxError, Controller, ControllerSpec, ReconcileResult};
 use orchd_sdk::objects::{self, Error, ObjectRef};
-use orchd_sdk::serde_json::Value;
+use orchd_sdk::serde_json::{Value, json};
 use orchd_sdk::{events, meta};
 
 /// The resource this controller reconciles.
@@ -48,7 +52,10 @@ struct StatefulSets;
 
 impl Controller for StatefulSets {
     fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
-        Ok(ControllerSpec::new(STATEFULSETS).watch_owned("pods", "StatefulSet"))
+        Ok(ControllerSpec::new(STATEFULSETS)
+            .watch_owned("pods", "StatefulSet")
+            // Orphans it may adopt.
+            .watch_selected("pods"))
     }
 
     fn reconcile(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
@@ -82,10 +89,22 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let owned: Vec<Value> = objects::list::<Value>("pods", Some(namespace), "")?
-        .into_iter()
-        .filter(|p| meta::is_controlled_by(p, &uid))
-        .collect();
+    let mut owned: Vec<Value> = Vec::new();
+    for pod in objects::list::<Value>("pods", Some(namespace), "")? {
+        if meta::is_controlled_by(&pod, &uid) {
+            owned.push(pod);
+        } else if meta::controller_ref(&pod).is_none()
+            && !meta::is_deleting(&pod)
+            && logic::ordinal_of(&set, &pod).is_some()
+            && meta::selector_matches(&set["spec"]["selector"], &pod["metadata"]["labels"])?
+            && let Some(adopted) = adopt(&set, &pod)?
+        {
+            // An orphan named as one of its pods and selected by it is
+            // its own, as in Kubernetes (a pod left by an orphaning delete
+            // of an earlier set of that name).
+            owned.push(adopted);
+        }
+    }
     let now = meta::now_unix();
     let plan = logic::plan(&set, &owned, now);
 
@@ -106,13 +125,12 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
                     ),
                     Err(e) => {
                         // A pod of that name that is not ours (or a
-                        // bad template): retried with backoff.
-                        events::warning(
-                            &key,
-                            "FailedCreate",
-                            &format!("create Pod {name} in StatefulSet {} failed: {e}", key.name),
-                        );
-                        return Err(e.into());
+                        // bad template): retried with backoff, not at
+                        // once as a lost race would be.
+                        let message =
+                            format!("create Pod {name} in StatefulSet {} failed: {e}", key.name);
+                        events::warning(&key, "FailedCreate", &message);
+                        return Err(message.into());
                     }
                 }
             }
@@ -159,6 +177,29 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
         ),
         None => ReconcileResult::Done,
     })
+}
+
+/// Makes `owner` the controller of the orphan `pod`; `None` if the pod is
+/// gone. The pod's resourceVersion is a precondition, so a pod that
+/// changed meanwhile (another controller adopted it) is not taken.
+fn adopt(owner: &Value, pod: &Value) -> Result<Option<Value>, Error> {
+    let mut refs: Vec<Value> = pod["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    refs.push(meta::controller_reference(owner, "apps/v1", "StatefulSet"));
+    let patch = json!({"metadata": {
+        "ownerReferences": refs,
+        "resourceVersion": pod["metadata"]["resourceVersion"],
+    }});
+    let Some(key) = ObjectRef::of("pods", pod) else {
+        return Ok(None);
+    };
+    match objects::patch(&key, &patch) {
+        Ok(adopted) => Ok(Some(adopted)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 orchd_sdk::export_controller!(StatefulSets);
