@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import threading
+import time
 import urllib.parse
 
 from helpers import Cluster, split_url, wait_until
@@ -42,6 +44,7 @@ class PodLog:
         listed = c.get(f"{PODS}?labelSelector={q}")
         self.events: list[tuple[str, str, dict]] = [
             ("LISTED", p["metadata"]["name"], p) for p in listed["items"]]
+        self.times: list[float] = [time.monotonic()] * len(self.events)
         self.lock = threading.Lock()
         self.errors: list[str] = []
         host, port = split_url(c.url)
@@ -68,6 +71,7 @@ class PodLog:
                     continue
                 with self.lock:
                     self.events.append((kind, obj["metadata"]["name"], obj))
+                    self.times.append(time.monotonic())
         except (OSError, ValueError, http.client.HTTPException):
             # close() shut the connection: the log ends there.
             pass
@@ -77,10 +81,13 @@ class PodLog:
             return list(self.events)
 
     def close(self):
+        # Shut the socket down first and let the reader end by itself: it
+        # holds the response's buffer while it waits for a line.
         try:
-            self.sock.shutdown(2)
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self.thread.join(timeout=10)
         self.conn.close()
 
 
@@ -198,6 +205,30 @@ def test_daemonset_covers_eligible_nodes_rolls_out_and_is_collected(cluster, hol
     # Deleting the DaemonSet removes its pods (the garbage collector).
     c.kubectl("delete", "daemonset", "agent", timeout=60)
     wait_until("the agent pods gone", lambda: not c.get(f"{PODS}?labelSelector=app%3Dagent")["items"], timeout=60)
+
+
+def test_daemonset_replaces_failing_pods_with_a_growing_backoff(cluster, hollow_nodes):
+    hollow_nodes(1, "--labels", "role=worker", "--prefix", "w")
+    c = cluster
+    log = PodLog(c, "app=agent")
+    # Every pod fails as soon as it runs (the hollow node ends it).
+    failing = DAEMONSET.replace("    metadata:\n      labels: {app: agent}",
+                                "    metadata:\n      labels: {app: agent}\n"
+                                "      annotations: {orchd.dev/sim-exit: fail-after=0s}")
+    assert failing != DAEMONSET
+    c.kubectl("apply", "-f", "-", input=failing)
+
+    def added() -> list[float]:
+        with log.lock:
+            return [t for (kind, _, _), t in zip(log.events, log.times) if kind == "ADDED"]
+
+    times = wait_until("four pods in turn", lambda: (a := added()) and len(a) >= 4 and a, timeout=60)
+    log.close()
+    # Replaced each time, but after 1 s, 2 s, 4 s...: not in a hot loop.
+    failed = [n for kind, n, p in log.snapshot() if (p.get("status") or {}).get("phase") == "Failed"]
+    assert len(set(failed)) >= 3, failed
+    assert times[3] - times[2] >= 2.5, times
+    assert times[3] - times[2] > times[1] - times[0], times
 
 
 # --- StatefulSets -------------------------------------------------------

@@ -13,8 +13,11 @@
 //! - Placement as Kubernetes does it: each pod's required node affinity is
 //!   replaced by `matchFields metadata.name In [node]` (the template's own
 //!   was already checked), and the default scheduler binds it.
-//! - Pods that fail, duplicates on one node (the oldest stays), pods on
-//!   nodes that are gone are deleted; missing ones are created.
+//! - Duplicates on one node (the oldest stays) and pods on nodes that are
+//!   gone are deleted; missing ones are created. A failed pod is deleted
+//!   and replaced after a per-node backoff (1 s, doubling to 15 min, kept
+//!   in the instance's memory) so a node that keeps failing it does not
+//!   make a hot loop.
 //! - Updates: pods carry the template's revision hash in the
 //!   `controller-revision-hash` label (no ControllerRevision objects are
 //!   kept: the hash is enough to tell current pods from outdated ones).
@@ -38,7 +41,11 @@
 
 mod logic;
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
+
+use logic::Backoff;
 
 use orchd_sdk::controller::{BoxError, Controller, ControllerSpec, ReconcileResult};
 use orchd_sdk::objects::{self, Error, ObjectRef};
@@ -53,6 +60,13 @@ const DAEMONSETS: &str = "daemonsets.apps";
 const WRITE_BUDGET: Duration = Duration::from_millis(400);
 
 struct DaemonSets;
+
+thread_local! {
+    /// Per DaemonSet (uid), per node: the backoff of its failed pods.
+    /// Kept in the instance, as Kubernetes keeps it in the controller's
+    /// memory: a restarted instance starts over.
+    static BACKOFF: RefCell<HashMap<String, BTreeMap<String, Backoff>>> = RefCell::default();
+}
 
 impl Controller for DaemonSets {
     fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
@@ -111,7 +125,16 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
         }
     }
     let now = meta::now_unix();
-    let plan = match logic::plan(&ds, &nodes, &owned, now) {
+    let backoff = BACKOFF.with(|b| {
+        let mut all = b.borrow_mut();
+        // Waits long over matter no more, for any DaemonSet.
+        all.retain(|_, nodes| {
+            nodes.retain(|_, n| !n.expired(now));
+            !nodes.is_empty()
+        });
+        all.get(&uid).cloned().unwrap_or_default()
+    });
+    let mut plan = match logic::plan(&ds, &nodes, &owned, &backoff, now) {
         Ok(plan) => plan,
         Err(message) => {
             // A spec the API let through but that cannot be acted on:
@@ -140,6 +163,22 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
                 return Err(e.into());
             }
         }
+    }
+    // Failed pods deleted: their nodes wait longer before the next one.
+    if !plan.failed_on.is_empty() {
+        BACKOFF.with(|b| {
+            let mut all = b.borrow_mut();
+            let nodes = all.entry(uid.clone()).or_default();
+            for node in &plan.failed_on {
+                let next = nodes
+                    .get(node)
+                    .copied()
+                    .unwrap_or_default()
+                    .after_failure(now);
+                nodes.insert(node.clone(), next);
+                plan.requeue_at = Some(plan.requeue_at.map_or(next.until, |t| t.min(next.until)));
+            }
+        });
     }
     let hash = logic::current_hash(&ds);
     for node in &plan.create_on {

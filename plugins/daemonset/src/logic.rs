@@ -315,6 +315,47 @@ fn created(pod: &Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// First wait (seconds) before a failed daemon pod is replaced on a node;
+/// it doubles with each failure in a row up to [`FAILED_BACKOFF_MAX`], as
+/// Kubernetes' failed-pods backoff does, so a pod the node keeps failing
+/// is not recreated in a hot loop.
+pub const FAILED_BACKOFF_START: i64 = 1;
+/// Longest wait (seconds) before a failed daemon pod is replaced.
+pub const FAILED_BACKOFF_MAX: i64 = 900;
+
+/// Failed daemon pods on one node, for one DaemonSet.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Failures in a row.
+    pub failures: u32,
+    /// No new pod goes there before this (Unix seconds).
+    pub until: i64,
+}
+
+impl Backoff {
+    /// The backoff after one more failure at `now`. A failure long after
+    /// the last wait ended (twice the longest wait) starts over.
+    pub fn after_failure(self, now: i64) -> Backoff {
+        let failures = if now > self.until.saturating_add(2 * FAILED_BACKOFF_MAX) {
+            1
+        } else {
+            self.failures.saturating_add(1)
+        };
+        let delay = FAILED_BACKOFF_START
+            .saturating_mul(1i64 << failures.saturating_sub(1).min(20))
+            .min(FAILED_BACKOFF_MAX);
+        Backoff {
+            failures,
+            until: now.saturating_add(delay),
+        }
+    }
+
+    /// Whether it no longer matters at `now`: a failure then starts over.
+    pub fn expired(&self, now: i64) -> bool {
+        now > self.until.saturating_add(2 * FAILED_BACKOFF_MAX)
+    }
+}
+
 /// What one reconcile of a DaemonSet should do.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Plan {
@@ -324,22 +365,33 @@ pub struct Plan {
     pub delete: Vec<(String, &'static str)>,
     /// The DaemonSet's status as the pods stand now.
     pub status: Value,
-    /// When (Unix seconds) a ready pod becomes available, to look again.
+    /// When (Unix seconds) a ready pod becomes available or a node's
+    /// backoff ends, to look again.
     pub requeue_at: Option<i64>,
+    /// Nodes whose failed pod this plan deletes: their backoff grows, and
+    /// their new pod waits for it.
+    pub failed_on: Vec<String>,
 }
 
 /// The plan for `ds` over `nodes` and `owned` (the pods it controls) at
 /// `now`.
 ///
 /// - A node that should run a daemon pod and has none gets one; one with
-///   several keeps the oldest; a failed pod is deleted (and replaced).
+///   several keeps the oldest. A failed pod is deleted and replaced once
+///   the node's `backoff` is over; while it lasts the failed pod stays.
 /// - Pods on nodes that may not keep them, on nodes that are gone, or
 ///   that name no node are deleted (misscheduled).
 /// - RollingUpdate: outdated pods that are not available are deleted at
 ///   once; available ones only while fewer than `maxUnavailable` daemon
 ///   pods are unavailable, counting those deleted. Each deleted pod is
 ///   replaced by one of the current template in a later reconcile.
-pub fn plan(ds: &Value, nodes: &[Value], owned: &[Value], now: i64) -> Result<Plan, String> {
+pub fn plan(
+    ds: &Value,
+    nodes: &[Value],
+    owned: &[Value],
+    backoff: &BTreeMap<String, Backoff>,
+    now: i64,
+) -> Result<Plan, String> {
     let hash = current_hash(ds);
     let min_ready = min_ready_seconds(ds);
     let mut plan = Plan::default();
@@ -381,13 +433,23 @@ pub fn plan(ds: &Value, nodes: &[Value], owned: &[Value], now: i64) -> Result<Pl
             continue;
         }
         // Pods that still count: not being deleted, not failed.
+        let held_until = backoff
+            .get(node_name)
+            .map(|b| b.until)
+            .filter(|until| *until > now);
+        let mut failed_here = false;
         let mut running: Vec<&Value> = Vec::new();
         for p in &on_node {
             if meta::is_deleting(p) {
                 continue;
             }
             if p["status"]["phase"] == "Failed" {
-                plan.delete.push((name(p), "failed"));
+                // While the node backs off, the failed pod stays (and
+                // shows why); after, it goes and is replaced.
+                if held_until.is_none() {
+                    plan.delete.push((name(p), "failed"));
+                    failed_here = true;
+                }
             } else {
                 running.push(p);
             }
@@ -416,8 +478,14 @@ pub fn plan(ds: &Value, nodes: &[Value], owned: &[Value], now: i64) -> Result<Pl
         }
         match running.first() {
             None if e.should_run => {
-                plan.create_on.push(node_name.to_string());
                 unavailable += 1;
+                if let Some(until) = held_until {
+                    plan.requeue_at = Some(plan.requeue_at.map_or(until, |t| t.min(until)));
+                } else if failed_here {
+                    plan.failed_on.push(node_name.to_string());
+                } else {
+                    plan.create_on.push(node_name.to_string());
+                }
             }
             None => {}
             Some(pod) => {
@@ -530,6 +598,10 @@ mod tests {
 
     fn now() -> i64 {
         meta::parse_time(T0).unwrap() + 60
+    }
+
+    fn no_backoff() -> BTreeMap<String, Backoff> {
+        BTreeMap::new()
     }
 
     fn deleted(plan: &Plan) -> Vec<&str> {
@@ -665,7 +737,7 @@ mod tests {
             pod(&d, "p-c", "c", &h),
             pod(&d, "p-gone", "x", &h),
         ];
-        let plan = plan(&d, &nodes, &owned, now()).unwrap();
+        let plan = plan(&d, &nodes, &owned, &no_backoff(), now()).unwrap();
         assert_eq!(plan.create_on, ["b"]);
         assert_eq!(deleted(&plan), ["p-c", "p-gone"]);
         let s = &plan.status;
@@ -691,12 +763,70 @@ mod tests {
             &d,
             &[worker("a"), worker("b")],
             &[newer, pod(&d, "p-1", "a", &h), failed],
+            &no_backoff(),
             now(),
         )
         .unwrap();
         assert_eq!(deleted(&plan), ["p-2", "p-b"]);
-        // The failed pod's node gets a new one at once.
-        assert_eq!(plan.create_on, ["b"]);
+        // The failed pod's node waits for its backoff before a new one.
+        assert!(plan.create_on.is_empty());
+        assert_eq!(plan.failed_on, ["b"]);
+    }
+
+    #[test]
+    fn failed_pods_are_replaced_after_a_growing_backoff() {
+        let d = ds();
+        let h = current_hash(&d);
+        let t = now();
+        let first = Backoff::default().after_failure(t);
+        assert_eq!(
+            first,
+            Backoff {
+                failures: 1,
+                until: t + 1
+            }
+        );
+        let third = first.after_failure(t + 1).after_failure(t + 3);
+        assert_eq!(
+            third,
+            Backoff {
+                failures: 3,
+                until: t + 7
+            }
+        );
+        let mut b = third;
+        for _ in 0..20 {
+            b = b.after_failure(b.until);
+        }
+        assert_eq!(b.after_failure(b.until).until - b.until, FAILED_BACKOFF_MAX);
+        // Long after, a failure starts over.
+        assert_eq!(third.after_failure(t + 10_000).failures, 1);
+        assert!(third.expired(t + 10_000) && !third.expired(t + 7));
+
+        let mut failed = pod(&d, "p-b", "b", &h);
+        failed["status"] = json!({"phase": "Failed"});
+        let nodes = [worker("b")];
+        let held: BTreeMap<String, Backoff> = [("b".to_string(), third)].into();
+        // Backing off: the failed pod stays, nothing is created, and the
+        // DaemonSet looks again when the wait is over.
+        let waiting = plan(&d, &nodes, std::slice::from_ref(&failed), &held, t + 5).unwrap();
+        assert!(waiting.delete.is_empty() && waiting.create_on.is_empty());
+        assert_eq!(waiting.requeue_at, Some(t + 7));
+        // Over: it goes, and the node backs off again.
+        let over = plan(&d, &nodes, std::slice::from_ref(&failed), &held, t + 7).unwrap();
+        assert_eq!(deleted(&over), ["p-b"]);
+        assert_eq!(over.failed_on, ["b"]);
+        // Gone, and the wait over: a new pod.
+        assert_eq!(
+            plan(&d, &nodes, &[], &held, t + 8).unwrap().create_on,
+            ["b"]
+        );
+        assert!(
+            plan(&d, &nodes, &[], &held, t + 6)
+                .unwrap()
+                .create_on
+                .is_empty()
+        );
     }
 
     #[test]
@@ -708,7 +838,7 @@ mod tests {
             .iter()
             .map(|n| pod(&d, &format!("p-{n}"), n, "old"))
             .collect();
-        let first = plan(&d, &nodes, &old, now()).unwrap();
+        let first = plan(&d, &nodes, &old, &no_backoff(), now()).unwrap();
         assert_eq!(first.delete.len(), 1, "{first:?}");
         assert!(first.create_on.is_empty());
         assert_eq!(first.status["updatedNumberScheduled"], 0);
@@ -717,20 +847,29 @@ mod tests {
         let mut fresh = pod(&d, "n-a", "a", &h);
         fresh["status"] = json!({"phase": "Pending"});
         rolling.push(fresh.clone());
-        let waiting = plan(&d, &nodes, &rolling, now()).unwrap();
+        let waiting = plan(&d, &nodes, &rolling, &no_backoff(), now()).unwrap();
         assert!(waiting.delete.is_empty() && waiting.create_on.is_empty());
         assert_eq!(waiting.status["updatedNumberScheduled"], 1);
         assert_eq!(waiting.status["numberAvailable"], 3);
         // Once it is ready the next one goes; 50% of 4 allows two.
         rolling.pop();
         rolling.push(pod(&d, "n-a", "a", &h));
-        assert_eq!(plan(&d, &nodes, &rolling, now()).unwrap().delete.len(), 1);
+        assert_eq!(
+            plan(&d, &nodes, &rolling, &no_backoff(), now())
+                .unwrap()
+                .delete
+                .len(),
+            1
+        );
         let mut half = ds();
         half["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] = json!("50%");
         let h2 = current_hash(&half);
         assert_eq!(h2, h, "the strategy is not part of the template");
         assert_eq!(
-            plan(&half, &nodes, &rolling, now()).unwrap().delete.len(),
+            plan(&half, &nodes, &rolling, &no_backoff(), now())
+                .unwrap()
+                .delete
+                .len(),
             2
         );
         // An outdated pod that is not ready goes at once, whatever the budget.
@@ -738,14 +877,14 @@ mod tests {
         broken[0]["status"] = json!({"phase": "Running"});
         broken[1]["status"] = json!({"phase": "Pending"});
         assert_eq!(
-            deleted(&plan(&d, &nodes, &broken, now()).unwrap()),
+            deleted(&plan(&d, &nodes, &broken, &no_backoff(), now()).unwrap()),
             ["p-a", "p-b"]
         );
         // OnDelete leaves outdated pods alone.
         let mut on_delete = ds();
         on_delete["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
         assert!(
-            plan(&on_delete, &nodes, &old, now())
+            plan(&on_delete, &nodes, &old, &no_backoff(), now())
                 .unwrap()
                 .delete
                 .is_empty()
@@ -769,7 +908,14 @@ mod tests {
         let mut d = ds();
         d["spec"]["minReadySeconds"] = json!(100);
         let h = current_hash(&d);
-        let plan = plan(&d, &[worker("a")], &[pod(&d, "p", "a", &h)], now()).unwrap();
+        let plan = plan(
+            &d,
+            &[worker("a")],
+            &[pod(&d, "p", "a", &h)],
+            &no_backoff(),
+            now(),
+        )
+        .unwrap();
         assert_eq!(plan.status["numberReady"], 1);
         assert_eq!(plan.status["numberAvailable"], 0);
         assert_eq!(plan.requeue_at, Some(meta::parse_time(T0).unwrap() + 100));
