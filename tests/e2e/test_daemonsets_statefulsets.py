@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.parse
 
-from helpers import Cluster, split_url, wait_until
+from helpers import Cluster, split_url, table_rows, wait_until
 
 PODS = "/api/v1/namespaces/default/pods"
 DAEMONSETS = "/apis/apps/v1/namespaces/default/daemonsets"
@@ -166,6 +166,8 @@ def test_daemonset_covers_eligible_nodes_rolls_out_and_is_collected(cluster, hol
     owner = pod["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("DaemonSet", "agent", True)
     c.kubectl("rollout", "status", "daemonset/agent", "--timeout=60s", timeout=90)
+    rows = table_rows(c.kubectl("get", "ds", "agent").stdout)
+    assert rows[1][:7] == ["agent", "2", "2", "2", "2", "2", "role=worker"], rows
     # The db node (label) and the tainted node got none: the status above
     # counted exactly the two workers, and no pod of it was ever on them.
     assert not any(p["spec"].get("nodeName") in ("db-0", "tainted-0")
@@ -279,6 +281,8 @@ def test_statefulset_orders_pods_scales_down_from_the_top_and_is_collected(clust
     c.kubectl("apply", "-f", "-", input=STATEFULSET)
     pods = wait_until("web-0..2 Ready", lambda: set_settled(c, ["web-0", "web-1", "web-2"], "web:1"), timeout=60)
     c.kubectl("rollout", "status", "statefulset/web", "--timeout=60s", timeout=90)
+    rows = table_rows(c.kubectl("get", "sts", "web").stdout)
+    assert rows[1][:2] == ["web", "3/3"], rows
 
     # Each pod was created only once every lower ordinal was Ready.
     state: dict[str, dict] = {}
