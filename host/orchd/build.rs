@@ -47,6 +47,16 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "orchd_cronjob_controller.wasm",
         "cronjob-controller.wasm",
     ),
+    (
+        "orchd-daemonset-controller",
+        "orchd_daemonset_controller.wasm",
+        "daemonset-controller.wasm",
+    ),
+    (
+        "orchd-statefulset-controller",
+        "orchd_statefulset_controller.wasm",
+        "statefulset-controller.wasm",
+    ),
 ];
 
 use std::env;
@@ -67,6 +77,8 @@ fn main() {
         "wit",
         "plugins/job",
         "plugins/cronjob",
+        "plugins/daemonset",
+        "plugins/statefulset",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }

@@ -144,6 +144,8 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
             "deployments.apps",
             "jobs.batch",
             "cronjobs.batch",
+            "daemonsets.apps",
+            "statefulsets.apps",
         ],
     },
     DefaultPlugin {
@@ -159,6 +161,20 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/cronjob-controller.wasm")),
         read: &["cronjobs.batch", "jobs.batch"],
         write: &["cronjobs.batch", "jobs.batch"],
+    },
+    DefaultPlugin {
+        name: "daemonset",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/daemonset-controller.wasm")),
+        read: &["daemonsets.apps", "pods", "nodes"],
+        write: &["daemonsets.apps", "pods"],
+    },
+    DefaultPlugin {
+        name: "statefulset",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/statefulset-controller.wasm")),
+        read: &["statefulsets.apps", "pods"],
+        write: &["statefulsets.apps", "pods"],
     },
 ];
 

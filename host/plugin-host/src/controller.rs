@@ -364,12 +364,13 @@ impl ControllerPlugin {
                 || w.map_to == "none"
                 || w.map_to == "namespace"
                 || w.map_to == "selector"
+                || w.map_to == "all"
                 || w.map_to
                     .strip_prefix("owner:")
                     .is_some_and(|k| !k.is_empty());
             if !ok {
                 return Err(PluginError::Invalid(format!(
-                    "{name}: watch of {} maps to {:?}; use self, namespace, selector, owner:KIND or none",
+                    "{name}: watch of {} maps to {:?}; use self, namespace, selector, all, owner:KIND or none",
                     w.resource, w.map_to
                 )));
             }

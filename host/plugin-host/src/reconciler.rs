@@ -3,11 +3,12 @@
 //!
 //! Host-run informers watch the controller's primary resource and the
 //! resources it asked to watch; each change maps to a work item (the
-//! object itself, its namespace, its controlling owner of a kind, or every
-//! primary whose `spec.selector` selects it, or nothing: `none` watches a
-//! resource only to read it). What the informers hold is the controller's
-//! object cache ([`crate::reflector`]): its reads of watched resources are
-//! answered from memory, its own writes visible at once. The
+//! object itself, its namespace, its controlling owner of a kind, every
+//! primary whose `spec.selector` selects it, every primary (`all`), or
+//! nothing: `none` watches a resource only to read it). What the
+//! informers hold is the controller's object cache ([`crate::reflector`]):
+//! its reads of watched resources are answered from memory, its own writes
+//! visible at once. The
 //! queue holds each key at most once, never hands out a key that is being
 //! reconciled (a change meanwhile queues it again for after), retries
 //! failures with exponential backoff and honours `requeue-after`. Nothing
@@ -221,6 +222,7 @@ pub fn start(
             .collect(),
         primary: spec.primary.clone(),
         selectors: HashMap::new(),
+        primaries: HashSet::new(),
         plugin: Some(plugin),
         queue: WorkQueue::default(),
         synced: HashSet::new(),
@@ -245,6 +247,8 @@ struct Reconciler {
     /// `map-to: selector`; primaries without a usable, non-empty selector
     /// select nothing.
     selectors: HashMap<(Option<String>, String), LabelSelector>,
+    /// Every primary object (namespace, name), for `map-to: all`.
+    primaries: HashSet<(Option<String>, String)>,
     plugin: Option<ControllerPlugin>,
     queue: WorkQueue<Key>,
     synced: HashSet<usize>,
@@ -303,10 +307,12 @@ impl Reconciler {
                 Change::Delete(_, object) => self.cache.remove(resource, object),
             }
         }
-        // Informer 0 watches the primary resource: keep its selectors.
+        // Informer 0 watches the primary resource: keep its keys and
+        // selectors.
         match &change {
             Change::Resync(0, objects) => {
                 self.selectors.clear();
+                self.primaries.clear();
                 for o in objects {
                     self.remember_selector(o);
                 }
@@ -314,8 +320,12 @@ impl Reconciler {
             Change::Upsert(0, o) => self.remember_selector(o),
             Change::Delete(0, o) => {
                 if let Some(name) = meta::meta_str(o, "name") {
-                    let namespace = meta::meta_str(o, "namespace").map(str::to_string);
-                    self.selectors.remove(&(namespace, name.to_string()));
+                    let key = (
+                        meta::meta_str(o, "namespace").map(str::to_string),
+                        name.to_string(),
+                    );
+                    self.selectors.remove(&key);
+                    self.primaries.remove(&key);
                 }
             }
             _ => {}
@@ -339,6 +349,13 @@ impl Reconciler {
                     for key in self.selecting(object) {
                         self.queue.add(key);
                     }
+                } else if map == "all" {
+                    // A change that may concern any primary (a node, for
+                    // DaemonSets): the object itself does not say which.
+                    for (ns, name) in &self.primaries {
+                        self.queue
+                            .add((self.primary.clone(), ns.clone(), name.clone()));
+                    }
                 } else if let Some(key) = self.map_key(&resource, map, object) {
                     self.queue.add(key);
                 }
@@ -354,6 +371,7 @@ impl Reconciler {
             meta::meta_str(primary, "namespace").map(str::to_string),
             name.to_string(),
         );
+        self.primaries.insert(key.clone());
         match LabelSelector::from_json(&primary["spec"]["selector"]) {
             // An empty selector would select everything: Kubernetes'
             // controllers let it select nothing, and so does this.
@@ -493,6 +511,7 @@ mod tests {
             ],
             primary: "replicasets.apps".into(),
             selectors: HashMap::new(),
+            primaries: HashSet::new(),
             plugin: None,
             queue: WorkQueue::default(),
             synced: HashSet::new(),
@@ -553,6 +572,56 @@ mod tests {
         );
         r.apply(Change::Upsert(1, orphan));
         assert_eq!(drain(&mut r.queue), ["replicasets.apps ns/web-or-api"]);
+    }
+
+    #[test]
+    fn map_to_all_queues_every_primary() {
+        let (reports, _) = mpsc::unbounded_channel();
+        let mut r = Reconciler {
+            maps: vec![
+                ("daemonsets.apps".into(), vec!["self".into()]),
+                ("nodes".into(), vec!["all".into()]),
+            ],
+            primary: "daemonsets.apps".into(),
+            selectors: HashMap::new(),
+            primaries: HashSet::new(),
+            plugin: None,
+            queue: WorkQueue::default(),
+            synced: HashSet::new(),
+            informers: 2,
+            ready_at: None,
+            reports,
+        };
+        let node = serde_json::json!({"metadata": {"name": "n1"}});
+        // No primary known yet: a node change queues nothing.
+        r.apply(Change::Upsert(1, node.clone()));
+        assert!(drain(&mut r.queue).is_empty());
+        let ds = |ns: &str, name: &str| serde_json::json!({"metadata": {"name": name, "namespace": ns}, "spec": {}});
+        r.apply(Change::Resync(0, vec![ds("a", "x"), ds("b", "y")]));
+        drain(&mut r.queue);
+        r.apply(Change::Upsert(0, ds("a", "z")));
+        drain(&mut r.queue);
+        r.apply(Change::Upsert(1, node.clone()));
+        assert_eq!(
+            drain(&mut r.queue),
+            [
+                "daemonsets.apps a/x",
+                "daemonsets.apps a/z",
+                "daemonsets.apps b/y"
+            ]
+        );
+        // A deleted primary is no longer queued; a relist replaces the set.
+        r.apply(Change::Delete(0, ds("a", "x")));
+        drain(&mut r.queue);
+        r.apply(Change::Delete(1, node.clone()));
+        assert_eq!(
+            drain(&mut r.queue),
+            ["daemonsets.apps a/z", "daemonsets.apps b/y"]
+        );
+        r.apply(Change::Resync(0, vec![ds("c", "w")]));
+        drain(&mut r.queue);
+        r.apply(Change::Resync(1, vec![node]));
+        assert_eq!(drain(&mut r.queue), ["daemonsets.apps c/w"]);
     }
 
     #[test]

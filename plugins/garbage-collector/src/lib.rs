@@ -1,7 +1,7 @@
 //! The garbage collector, as Kubernetes' controller-manager runs it, for
 //! the workload objects orchd's controllers make: Deployments own
-//! ReplicaSets, ReplicaSets own pods, CronJobs own Jobs, Jobs own pods
-//! (`metadata.ownerReferences`).
+//! ReplicaSets; ReplicaSets, DaemonSets, StatefulSets and Jobs own pods,
+//! CronJobs own Jobs (`metadata.ownerReferences`).
 //!
 //! - Background (kubectl's default): an object whose owners are all gone
 //!   (no object of that name, or one with another uid) is deleted, so
@@ -18,11 +18,11 @@
 //!   (in the foreground too), and removes the finalizer once the ones
 //!   with `blockOwnerDeletion` are gone.
 //!
-//! It reconciles pods and watches ReplicaSets, Deployments, Jobs and
-//! CronJobs under their own keys. Capabilities: `read: pods,
-//! replicasets.apps, deployments.apps, jobs.batch, cronjobs.batch` (and
-//! any other owner kind it should be able to look up), `write: pods,
-//! replicasets.apps, deployments.apps, jobs.batch, cronjobs.batch`.
+//! It reconciles pods and watches ReplicaSets, Deployments, DaemonSets,
+//! StatefulSets, Jobs and CronJobs under their own keys. Capabilities:
+//! `read: pods, replicasets.apps, deployments.apps, daemonsets.apps,
+//! statefulsets.apps, jobs.batch, cronjobs.batch` (and any other owner kind
+//! it should be able to look up), `write:` the same.
 
 mod logic;
 

@@ -16,6 +16,8 @@ pub const OWNER_RESOURCES: &[&str] = &[
     "deployments.apps",
     "jobs.batch",
     "cronjobs.batch",
+    "daemonsets.apps",
+    "statefulsets.apps",
 ];
 
 /// Where dependents live.

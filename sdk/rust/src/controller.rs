@@ -95,6 +95,17 @@ impl ControllerSpec {
         self
     }
 
+    /// Reconciles every primary, in every namespace, when an object of
+    /// `resource` changes (`map-to: all`): how a DaemonSet hears of a node
+    /// that appeared or changed.
+    pub fn watch_all(mut self, resource: impl Into<String>) -> Self {
+        self.watches.push(Watch {
+            resource: resource.into(),
+            map_to: "all".to_owned(),
+        });
+        self
+    }
+
     /// Lets the host run up to `concurrency` reconciles (of different keys)
     /// at once.
     pub fn with_concurrency(mut self, concurrency: u32) -> Self {

@@ -40,8 +40,8 @@
 //! called natively.
 //!
 //! Pure helpers for any world: [`meta`] (owner references, label
-//! selectors, timestamps), [`pods`] (active, ready, available) and
-//! [`quantity`].
+//! selectors, timestamps), [`pods`] (active, ready, available),
+//! [`quantity`] and [`revision`] (pod template hashes).
 
 #[cfg(feature = "admission")]
 pub mod admission;
@@ -57,6 +57,7 @@ pub mod meta;
 pub mod objects;
 pub mod pods;
 pub mod quantity;
+pub mod revision;
 #[cfg(feature = "scheduler")]
 pub mod scheduler;
 
