@@ -138,6 +138,20 @@ impl<K: Clone + Eq + std::hash::Hash> WorkQueue<K> {
     }
 }
 
+/// A primary's `spec.selector`: a LabelSelector (`matchLabels`,
+/// `matchExpressions`, as Deployments and ReplicaSets have), or a plain
+/// map of labels that must all be equal (as Services and
+/// ReplicationControllers have), told apart by its values: a plain map
+/// holds only strings.
+fn selector_of(selector: &Value) -> Result<LabelSelector, orchd_store::StoreError> {
+    match selector.as_object() {
+        Some(map) if !map.is_empty() && map.values().all(Value::is_string) => {
+            LabelSelector::from_json(&serde_json::json!({ "matchLabels": selector }))
+        }
+        _ => LabelSelector::from_json(selector),
+    }
+}
+
 /// A running controller. Call [`Self::stop`] to stop it.
 pub struct ReconcilerHandle {
     stop: watch::Sender<bool>,
@@ -321,7 +335,7 @@ impl Reconciler {
             meta::meta_str(primary, "namespace").map(str::to_string),
             name.to_string(),
         );
-        match LabelSelector::from_json(&primary["spec"]["selector"]) {
+        match selector_of(&primary["spec"]["selector"]) {
             // An empty selector would select everything: Kubernetes'
             // controllers let it select nothing, and so does this.
             Ok(selector) if !selector.is_empty() => {
@@ -355,10 +369,20 @@ impl Reconciler {
             return Some(("namespaces".into(), None, namespace?));
         }
         let kind = map.strip_prefix("owner:")?;
-        let owner = object["metadata"]["ownerReferences"]
-            .as_array()?
+        let refs = object["metadata"]["ownerReferences"].as_array()?;
+        // The controlling owner of that kind; failing one, the first owner
+        // of that kind (a kubelet's Lease names its Node without
+        // `controller: true`).
+        let owner = refs
             .iter()
-            .find(|o| o["controller"] == true && o["kind"] == kind)?;
+            .find(|o| o["controller"] == true && o["kind"] == kind)
+            .or_else(|| {
+                refs.iter()
+                    .find(|o| o["controller"] != true && o["kind"] == kind)
+            })?;
+        // A cluster-scoped owner (a Node owning a Lease) has no namespace.
+        let namespace = namespace
+            .filter(|_| crate::access::resource_type(&self.primary).map_or(true, |r| r.namespaced));
         Some((
             self.primary.clone(),
             namespace,
@@ -519,6 +543,70 @@ mod tests {
         );
         r.apply(Change::Upsert(1, orphan));
         assert_eq!(drain(&mut r.queue), ["replicasets.apps ns/web-or-api"]);
+    }
+
+    #[test]
+    fn plain_map_selectors_select_like_match_labels() {
+        let (reports, _) = mpsc::unbounded_channel();
+        let mut r = Reconciler {
+            maps: vec![
+                ("services".into(), vec!["self".into()]),
+                ("pods".into(), vec!["selector".into()]),
+            ],
+            primary: "services".into(),
+            selectors: HashMap::new(),
+            plugin: None,
+            queue: WorkQueue::default(),
+            synced: HashSet::new(),
+            informers: 2,
+            ready_at: None,
+            reports,
+        };
+        let svc = |name: &str, selector: Value| serde_json::json!({"metadata": {"name": name, "namespace": "ns"}, "spec": {"selector": selector}});
+        r.apply(Change::Resync(
+            0,
+            vec![
+                svc("web", serde_json::json!({"app": "web", "tier": "front"})),
+                svc("headless", Value::Null),
+                svc("set", serde_json::json!({"matchLabels": {"app": "web"}})),
+            ],
+        ));
+        drain(&mut r.queue);
+        let pod = |labels: Value| serde_json::json!({"metadata": {"name": "p", "namespace": "ns", "labels": labels}});
+        r.apply(Change::Upsert(
+            1,
+            pod(serde_json::json!({"app": "web", "tier": "front"})),
+        ));
+        assert_eq!(drain(&mut r.queue), ["services ns/set", "services ns/web"]);
+        // Every label of a plain map must match.
+        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "web"}))));
+        assert_eq!(drain(&mut r.queue), ["services ns/set"]);
+    }
+
+    #[test]
+    fn owners_of_a_cluster_scoped_primary_have_no_namespace() {
+        let (reports, _) = mpsc::unbounded_channel();
+        let mut r = Reconciler {
+            maps: vec![
+                ("nodes".into(), vec!["self".into()]),
+                (
+                    "leases.coordination.k8s.io".into(),
+                    vec!["owner:Node".into()],
+                ),
+            ],
+            primary: "nodes".into(),
+            selectors: HashMap::new(),
+            plugin: None,
+            queue: WorkQueue::default(),
+            synced: HashSet::new(),
+            informers: 2,
+            ready_at: None,
+            reports,
+        };
+        let lease = serde_json::json!({"metadata": {"name": "n1", "namespace": "kube-node-lease",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u"}]}});
+        r.apply(Change::Upsert(1, lease));
+        assert_eq!(drain(&mut r.queue), ["nodes n1"]);
     }
 
     #[test]

@@ -65,6 +65,19 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether deleting `object` (of `resource`) must wait: it has
+/// `metadata.finalizers`, or it is a namespace whose `spec.finalizers`
+/// still name the work to do on its content (`kubernetes`: the namespace
+/// controller deleting everything in it), as Kubernetes' namespace
+/// registry keeps a namespace until both lists are empty.
+pub fn deletion_held(resource: &str, object: &Value) -> bool {
+    !finalizers(object).is_empty()
+        || (resource == "namespaces"
+            && object["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty()))
+}
+
 /// The current time as Kubernetes writes timestamps (RFC 3339, seconds,
 /// UTC): `2026-11-23T21:36:30Z`.
 pub fn now_rfc3339() -> String {

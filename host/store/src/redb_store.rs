@@ -726,7 +726,7 @@ impl Batch<'_> {
         }
         meta::set_resource_version(&mut object, stored_rv);
         let terminating = stored_meta.contains_key("deletionTimestamp");
-        if terminating && meta::finalizers(&object).is_empty() {
+        if terminating && !meta::deletion_held(&key.resource, &object) {
             self.revision += 1;
             meta::set_resource_version(&mut object, Some(self.revision));
             self.objects.remove(enc.as_str()).internal()?;
@@ -786,7 +786,7 @@ impl Batch<'_> {
                 ),
             });
         }
-        if !meta::finalizers(&stored).is_empty() {
+        if meta::deletion_held(&key.resource, &stored) {
             if meta::meta_str(&stored, "deletionTimestamp").is_some() {
                 return Ok(DeleteOutcome::Finalizing(stored));
             }
@@ -804,6 +804,20 @@ impl Batch<'_> {
                     && g > 0
                 {
                     m.insert("generation".into(), json!(g.saturating_add(1)));
+                }
+            }
+            // A namespace being deleted is Terminating until its content
+            // is gone and its finalizers lifted (Kubernetes' phase).
+            if key.resource == "namespaces"
+                && let Some(root) = object.as_object_mut()
+            {
+                match root.get_mut("status").and_then(Value::as_object_mut) {
+                    Some(status) => {
+                        status.insert("phase".into(), json!("Terminating"));
+                    }
+                    None => {
+                        root.insert("status".into(), json!({"phase": "Terminating"}));
+                    }
                 }
             }
             self.revision += 1;
