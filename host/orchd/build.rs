@@ -1,5 +1,6 @@
 //! Builds the default plugins (`plugins/scheduler`, `plugins/serviceaccount`,
-//! `plugins/replicaset`, `plugins/deployment` and `plugins/garbage-collector`
+//! `plugins/replicaset`, `plugins/deployment`, `plugins/garbage-collector`,
+//! `plugins/node-lifecycle`, `plugins/namespace` and `plugins/endpoints`
 //! for `wasm32-wasip2`) so `orchd up` can ship them inside the binary and
 //! run with nothing to install.
 //!
@@ -36,6 +37,21 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "orchd_garbage_collector.wasm",
         "garbage-collector.wasm",
     ),
+    (
+        "orchd-node-lifecycle-controller",
+        "orchd_node_lifecycle_controller.wasm",
+        "node-lifecycle-controller.wasm",
+    ),
+    (
+        "orchd-namespace-controller",
+        "orchd_namespace_controller.wasm",
+        "namespace-controller.wasm",
+    ),
+    (
+        "orchd-endpoints-controller",
+        "orchd_endpoints_controller.wasm",
+        "endpoints-controller.wasm",
+    ),
 ];
 
 use std::env;
@@ -52,6 +68,9 @@ fn main() {
         "plugins/replicaset",
         "plugins/deployment",
         "plugins/garbage-collector",
+        "plugins/node-lifecycle",
+        "plugins/namespace",
+        "plugins/endpoints",
         "sdk/rust",
         "wit",
     ] {
