@@ -104,7 +104,8 @@ def test_install_refuses_what_is_not_a_plugin_in_one_line(cluster, hollow_nodes,
     # Nothing was uploaded or changed, and scheduling goes on.
     assert {i["metadata"]["name"] for i in cluster.get(COMPONENTS)["items"]} == components_before
     plugins = {p["metadata"]["name"]: p for p in cluster.get(PLUGINS)["items"]}
-    assert sorted(plugins) == ["default-scheduler", "deployment", "garbage-collector", "replicaset", "serviceaccount"]
+    assert sorted(plugins) == ["default-scheduler", "deployment", "endpoints", "garbage-collector", "namespace",
+                               "node-lifecycle", "replicaset", "serviceaccount"]
     assert len(plugins["default-scheduler"]["spec"]["revisions"]) == 1
     cluster.create(PODS, pod("after-refusals"))
     bound(cluster, "after-refusals")
