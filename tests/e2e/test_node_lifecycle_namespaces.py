@@ -271,6 +271,19 @@ subsets: [{addresses: [{ip: 192.0.2.1}], ports: [{port: 9999}]}]
     new_ips = {p["status"]["podIP"] for p in now}
     wait_until("the endpoints follow", lambda: endpoint_ips(cluster, "web") == (new_ips, set()))
 
+    # A pod relabelled away leaves (its ReplicaSet releases it and makes
+    # another, which comes in).
+    stray = now[0]
+    cluster.kubectl("label", "pod", stray["metadata"]["name"], "app=stray", "--overwrite")
+
+    def followed():
+        ps = live_pods(cluster, "app=web")
+        if len(ps) != 3 or not all(is_ready(p) for p in ps):
+            return False
+        want = {p["status"]["podIP"] for p in ps}
+        return stray["status"]["podIP"] not in want and endpoint_ips(cluster, "web") == (want, set())
+    wait_until("the endpoints drop the relabelled pod", followed)
+
     # A Service without a selector keeps the Endpoints written for it.
     assert endpoint_ips(cluster, "manual") == ({"192.0.2.1"}, set())
     # Deleting the Service deletes its Endpoints.

@@ -4,7 +4,7 @@
 //! Host-run informers watch the controller's primary resource and the
 //! resources it asked to watch; each change maps to a work item (the
 //! object itself, its namespace, its controlling owner of a kind, or every
-//! primary whose `spec.selector` selects it). The
+//! primary whose `spec.selector` selects it or did before the change). The
 //! queue holds each key at most once, never hands out a key that is being
 //! reconciled (a change meanwhile queues it again for after), retries
 //! failures with exponential backoff and honours `requeue-after`. Nothing
@@ -215,6 +215,7 @@ pub fn start(
             .collect(),
         primary: spec.primary.clone(),
         selectors: HashMap::new(),
+        selected: HashMap::new(),
         plugin: Some(plugin),
         queue: WorkQueue::default(),
         synced: HashSet::new(),
@@ -237,6 +238,10 @@ struct Reconciler {
     /// `map-to: selector`; primaries without a usable, non-empty selector
     /// select nothing.
     selectors: HashMap<(Option<String>, String), LabelSelector>,
+    /// For `map-to: selector`: the primaries each watched object (informer
+    /// index, namespace, name) was last selected by, so a change that
+    /// makes it leave them reaches them too.
+    selected: HashMap<(usize, Option<String>, String), Vec<Key>>,
     plugin: Option<ControllerPlugin>,
     queue: WorkQueue<Key>,
     synced: HashSet<usize>,
@@ -304,9 +309,12 @@ impl Reconciler {
             }
             _ => {}
         }
+        let deleted = matches!(change, Change::Delete(..));
         let (index, objects) = match change {
             Change::Resync(i, objects) => {
                 self.synced.insert(i);
+                // A relist says everything anew.
+                self.selected.retain(|(at, _, _), _| *at != i);
                 (i, objects)
             }
             Change::Upsert(i, object) | Change::Delete(i, object) => (i, vec![object]),
@@ -317,7 +325,28 @@ impl Reconciler {
         for object in &objects {
             for map in &maps {
                 if map == "selector" {
-                    for key in self.selecting(object) {
+                    // The primaries that selected it before hear of it
+                    // too: a pod whose labels no longer match leaves them.
+                    let now = self.selecting(object);
+                    let id = (
+                        index,
+                        meta::meta_str(object, "namespace").map(str::to_string),
+                        meta::meta_str(object, "name")
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                    let before = if deleted || now.is_empty() {
+                        self.selected.remove(&id)
+                    } else {
+                        self.selected.insert(id, now.clone())
+                    };
+                    // (A primary gone since, or now selecting nothing,
+                    // was queued by its own change.)
+                    let before = before.into_iter().flatten().filter(|(_, ns, name)| {
+                        self.selectors.contains_key(&(ns.clone(), name.clone()))
+                    });
+                    let keys: Vec<Key> = now.into_iter().chain(before).collect();
+                    for key in keys {
                         self.queue.add(key);
                     }
                 } else if let Some(key) = self.map_key(&resource, map, object) {
@@ -483,6 +512,7 @@ mod tests {
             ],
             primary: "replicasets.apps".into(),
             selectors: HashMap::new(),
+            selected: HashMap::new(),
             plugin: None,
             queue: WorkQueue::default(),
             synced: HashSet::new(),
@@ -555,6 +585,7 @@ mod tests {
             ],
             primary: "services".into(),
             selectors: HashMap::new(),
+            selected: HashMap::new(),
             plugin: None,
             queue: WorkQueue::default(),
             synced: HashSet::new(),
@@ -578,9 +609,16 @@ mod tests {
             pod(serde_json::json!({"app": "web", "tier": "front"})),
         ));
         assert_eq!(drain(&mut r.queue), ["services ns/set", "services ns/web"]);
-        // Every label of a plain map must match.
+        // Every label of a plain map must match; the Service the pod
+        // leaves hears of it too, once.
+        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "web"}))));
+        assert_eq!(drain(&mut r.queue), ["services ns/set", "services ns/web"]);
         r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "web"}))));
         assert_eq!(drain(&mut r.queue), ["services ns/set"]);
+        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "api"}))));
+        assert_eq!(drain(&mut r.queue), ["services ns/set"]);
+        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "api"}))));
+        assert!(drain(&mut r.queue).is_empty());
     }
 
     #[test]
@@ -596,6 +634,7 @@ mod tests {
             ],
             primary: "nodes".into(),
             selectors: HashMap::new(),
+            selected: HashMap::new(),
             plugin: None,
             queue: WorkQueue::default(),
             synced: HashSet::new(),
