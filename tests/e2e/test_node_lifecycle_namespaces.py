@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from datetime import datetime
 
 from helpers import Cluster, table_rows, wait_until
 
@@ -27,6 +28,10 @@ def live_pods(c: Cluster, selector: str, ns: str = "default") -> list[dict]:
     q = urllib.parse.quote(selector)
     return [p for p in c.get(f"/api/v1/namespaces/{ns}/pods?labelSelector={q}")["items"]
             if not p["metadata"].get("deletionTimestamp")]
+
+
+def seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def set_grace_period(c: Cluster, seconds: float) -> None:
@@ -105,10 +110,12 @@ def test_a_silent_node_turns_not_ready_its_pods_move_and_it_comes_back(cluster, 
     assert (ready["status"], ready["reason"], ready["message"]) == (
         "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."), ready
     assert all(c["status"] == "Unknown" for c in node["status"]["conditions"]), node["status"]
-    taints = wait_until("the unreachable taints", lambda: (
-        t := {(x["key"], x["effect"]) for x in cluster.kubectl_json("get", "node", "doomed-0")["spec"].get("taints") or []})
-        >= {("node.kubernetes.io/unreachable", "NoExecute"), ("node.kubernetes.io/unreachable", "NoSchedule")} and t)
-    assert ("node.kubernetes.io/not-ready", "NoExecute") not in taints
+    node_taints = wait_until("the unreachable taints", lambda: (
+        t := cluster.kubectl_json("get", "node", "doomed-0")["spec"].get("taints") or [])
+        and {(x["key"], x["effect"]) for x in t} >= {("node.kubernetes.io/unreachable", "NoExecute"),
+                                                     ("node.kubernetes.io/unreachable", "NoSchedule")} and t)
+    assert not [t for t in node_taints if t["key"] == "node.kubernetes.io/not-ready"], node_taints
+    tainted_at = next(t["timeAdded"] for t in node_taints if t["effect"] == "NoExecute")
     # The other nodes are untouched.
     for i in range(2):
         assert node_status_column(cluster, f"stay-{i}") == "Ready"
@@ -123,6 +130,11 @@ def test_a_silent_node_turns_not_ready_its_pods_move_and_it_comes_back(cluster, 
     events = cluster.kubectl_json("get", "events", "--field-selector", "reason=TaintManagerEviction")["items"]
     evicted = {e["involvedObject"]["name"] for e in events}
     assert first_names <= evicted, (first_names, evicted)
+    # Not before their tolerationSeconds (2 s) since the taint: both times
+    # are whole seconds, the taint's rounded down.
+    for e in events:
+        waited = seconds(e["firstTimestamp"]) - seconds(tainted_at)
+        assert waited >= 2, (tainted_at, e)
 
     # Heartbeats resume: the node posts Ready and the taints go.
     hollow_nodes(1, "--prefix", "doomed", "--heartbeat-ms", HEARTBEAT_MS)
