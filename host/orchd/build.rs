@@ -1,6 +1,7 @@
 //! Builds the default plugins (`plugins/scheduler`, `plugins/serviceaccount`,
 //! `plugins/replicaset`, `plugins/deployment`, `plugins/garbage-collector`,
-//! `plugins/job` and `plugins/cronjob`
+//! `plugins/job`, `plugins/cronjob`, `plugins/daemonset`, `plugins/statefulset`,
+//! `plugins/node-lifecycle`, `plugins/namespace` and `plugins/endpoints`
 //! for `wasm32-wasip2`) so `orchd up` can ship them inside the binary and
 //! run with nothing to install.
 //!
@@ -57,6 +58,21 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "orchd_statefulset_controller.wasm",
         "statefulset-controller.wasm",
     ),
+    (
+        "orchd-node-lifecycle-controller",
+        "orchd_node_lifecycle_controller.wasm",
+        "node-lifecycle-controller.wasm",
+    ),
+    (
+        "orchd-namespace-controller",
+        "orchd_namespace_controller.wasm",
+        "namespace-controller.wasm",
+    ),
+    (
+        "orchd-endpoints-controller",
+        "orchd_endpoints_controller.wasm",
+        "endpoints-controller.wasm",
+    ),
 ];
 
 use std::env;
@@ -73,6 +89,9 @@ fn main() {
         "plugins/replicaset",
         "plugins/deployment",
         "plugins/garbage-collector",
+        "plugins/node-lifecycle",
+        "plugins/namespace",
+        "plugins/endpoints",
         "sdk/rust",
         "wit",
         "plugins/job",

@@ -104,8 +104,9 @@ def test_install_refuses_what_is_not_a_plugin_in_one_line(cluster, hollow_nodes,
     # Nothing was uploaded or changed, and scheduling goes on.
     assert {i["metadata"]["name"] for i in cluster.get(COMPONENTS)["items"]} == components_before
     plugins = {p["metadata"]["name"]: p for p in cluster.get(PLUGINS)["items"]}
-    assert sorted(plugins) == ["cronjob", "daemonset", "default-scheduler", "deployment", "garbage-collector", "job",
-                               "replicaset", "serviceaccount", "statefulset"]
+    assert sorted(plugins) == ["cronjob", "daemonset", "default-scheduler", "deployment", "endpoints",
+                               "garbage-collector", "job", "namespace", "node-lifecycle", "replicaset",
+                               "serviceaccount", "statefulset"]
     assert len(plugins["default-scheduler"]["spec"]["revisions"]) == 1
     cluster.create(PODS, pod("after-refusals"))
     bound(cluster, "after-refusals")

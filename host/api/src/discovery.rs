@@ -47,6 +47,7 @@ fn subresource_verbs(sub: Subresource) -> &'static [&'static str] {
         Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
         Subresource::Binding => &["create"],
         Subresource::Log => &["get"],
+        Subresource::Finalize => &["update"],
     }
 }
 
@@ -59,6 +60,7 @@ fn subresource_kind(
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Binding => ("", "v1", "Binding"),
         Subresource::Log => ("", "v1", "Pod"),
+        Subresource::Finalize => (resource.group, resource.version, resource.kind),
     }
 }
 

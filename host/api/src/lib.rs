@@ -244,6 +244,9 @@ impl ApiServer {
                 self.patch(req, target, name, sub).await?
             }
             (&Method::DELETE, Some(name), None) => self.delete(req, target, name).await?,
+            (&Method::PUT, Some(name), Some(Subresource::Finalize)) => {
+                self.finalize(req, target, name).await?
+            }
             (
                 &Method::GET | &Method::PUT | &Method::PATCH,
                 Some(name),

@@ -314,7 +314,7 @@ impl ApiServer {
         Ok(validated.object)
     }
 
-    async fn check_namespace_exists(&self, target: &Target) -> ApiResult<()> {
+    async fn check_namespace_exists(&self, target: &Target, name: &str) -> ApiResult<()> {
         let Some(ns) = target
             .namespace
             .as_deref()
@@ -338,10 +338,21 @@ impl ApiServer {
             return Err(ApiError {
                 code: 403,
                 reason: "Forbidden",
+                // Kubernetes' NamespaceLifecycle admission, word for word.
                 message: format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    target.resource.group_resource()
                 ),
-                details: None,
+                details: Some(json!({
+                    "name": name,
+                    "group": target.resource.group,
+                    "kind": target.resource.plural,
+                    "causes": [{
+                        "reason": "NamespaceTerminating",
+                        "message": format!("namespace {ns} is being terminated"),
+                        "field": "metadata.namespace",
+                    }],
+                })),
             });
         }
         Ok(())
@@ -377,8 +388,8 @@ impl ApiServer {
             .insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         let mut warnings = Vec::new();
         let admitted = self.admit(req, target, object.clone(), &mut warnings)?;
-        self.check_namespace_exists(target).await?;
         let name = object_name(&admitted);
+        self.check_namespace_exists(target, &name).await?;
         if req.dry_run() {
             return Ok(Reply::json(201, admitted).with_warnings(warnings));
         }
@@ -561,6 +572,48 @@ impl ApiServer {
                 }
                 _ => {}
             }
+            keep_namespace_finalizers(target.resource, current, &mut next);
+            Ok(next)
+        })
+        .await
+    }
+
+    /// PUT on `namespaces/{name}/finalize`: replaces `spec.finalizers` and
+    /// nothing else, as Kubernetes' finalize subresource does. Emptying
+    /// them on a namespace being deleted removes it.
+    pub(crate) async fn finalize(
+        &self,
+        req: &Request,
+        target: &Target,
+        name: &str,
+    ) -> ApiResult<Reply> {
+        let incoming = decode_object(req.content_type(), &req.body)?;
+        let finalizers = match &incoming["spec"]["finalizers"] {
+            Value::Null => json!([]),
+            list @ Value::Array(_) => list.clone(),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "spec.finalizers must be a list of strings",
+                ));
+            }
+        };
+        self.write_update(req, target, name, &|current| {
+            let mut next = current.clone();
+            let root = next
+                .as_object_mut()
+                .ok_or_else(|| ApiError::internal("the stored namespace is not an object"))?;
+            match root.get_mut("spec").and_then(Value::as_object_mut) {
+                Some(spec) => {
+                    spec.insert("finalizers".into(), finalizers.clone());
+                }
+                None => {
+                    root.insert("spec".into(), json!({"finalizers": finalizers}));
+                }
+            }
+            match meta::meta_str(&incoming, "resourceVersion").filter(|rv| !rv.is_empty()) {
+                Some(rv) => next["metadata"]["resourceVersion"] = json!(rv),
+                None => meta::set_resource_version(&mut next, None),
+            }
             Ok(next)
         })
         .await
@@ -601,7 +654,9 @@ impl ApiServer {
                 _ => orchd_patch::strategic_merge_patch(current, &patch_body, kind),
             }
             .map_err(patch_error)?;
-            Ok(restrict_to_subresource(current, patched, sub, has_status))
+            let mut next = restrict_to_subresource(current, patched, sub, has_status);
+            keep_namespace_finalizers(target.resource, current, &mut next);
+            Ok(next)
         })
         .await
     }
@@ -652,7 +707,9 @@ impl ApiServer {
                         &now,
                     )
                     .map_err(patch_error)?;
-                    Ok(restrict_to_subresource(current, patched, sub, has_status))
+                    let mut next = restrict_to_subresource(current, patched, sub, has_status);
+                    keep_namespace_finalizers(target.resource, current, &mut next);
+                    Ok(next)
                 })
                 .await
             }
@@ -966,6 +1023,30 @@ fn restrict_to_subresource(
         None => meta::set_resource_version(&mut result, None),
     }
     result
+}
+
+/// A namespace's `spec.finalizers` change only through its `finalize`
+/// subresource (Kubernetes' namespace strategy): other writes keep them.
+fn keep_namespace_finalizers(resource: &ResourceType, current: &Value, next: &mut Value) {
+    if !resource.group.is_empty() || resource.kind != "Namespace" {
+        return;
+    }
+    let kept = current["spec"]["finalizers"].clone();
+    let Some(root) = next.as_object_mut() else {
+        return;
+    };
+    match root.get_mut("spec").and_then(Value::as_object_mut) {
+        Some(spec) if kept.is_null() => {
+            spec.remove("finalizers");
+        }
+        Some(spec) => {
+            spec.insert("finalizers".into(), kept);
+        }
+        None if kept.is_null() => {}
+        None => {
+            root.insert("spec".into(), json!({"finalizers": kept}));
+        }
+    }
 }
 
 fn patch_error(e: orchd_patch::PatchError) -> ApiError {

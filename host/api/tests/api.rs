@@ -436,3 +436,70 @@ async fn orphan_and_foreground_deletes_wait_for_the_garbage_collector() {
         "{got}"
     );
 }
+
+#[tokio::test]
+async fn a_deleted_namespace_terminates_until_finalized() {
+    let f = fixture().await;
+    let ns = "/api/v1/namespaces";
+    let (code, created) = f
+        .json(Method::POST, ns, json!({"metadata": {"name": "doomed"}}))
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["finalizers"], json!(["kubernetes"]));
+    let (code, body) = f
+        .json(Method::DELETE, &format!("{ns}/doomed"), json!({}))
+        .await;
+    assert!(code == 200 || code == 202, "{code}: {body}");
+    let (_, got) = f
+        .json(Method::GET, &format!("{ns}/doomed"), Value::Null)
+        .await;
+    assert!(got["metadata"]["deletionTimestamp"].is_string(), "{got}");
+    assert_eq!(got["status"]["phase"], "Terminating");
+
+    // Nothing new may be created in it, in Kubernetes' words.
+    let (code, refused) = f
+        .json(
+            Method::POST,
+            &format!("{ns}/doomed/configmaps"),
+            json!({"metadata": {"name": "late"}}),
+        )
+        .await;
+    assert_eq!(code, 403, "{refused}");
+    assert_eq!(
+        refused["message"],
+        "configmaps \"late\" is forbidden: unable to create new content in namespace doomed because it is being terminated"
+    );
+    assert_eq!(refused["reason"], "Forbidden");
+
+    // A plain write cannot drop spec.finalizers: only `finalize` can.
+    let (code, _, kept) = f
+        .call(
+            Method::PATCH,
+            &format!("{ns}/doomed"),
+            "application/merge-patch+json",
+            r#"{"spec": {"finalizers": []}}"#,
+        )
+        .await;
+    assert_eq!(code, 200, "{kept}");
+    assert_eq!(kept["spec"]["finalizers"], json!(["kubernetes"]));
+    let (code, bad) = f
+        .json(
+            Method::PUT,
+            &format!("{ns}/doomed/finalize"),
+            json!({"metadata": {"name": "doomed"}, "spec": {"finalizers": "x"}}),
+        )
+        .await;
+    assert_eq!(code, 400, "{bad}");
+    let (code, done) = f
+        .json(
+            Method::PUT,
+            &format!("{ns}/doomed/finalize"),
+            json!({"metadata": {"name": "doomed"}, "spec": {"finalizers": []}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{done}");
+    let (code, _) = f
+        .json(Method::GET, &format!("{ns}/doomed"), Value::Null)
+        .await;
+    assert_eq!(code, 404);
+}

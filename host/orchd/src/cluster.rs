@@ -176,6 +176,29 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         read: &["statefulsets.apps", "pods"],
         write: &["statefulsets.apps", "pods"],
     },
+    DefaultPlugin {
+        name: "node-lifecycle",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/node-lifecycle-controller.wasm")),
+        read: &["nodes", "leases.coordination.k8s.io", "pods"],
+        write: &["nodes", "pods"],
+    },
+    DefaultPlugin {
+        name: "namespace",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/namespace-controller.wasm")),
+        // It lists and deletes whatever is namespaced, and finalizes
+        // namespaces, as Kubernetes' namespace controller may (*/*).
+        read: &["*"],
+        write: &["*"],
+    },
+    DefaultPlugin {
+        name: "endpoints",
+        world: orchd_plugin_host::World::Controller,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/endpoints-controller.wasm")),
+        read: &["services", "pods", "endpoints"],
+        write: &["endpoints"],
+    },
 ];
 
 /// Runs the cluster until a termination signal.
@@ -329,6 +352,9 @@ async fn start_plugins(
             }
         }
     }
+    if !args.no_default_plugins {
+        configure_namespace_sweep(store.as_ref()).await?;
+    }
     let cache_dir = args
         .plugin_cache
         .clone()
@@ -365,6 +391,37 @@ async fn start_plugins(
             config.clone(),
         ))
     }))
+}
+
+/// Tells the namespace controller which resources to sweep: every
+/// namespaced resource this orchd serves, written into its Plugin's
+/// `spec.config` unless one is set already (so a user's list stands, and
+/// clearing it makes the next start write the current one).
+async fn configure_namespace_sweep(store: &dyn orchd_store::Store) -> anyhow::Result<()> {
+    let key = orchd_store::ObjectKey::cluster("plugins.orchd.dev", "namespace");
+    let mut plugin = match store.get(&key).await {
+        Ok(p) => p,
+        Err(orchd_store::StoreError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e).context("cannot read the namespace plugin"),
+    };
+    if plugin["spec"]["config"]
+        .as_str()
+        .is_some_and(|c| !c.is_empty())
+    {
+        return Ok(());
+    }
+    let resources: Vec<String> = orchd_resources::resources()
+        .iter()
+        .filter(|r| r.namespaced && !r.create_only)
+        .map(|r| r.group_resource())
+        .collect();
+    plugin["spec"]["config"] =
+        serde_json::Value::String(serde_json::json!({ "resources": resources }).to_string());
+    match store.update(&key, plugin).await {
+        // Someone configured it meanwhile: theirs stands.
+        Ok(_) | Err(orchd_store::StoreError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e).context("cannot configure the namespace plugin"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -6,6 +6,12 @@
 //! in another process. A pod annotated `orchd.dev/sim-exit:
 //! "succeed-after=2s"` (or `"fail-after=2s"`) ends Succeeded (or Failed)
 //! that long after it started.
+//!
+//! Stopping the process (SIGTERM) stops the heartbeats and keeps the Node
+//! objects, as a machine that went away would: the node lifecycle
+//! controller then marks them Unknown and evicts their pods. Starting it
+//! again with the same `--prefix` takes the nodes over and posts them
+//! Ready.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -24,9 +30,6 @@ pub const EXIT_ANNOTATION: &str = "orchd.dev/sim-exit";
 
 /// The label every hollow node carries.
 pub const HOLLOW_LABEL: &str = "node.orchd.dev/hollow";
-
-/// How often each node renews its Lease (the kubelet's default).
-const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// How long a Lease lasts without renewal (the kubelet's default).
 const LEASE_SECONDS: i64 = 40;
@@ -75,6 +78,11 @@ pub struct NodesArgs {
     /// Node names are PREFIX-0, PREFIX-1, ...
     #[arg(long, default_value = "hollow")]
     pub prefix: String,
+    /// How often each node renews its Lease, in milliseconds (the
+    /// kubelet's 10 s by default; tests of node failure use less, with a
+    /// node-lifecycle grace period to match).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub heartbeat_ms: u64,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -90,6 +98,7 @@ impl NodesArgs {
             labels: String::new(),
             taints: String::new(),
             prefix: "hollow".into(),
+            heartbeat_ms: 10_000,
             server: ServerArgs {
                 server: Some(server),
                 data_dir: ".orchd".into(),
@@ -172,6 +181,8 @@ struct Sim {
     /// Pods (by uid) this process has started or is finishing.
     handled: Mutex<HashSet<String>>,
     permits: Semaphore,
+    /// How often each node renews its Lease.
+    heartbeat: Duration,
 }
 
 async fn run_nodes(args: NodesArgs) -> anyhow::Result<()> {
@@ -214,6 +225,7 @@ pub async fn start_nodes(args: NodesArgs) -> anyhow::Result<HollowNodes> {
         nodes,
         handled: Mutex::new(HashSet::new()),
         permits: Semaphore::new(CONCURRENCY),
+        heartbeat: Duration::from_millis(args.heartbeat_ms.max(100)),
     });
 
     let started = Instant::now();
@@ -414,10 +426,24 @@ async fn renew_lease(client: &Client, name: &str) -> anyhow::Result<()> {
             .with_context(|| format!("cannot renew the lease of {name}"))?;
         return Ok(());
     }
+    // Owned by its Node, as a kubelet's Lease is: the Node's deletion
+    // takes the Lease with it, and controllers map a Lease to its Node.
+    let node = client
+        .send(
+            Method::GET,
+            &format!("/api/v1/nodes/{name}"),
+            None,
+            Vec::new(),
+        )
+        .await?
+        .ok()
+        .with_context(|| format!("cannot read node {name}"))?;
+    let owner = json!([{"apiVersion": "v1", "kind": "Node", "name": name,
+                        "uid": node["metadata"]["uid"]}]);
     let lease = json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {"name": name, "namespace": "kube-node-lease"},
+        "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": owner},
         "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS,
                  "acquireTime": stamp, "renewTime": stamp},
     });
@@ -438,12 +464,13 @@ async fn renew_lease(client: &Client, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Renews every node's Lease each [`HEARTBEAT`], spread over the period so
-/// thousands of nodes do not renew in one burst.
+/// Renews every node's Lease each heartbeat period, spread over the period
+/// so thousands of nodes do not renew in one burst.
 async fn heartbeat_loop(sim: Arc<Sim>) {
     let mut names: Vec<String> = sim.nodes.keys().cloned().collect();
     names.sort();
-    let step = HEARTBEAT / u32::try_from(names.len().max(1)).unwrap_or(u32::MAX);
+    let heartbeat = sim.heartbeat;
+    let step = heartbeat / u32::try_from(names.len().max(1)).unwrap_or(u32::MAX);
     loop {
         let round = Instant::now();
         for name in &names {
@@ -458,8 +485,8 @@ async fn heartbeat_loop(sim: Arc<Sim>) {
             tokio::time::sleep(step).await;
         }
         let spent = round.elapsed();
-        if spent < HEARTBEAT {
-            tokio::time::sleep(HEARTBEAT - spent).await;
+        if spent < heartbeat {
+            tokio::time::sleep(heartbeat - spent).await;
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::events::EventType;
 use crate::sandbox::{HostState, Limits, LogSink};
 use crate::supervisor::{Supervised, SupervisorStatus};
 use crate::world::World;
+use orchd_resources::Subresource;
 
 #[allow(missing_docs)]
 mod bindings {
@@ -86,8 +87,41 @@ fn write(
     method: &str,
     subresource: Option<&str>,
 ) -> Result<String, types::Error> {
+    write_as(state, resource, resource, object, method, subresource)
+}
+
+/// An update of `resource` written as `granted/...`: a plain resource
+/// (`namespaces`), or one of its subresources that replace the object
+/// (`namespaces/finalize`), which needs a capability of its own, as in
+/// Kubernetes' RBAC.
+fn update_of(state: &HostState, resource: &str, object: &str) -> Result<String, types::Error> {
+    let Some((base, sub)) = resource.split_once('/') else {
+        return write(state, resource, object, "PUT", None);
+    };
+    let r = access::resource_type(base)?;
+    let replaces = r
+        .subresources
+        .iter()
+        .any(|s| s.as_str() == sub && matches!(s, Subresource::Status | Subresource::Finalize));
+    if !replaces {
+        return Err(types::Error::Invalid(format!(
+            "{resource:?}: {base} has no subresource {sub:?} that an update writes"
+        )));
+    }
+    write_as(state, resource, base, object, "PUT", Some(sub))
+}
+
+/// [`write`], checked against the capability for `granted`.
+fn write_as(
+    state: &HostState,
+    granted: &str,
+    resource: &str,
+    object: &str,
+    method: &str,
+    subresource: Option<&str>,
+) -> Result<String, types::Error> {
     let access = access_of(state)?;
-    access.check(Verb::Write, resource)?;
+    access.check(Verb::Write, granted)?;
     let r = access::resource_type(resource)?;
     let value = parse(object)?;
     let namespace = value["metadata"]["namespace"].as_str();
@@ -100,7 +134,7 @@ fn write(
     };
     let stored = access.call(
         Verb::Write,
-        resource,
+        granted,
         method,
         &path,
         Some("application/json"),
@@ -173,7 +207,7 @@ impl objects::Host for HostState {
     }
 
     fn update(&mut self, resource: String, object: String) -> Result<String, types::Error> {
-        write(self, &resource, &object, "PUT", None)
+        update_of(self, &resource, &object)
     }
 
     fn update_status(&mut self, resource: String, object: String) -> Result<String, types::Error> {

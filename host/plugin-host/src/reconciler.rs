@@ -4,11 +4,11 @@
 //! Host-run informers watch the controller's primary resource and the
 //! resources it asked to watch; each change maps to a work item (the
 //! object itself, its namespace, its controlling owner of a kind, every
-//! primary whose `spec.selector` selects it, every primary (`all`), or
-//! nothing: `none` watches a resource only to read it). What the
-//! informers hold is the controller's object cache ([`crate::reflector`]):
-//! its reads of watched resources are answered from memory, its own writes
-//! visible at once. The
+//! primary whose `spec.selector` selects it or did before the change,
+//! every primary (`all`), or nothing: `none` watches a resource only to
+//! read it). What the informers hold is the controller's object cache
+//! ([`crate::reflector`]): its reads of watched resources are answered from
+//! memory, its own writes visible at once. The
 //! queue holds each key at most once, never hands out a key that is being
 //! reconciled (a change meanwhile queues it again for after), retries
 //! failures with exponential backoff and honours `requeue-after`. Nothing
@@ -150,6 +150,20 @@ impl<K: Clone + Eq + std::hash::Hash> WorkQueue<K> {
     }
 }
 
+/// A primary's `spec.selector`: a LabelSelector (`matchLabels`,
+/// `matchExpressions`, as Deployments and ReplicaSets have), or a plain
+/// map of labels that must all be equal (as Services and
+/// ReplicationControllers have), told apart by its values: a plain map
+/// holds only strings.
+fn selector_of(selector: &Value) -> Result<LabelSelector, orchd_store::StoreError> {
+    match selector.as_object() {
+        Some(map) if !map.is_empty() && map.values().all(Value::is_string) => {
+            LabelSelector::from_json(&serde_json::json!({ "matchLabels": selector }))
+        }
+        _ => LabelSelector::from_json(selector),
+    }
+}
+
 /// A running controller. Call [`Self::stop`] to stop it.
 pub struct ReconcilerHandle {
     stop: watch::Sender<bool>,
@@ -223,6 +237,7 @@ pub fn start(
         primary: spec.primary.clone(),
         selectors: HashMap::new(),
         primaries: HashSet::new(),
+        selected: HashMap::new(),
         plugin: Some(plugin),
         queue: WorkQueue::default(),
         synced: HashSet::new(),
@@ -249,6 +264,10 @@ struct Reconciler {
     selectors: HashMap<(Option<String>, String), LabelSelector>,
     /// Every primary object (namespace, name), for `map-to: all`.
     primaries: HashSet<(Option<String>, String)>,
+    /// For `map-to: selector`: the primaries each watched object (informer
+    /// index, namespace, name) was last selected by, so a change that
+    /// makes it leave them reaches them too.
+    selected: HashMap<(usize, Option<String>, String), Vec<Key>>,
     plugin: Option<ControllerPlugin>,
     queue: WorkQueue<Key>,
     synced: HashSet<usize>,
@@ -330,9 +349,12 @@ impl Reconciler {
             }
             _ => {}
         }
+        let deleted = matches!(change, Change::Delete(..));
         let (index, objects) = match change {
             Change::Resync(i, objects) => {
                 self.synced.insert(i);
+                // A relist says everything anew.
+                self.selected.retain(|(at, _, _), _| *at != i);
                 (i, objects)
             }
             Change::Upsert(i, object) | Change::Delete(i, object) => (i, vec![object]),
@@ -346,7 +368,28 @@ impl Reconciler {
                     continue;
                 }
                 if map == "selector" {
-                    for key in self.selecting(object) {
+                    // The primaries that selected it before hear of it
+                    // too: a pod whose labels no longer match leaves them.
+                    let now = self.selecting(object);
+                    let id = (
+                        index,
+                        meta::meta_str(object, "namespace").map(str::to_string),
+                        meta::meta_str(object, "name")
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                    let before = if deleted || now.is_empty() {
+                        self.selected.remove(&id)
+                    } else {
+                        self.selected.insert(id, now.clone())
+                    };
+                    // (A primary gone since, or now selecting nothing,
+                    // was queued by its own change.)
+                    let before = before.into_iter().flatten().filter(|(_, ns, name)| {
+                        self.selectors.contains_key(&(ns.clone(), name.clone()))
+                    });
+                    let keys: Vec<Key> = now.into_iter().chain(before).collect();
+                    for key in keys {
                         self.queue.add(key);
                     }
                 } else if map == "all" {
@@ -372,7 +415,7 @@ impl Reconciler {
             name.to_string(),
         );
         self.primaries.insert(key.clone());
-        match LabelSelector::from_json(&primary["spec"]["selector"]) {
+        match selector_of(&primary["spec"]["selector"]) {
             // An empty selector would select everything: Kubernetes'
             // controllers let it select nothing, and so does this.
             Ok(selector) if !selector.is_empty() => {
@@ -406,10 +449,20 @@ impl Reconciler {
             return Some(("namespaces".into(), None, namespace?));
         }
         let kind = map.strip_prefix("owner:")?;
-        let owner = object["metadata"]["ownerReferences"]
-            .as_array()?
+        let refs = object["metadata"]["ownerReferences"].as_array()?;
+        // The controlling owner of that kind; failing one, the first owner
+        // of that kind (a kubelet's Lease names its Node without
+        // `controller: true`).
+        let owner = refs
             .iter()
-            .find(|o| o["controller"] == true && o["kind"] == kind)?;
+            .find(|o| o["controller"] == true && o["kind"] == kind)
+            .or_else(|| {
+                refs.iter()
+                    .find(|o| o["controller"] != true && o["kind"] == kind)
+            })?;
+        // A cluster-scoped owner (a Node owning a Lease) has no namespace.
+        let namespace = namespace
+            .filter(|_| crate::access::resource_type(&self.primary).map_or(true, |r| r.namespaced));
         Some((
             self.primary.clone(),
             namespace,
@@ -499,23 +552,33 @@ mod tests {
     /// A loop state for a controller of ReplicaSets that watches pods by
     /// owner and by selector, without a plugin (mapping needs none).
     fn replica_set_mapping() -> Reconciler {
-        let (reports, _) = mpsc::unbounded_channel();
-        Reconciler {
-            cache: ObjectCache::new([]),
-            maps: vec![
+        mapping(
+            vec![
                 ("replicasets.apps".into(), vec!["self".into()]),
                 (
                     "pods".into(),
                     vec!["owner:ReplicaSet".into(), "selector".into()],
                 ),
             ],
-            primary: "replicasets.apps".into(),
+            "replicasets.apps",
+        )
+    }
+
+    /// A loop state mapping changes as `maps` say (informer 0 watches
+    /// `primary`), without a plugin.
+    fn mapping(maps: Vec<(String, Vec<String>)>, primary: &str) -> Reconciler {
+        let (reports, _) = mpsc::unbounded_channel();
+        Reconciler {
+            cache: ObjectCache::new([]),
+            informers: maps.len(),
+            maps,
+            primary: primary.into(),
             selectors: HashMap::new(),
             primaries: HashSet::new(),
+            selected: HashMap::new(),
             plugin: None,
             queue: WorkQueue::default(),
             synced: HashSet::new(),
-            informers: 2,
             ready_at: None,
             reports,
         }
@@ -576,22 +639,13 @@ mod tests {
 
     #[test]
     fn map_to_all_queues_every_primary() {
-        let (reports, _) = mpsc::unbounded_channel();
-        let mut r = Reconciler {
-            maps: vec![
+        let mut r = mapping(
+            vec![
                 ("daemonsets.apps".into(), vec!["self".into()]),
                 ("nodes".into(), vec!["all".into()]),
             ],
-            primary: "daemonsets.apps".into(),
-            selectors: HashMap::new(),
-            primaries: HashSet::new(),
-            plugin: None,
-            queue: WorkQueue::default(),
-            synced: HashSet::new(),
-            informers: 2,
-            ready_at: None,
-            reports,
-        };
+            "daemonsets.apps",
+        );
         let node = serde_json::json!({"metadata": {"name": "n1"}});
         // No primary known yet: a node change queues nothing.
         r.apply(Change::Upsert(1, node.clone()));
@@ -622,6 +676,61 @@ mod tests {
         drain(&mut r.queue);
         r.apply(Change::Resync(1, vec![node]));
         assert_eq!(drain(&mut r.queue), ["daemonsets.apps c/w"]);
+    }
+
+    #[test]
+    fn plain_map_selectors_select_like_match_labels() {
+        let mut r = mapping(
+            vec![
+                ("services".into(), vec!["self".into()]),
+                ("pods".into(), vec!["selector".into()]),
+            ],
+            "services",
+        );
+        let svc = |name: &str, selector: Value| serde_json::json!({"metadata": {"name": name, "namespace": "ns"}, "spec": {"selector": selector}});
+        r.apply(Change::Resync(
+            0,
+            vec![
+                svc("web", serde_json::json!({"app": "web", "tier": "front"})),
+                svc("headless", Value::Null),
+                svc("set", serde_json::json!({"matchLabels": {"app": "web"}})),
+            ],
+        ));
+        drain(&mut r.queue);
+        let pod = |labels: Value| serde_json::json!({"metadata": {"name": "p", "namespace": "ns", "labels": labels}});
+        r.apply(Change::Upsert(
+            1,
+            pod(serde_json::json!({"app": "web", "tier": "front"})),
+        ));
+        assert_eq!(drain(&mut r.queue), ["services ns/set", "services ns/web"]);
+        // Every label of a plain map must match; the Service the pod
+        // leaves hears of it too, once.
+        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "web"}))));
+        assert_eq!(drain(&mut r.queue), ["services ns/set", "services ns/web"]);
+        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "web"}))));
+        assert_eq!(drain(&mut r.queue), ["services ns/set"]);
+        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "api"}))));
+        assert_eq!(drain(&mut r.queue), ["services ns/set"]);
+        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "api"}))));
+        assert!(drain(&mut r.queue).is_empty());
+    }
+
+    #[test]
+    fn owners_of_a_cluster_scoped_primary_have_no_namespace() {
+        let mut r = mapping(
+            vec![
+                ("nodes".into(), vec!["self".into()]),
+                (
+                    "leases.coordination.k8s.io".into(),
+                    vec!["owner:Node".into()],
+                ),
+            ],
+            "nodes",
+        );
+        let lease = serde_json::json!({"metadata": {"name": "n1", "namespace": "kube-node-lease",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u"}]}});
+        r.apply(Change::Upsert(1, lease));
+        assert_eq!(drain(&mut r.queue), ["nodes n1"]);
     }
 
     #[test]

@@ -138,6 +138,42 @@ fn str_of<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
     map.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// How long a pod stays bound to a node that went not-ready or
+/// unreachable before it is evicted, unless it says otherwise.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Kubernetes' DefaultTolerationSeconds admission, for pods (not
+/// templates): a pod that does not already tolerate the
+/// `node.kubernetes.io/not-ready` and `.../unreachable` NoExecute taints
+/// gets a toleration of each for [`DEFAULT_TOLERATION_SECONDS`], so a node
+/// going away evicts its pods after five minutes rather than at once. A
+/// toleration with that key (or no key) and the NoExecute effect (or no
+/// effect) counts as tolerating, as there.
+fn default_toleration_seconds(spec: &mut Map<String, Value>) {
+    if is_unset(spec, "tolerations") {
+        spec.insert("tolerations".into(), json!([]));
+    }
+    let Some(tolerations) = spec.get_mut("tolerations").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerated = tolerations.iter().any(|t| {
+            let t_key = t.get("key").and_then(Value::as_str).unwrap_or_default();
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or_default();
+            (t_key == key || t_key.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+        });
+        if !tolerated {
+            tolerations.push(
+                json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}),
+            );
+        }
+    }
+}
+
 /// Defaults of a pod template's spec (`spec.template.spec`).
 fn template(spec: &mut Map<String, Value>) {
     if let Some(pod) = child(spec, "template").and_then(|t| child(t, "spec")) {
@@ -165,6 +201,7 @@ fn pod_spec(spec: &mut Map<String, Value>) {
 /// Defaults Kubernetes applies to Pods only, not to templates, so that
 /// adding one does not change every workload's template.
 fn pod_only(spec: &mut Map<String, Value>) {
+    default_toleration_seconds(spec);
     for list in ["initContainers", "containers"] {
         for c in items(spec, list) {
             let Some(resources) = child(c, "resources") else {
@@ -739,6 +776,57 @@ mod tests {
             tagged["spec"]["containers"][0]["ports"][0]["hostPort"],
             8080
         );
+    }
+
+    #[test]
+    fn pods_tolerate_lost_nodes_for_five_minutes_unless_they_say_otherwise() {
+        let pod = |tolerations: Value| {
+            let mut spec = pod_spec_fixture();
+            if !tolerations.is_null() {
+                spec["tolerations"] = tolerations;
+            }
+            defaulted(
+                "v1",
+                "Pod",
+                json!({"metadata": {"name": "p"}, "spec": spec}),
+            )
+        };
+        let added = |key: &str| json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300});
+        let plain = pod(Value::Null);
+        assert_eq!(
+            plain["spec"]["tolerations"],
+            json!([
+                added("node.kubernetes.io/not-ready"),
+                added("node.kubernetes.io/unreachable")
+            ])
+        );
+        // Its own toleration of one taint is kept and not doubled.
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3});
+        let custom = pod(json!([own.clone()]));
+        assert_eq!(
+            custom["spec"]["tolerations"],
+            json!([own, added("node.kubernetes.io/not-ready")])
+        );
+        // Tolerating everything needs nothing more; a NoSchedule toleration
+        // of the key does not count.
+        let all = pod(json!([{"operator": "Exists"}]));
+        assert_eq!(all["spec"]["tolerations"], json!([{"operator": "Exists"}]));
+        let no_schedule = pod(
+            json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]),
+        );
+        assert_eq!(
+            no_schedule["spec"]["tolerations"].as_array().unwrap().len(),
+            3
+        );
+        // Templates are left alone: the pods made from them get theirs.
+        let d = defaulted(
+            "apps/v1",
+            "Deployment",
+            json!({"metadata": {"name": "d"}, "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": pod_spec_fixture()}}}),
+        );
+        assert!(d["spec"]["template"]["spec"]["tolerations"].is_null());
     }
 
     #[test]

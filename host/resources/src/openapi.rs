@@ -904,6 +904,18 @@ fn add_paths(paths: &mut Map<String, Value>, r: &ResourceType) {
                     "parameters": scoped_params(true),
                 })
             }
+            Subresource::Finalize => {
+                let mut replace = op(
+                    "put",
+                    format!("replace{og}{scope}{}{suffix}", r.kind),
+                    format!("replace finalize of the specified {}", r.kind),
+                );
+                replace.params = write_params();
+                replace.body = Some(object_body(&kind_ref));
+                replace.responses = responses(&["200", "201"], &kind_ref);
+                replace.gvk = kind_gvk.clone();
+                json!({ "put": replace.into_value(), "parameters": scoped_params(true) })
+            }
             Subresource::Binding => {
                 let binding = schema_ref("io.k8s.api.core.v1.Binding");
                 let mut create = op(

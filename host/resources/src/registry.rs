@@ -18,16 +18,20 @@ pub enum Subresource {
     Binding,
     /// `log`: container logs as text (pods only).
     Log,
+    /// `finalize`: writes only `spec.finalizers` (namespaces only), the
+    /// way the namespace controller releases a namespace it has emptied.
+    Finalize,
 }
 
 impl Subresource {
-    /// The path segment: `status`, `scale`, `binding`, `log`.
+    /// The path segment: `status`, `scale`, `binding`, `log`, `finalize`.
     pub fn as_str(self) -> &'static str {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Finalize => "finalize",
         }
     }
 }
@@ -152,7 +156,7 @@ macro_rules! resource {
 
 static RESOURCES: &[ResourceType] = &[
     resource!(core::v1::Namespace, "", "v1", "Namespace", "namespaces", "namespace",
-        namespaced: false, short: ["ns"], categories: [], sub: [Status]),
+        namespaced: false, short: ["ns"], categories: [], sub: [Status, Finalize]),
     resource!(core::v1::Pod, "", "v1", "Pod", "pods", "pod",
         namespaced: true, short: ["po"], categories: ["all"], sub: [Status, Binding, Log]),
     resource!(core::v1::Node, "", "v1", "Node", "nodes", "node",

@@ -40,6 +40,7 @@ pub async fn run_all(mut make: impl FnMut() -> Arc<dyn Store>) {
     unconditional_update(make()).await;
     delete_with_preconditions(make()).await;
     finalizers(make()).await;
+    namespace_finalizers(make()).await;
     list_with_selectors(make()).await;
     list_paging(make()).await;
     watch_replays_history_then_live(make()).await;
@@ -1345,4 +1346,42 @@ pub async fn many_writers_and_watchers(
         .map(|e| (e.2.clone(), e.0))
         .collect();
     assert_eq!(listed, expected, "final state");
+}
+
+/// A namespace whose `spec.finalizers` are not empty is only marked by a
+/// delete (and turns `Terminating`); a write that empties them (what the
+/// `finalize` subresource does) removes it. Other writes keep it.
+pub async fn namespace_finalizers(store: Arc<dyn Store>) {
+    let name = unique_ns("nsfinal");
+    let k = ObjectKey::cluster("namespaces", &name);
+    let input = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"}});
+    store.create(&k, input).await.expect("create");
+    let marked = match store
+        .delete(&k, &Preconditions::default())
+        .await
+        .expect("delete")
+    {
+        DeleteOutcome::Finalizing(o) => o,
+        other => panic!("delete of a namespace with spec.finalizers: {other:?}"),
+    };
+    assert!(meta::meta_str(&marked, "deletionTimestamp").is_some());
+    assert_eq!(marked["status"]["phase"], "Terminating");
+
+    // A status write keeps it.
+    let mut status = marked.clone();
+    status["status"]["conditions"] =
+        json!([{"type": "NamespaceContentRemaining", "status": "True"}]);
+    let kept = store.update(&k, status).await.expect("status write");
+    assert_eq!(kept["status"]["phase"], "Terminating");
+    assert!(store.get(&k).await.is_ok());
+
+    let mut finalized = kept.clone();
+    finalized["spec"]["finalizers"] = json!([]);
+    store.update(&k, finalized).await.expect("finalize");
+    assert!(matches!(
+        store.get(&k).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }

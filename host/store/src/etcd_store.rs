@@ -1171,7 +1171,7 @@ impl Store for EtcdStore {
                 return Err(meta::conflict(key));
             }
             let mut next = object.clone();
-            let removes = meta::update_removes(&stored, &next);
+            let removes = meta::update_removes(&key.resource, &stored, &next);
             meta::stamp_update(&stored, &mut next)?;
             if !removes && next == stored {
                 // Nothing changes: no write, no event (as Kubernetes).
@@ -1205,13 +1205,13 @@ impl Store for EtcdStore {
         for _ in 0..MAX_ATTEMPTS {
             let stored = kv.object()?;
             meta::check_preconditions(key, &stored, preconditions)?;
-            let finalizing = !meta::finalizers(&stored).is_empty();
+            let finalizing = meta::deletion_held(&key.resource, &stored);
             if finalizing && meta::meta_str(&stored, "deletionTimestamp").is_some() {
                 return Ok(DeleteOutcome::Finalizing(stored));
             }
             let mut next = stored.clone();
             if finalizing {
-                meta::mark_deleting(&mut next)?;
+                meta::mark_deleting(&key.resource, &mut next)?;
             }
             match self
                 .put_if(key, &ek, kv.mod_revision, finalizing.then_some(&next))

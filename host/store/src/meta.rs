@@ -65,6 +65,19 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether deleting `object` (of `resource`) must wait: it has
+/// `metadata.finalizers`, or it is a namespace whose `spec.finalizers`
+/// still name the work to do on its content (`kubernetes`: the namespace
+/// controller deleting everything in it), as Kubernetes' namespace
+/// registry keeps a namespace until both lists are empty.
+pub fn deletion_held(resource: &str, object: &Value) -> bool {
+    !finalizers(object).is_empty()
+        || (resource == "namespaces"
+            && object["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty()))
+}
+
 /// The current time as Kubernetes writes timestamps (RFC 3339, seconds,
 /// UTC): `2026-11-23T21:36:30Z`.
 pub fn now_rfc3339() -> String {
@@ -157,11 +170,12 @@ pub fn stamp_update(stored: &Value, object: &mut Value) -> Result<(), StoreError
     Ok(())
 }
 
-/// Whether an update leaves nothing to keep the object: it was already
-/// marked for deletion and has no finalizers left.
-pub fn update_removes(stored: &Value, object: &Value) -> bool {
+/// Whether an update leaves nothing to keep the object (of `resource`):
+/// it was already marked for deletion and nothing holds it any more (see
+/// [`deletion_held`]).
+pub fn update_removes(resource: &str, stored: &Value, object: &Value) -> bool {
     metadata(stored).is_some_and(|m| m.contains_key("deletionTimestamp"))
-        && finalizers(object).is_empty()
+        && !deletion_held(resource, object)
 }
 
 /// Checks a delete's preconditions against the stored object; `key` names
@@ -197,9 +211,23 @@ pub fn check_preconditions(
     Ok(())
 }
 
-/// The state of an object with finalizers once a delete marked it:
-/// `deletionTimestamp` set and `generation` bumped, as Kubernetes does.
-pub fn mark_deleting(object: &mut Value) -> Result<(), StoreError> {
+/// The state of an object (of `resource`) with finalizers once a delete
+/// marked it: `deletionTimestamp` set and `generation` bumped, and a
+/// namespace's phase `Terminating` until its content is gone and its
+/// finalizers lifted, as Kubernetes does.
+pub fn mark_deleting(resource: &str, object: &mut Value) -> Result<(), StoreError> {
+    if resource == "namespaces"
+        && let Some(root) = object.as_object_mut()
+    {
+        match root.get_mut("status").and_then(Value::as_object_mut) {
+            Some(status) => {
+                status.insert("phase".into(), serde_json::json!("Terminating"));
+            }
+            None => {
+                root.insert("status".into(), serde_json::json!({"phase": "Terminating"}));
+            }
+        }
+    }
     let m = metadata_mut(object)?;
     m.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
     // As Kubernetes does for objects deleted with finalizers pending and

@@ -675,7 +675,7 @@ impl Batch<'_> {
         {
             return Err(meta::conflict(key));
         }
-        let terminating = meta::update_removes(&stored, &object);
+        let terminating = meta::update_removes(&key.resource, &stored, &object);
         meta::stamp_update(&stored, &mut object)?;
         if terminating {
             self.revision += 1;
@@ -715,12 +715,12 @@ impl Batch<'_> {
             key: key.to_string(),
         })?;
         meta::check_preconditions(key, &stored, pre)?;
-        if !meta::finalizers(&stored).is_empty() {
+        if meta::deletion_held(&key.resource, &stored) {
             if meta::meta_str(&stored, "deletionTimestamp").is_some() {
                 return Ok(DeleteOutcome::Finalizing(stored));
             }
             let mut object = stored.clone();
-            meta::mark_deleting(&mut object)?;
+            meta::mark_deleting(&key.resource, &mut object)?;
             self.revision += 1;
             meta::set_resource_version(&mut object, Some(self.revision));
             let json = self.put(&enc, &object)?;

@@ -177,6 +177,7 @@ conformance_tests!(
     lease_race,
     guaranteed_update_under_concurrency,
     concurrent_writers_and_watchers,
+    namespace_finalizers,
 );
 
 mod generated {

@@ -62,7 +62,9 @@ impl ControllerSpec {
     }
 
     /// Reconciles the controlling owner of kind `owner_kind` (`ReplicaSet`)
-    /// when an object of `resource` changes (`map-to: owner:KIND`).
+    /// when an object of `resource` changes (`map-to: owner:KIND`); an
+    /// object with no controlling owner of that kind maps to its first
+    /// owner of that kind (a kubelet's Lease names its Node that way).
     pub fn watch_owned(mut self, resource: impl Into<String>, owner_kind: &str) -> Self {
         self.watches.push(Watch {
             resource: resource.into(),
@@ -86,7 +88,8 @@ impl ControllerSpec {
     /// Reconciles every primary in the same namespace whose `spec.selector`
     /// matches the labels of an object of `resource` when it changes
     /// (`map-to: selector`): how a ReplicaSet hears of an orphan pod it
-    /// may adopt. Primaries with an empty selector select nothing.
+    /// may adopt. The selector is a LabelSelector or, as a Service's, a
+    /// plain map of labels. Primaries with an empty selector select nothing.
     pub fn watch_selected(mut self, resource: impl Into<String>) -> Self {
         self.watches.push(Watch {
             resource: resource.into(),

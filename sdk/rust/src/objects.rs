@@ -129,6 +129,8 @@ pub fn create<T: Serialize + DeserializeOwned>(resource: &str, object: &T) -> Re
 
 /// Replaces an object; its `metadata.resourceVersion` is a precondition,
 /// so a concurrent change fails with [`Error::Conflict`].
+/// `resource` may name a subresource that replaces the object, such as
+/// `namespaces/finalize` (it needs a write capability of that name).
 pub fn update<T: Serialize + DeserializeOwned>(resource: &str, object: &T) -> Result<T, Error> {
     decode(&wit::update(resource, &encode(object)?)?)
 }
