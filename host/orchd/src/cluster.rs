@@ -313,7 +313,7 @@ async fn start_plugins(
     data_dir: &Path,
     store: Arc<dyn Store>,
     api: std::sync::Arc<ApiServer>,
-) -> anyhow::Result<orchd_plugin_host::leader::ElectorHandle> {
+) -> anyhow::Result<PluginRunner> {
     use orchd_plugin_host::leader::{self, ElectionConfig};
     use orchd_plugin_host::manager::{self, Ensured, ManagerConfig};
     use orchd_plugin_host::{PluginEngine, sandbox};
@@ -370,27 +370,53 @@ async fn start_plugins(
     };
     let api: std::sync::Arc<dyn orchd_plugin_host::access::ObjectApi> =
         std::sync::Arc::new(crate::inprocess::InProcessApi(api));
-    // Plugins run in one control-plane replica at a time: the one holding
-    // the lease. The embedded store is open in this process alone, so a
-    // holder left in it can only be an earlier run of this cluster; on
-    // etcd other replicas may hold it, and their lease is respected.
-    let mut election = ElectionConfig::new(
-        args.identity
-            .clone()
-            .unwrap_or_else(leader::default_identity),
-    );
-    election.take_over_at_start = !args.store.starts_with("etcd://");
-    let notify: leader::Notify =
-        std::sync::Arc::new(|m: &str| println!("orchd: leader election: {m}"));
-    Ok(leader::start(store.clone(), election, notify, move || {
-        Box::new(manager::start(
+    let shared = args.store.starts_with("etcd://");
+    let store_for_election = store.clone();
+    let start = move || {
+        manager::start(
             store.clone(),
             Some(api.clone()),
             engine.clone(),
             sandbox::stderr_sink(),
             config.clone(),
-        ))
-    }))
+        )
+    };
+    if !shared {
+        return Ok(PluginRunner::Alone(start()));
+    }
+    // On a shared store the plugins run in one control-plane replica at a
+    // time: the one holding the lease.
+    let election = ElectionConfig::new(
+        args.identity
+            .clone()
+            .unwrap_or_else(leader::default_identity),
+    );
+    let notify: leader::Notify =
+        std::sync::Arc::new(|m: &str| println!("orchd: leader election: {m}"));
+    Ok(PluginRunner::Elected(leader::start(
+        store_for_election,
+        election,
+        notify,
+        move || Box::new(start()),
+    )))
+}
+
+/// What runs the plugins. On the embedded store, which only this process
+/// can open, the manager itself: there is no other replica to elect
+/// against (and no lease to renew every 2 s). On etcd, an elector that
+/// runs the manager while this replica holds the lease.
+enum PluginRunner {
+    Alone(orchd_plugin_host::manager::ManagerHandle),
+    Elected(orchd_plugin_host::leader::ElectorHandle),
+}
+
+impl PluginRunner {
+    async fn stop(self) {
+        match self {
+            PluginRunner::Alone(manager) => manager.stop().await,
+            PluginRunner::Elected(elector) => elector.stop().await,
+        }
+    }
 }
 
 /// Tells the namespace controller which resources to sweep: every

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchd_store::{Store, lease};
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -59,11 +58,6 @@ pub struct ElectionConfig {
     pub renew_deadline: Duration,
     /// How often the leader renews and the others try to acquire.
     pub retry_period: Duration,
-    /// Take the lease over at start whoever holds it. Only for a store no
-    /// other replica can share (the embedded one is opened by one process
-    /// at a time): its holder can only be an earlier run of this cluster,
-    /// and waiting out its lease would hold the plugins back for nothing.
-    pub take_over_at_start: bool,
 }
 
 impl ElectionConfig {
@@ -76,7 +70,6 @@ impl ElectionConfig {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
-            take_over_at_start: false,
         }
     }
 }
@@ -157,11 +150,6 @@ async fn run(
     leading_tx: watch::Sender<bool>,
 ) {
     let who = format!("lease {}/{}", config.namespace, config.name);
-    if config.take_over_at_start
-        && let Err(e) = clear_holder(store.as_ref(), &config).await
-    {
-        notify(&format!("cannot take over the {who} at start: {e}"));
-    }
     let mut leader: Option<(Box<dyn Leading>, Instant)> = None;
     let mut last_holder: Option<String> = None;
     loop {
@@ -256,23 +244,6 @@ async fn run(
     }
 }
 
-/// Empties the lease's holder so the first acquire takes it.
-async fn clear_holder(store: &dyn Store, config: &ElectionConfig) -> orchd_store::Result<()> {
-    let key = lease::lease_key(&config.namespace, &config.name);
-    let result = store
-        .guaranteed_update(&key, &|mut lease: Value| {
-            if let Some(spec) = lease.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.remove("holderIdentity");
-            }
-            Ok(lease)
-        })
-        .await;
-    match result {
-        Ok(_) | Err(orchd_store::StoreError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +251,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use orchd_store::{RedbStore, RedbStoreConfig};
+    use serde_json::Value;
 
     /// Counts how many replicas lead at once, and how often each led.
     #[derive(Default)]
@@ -299,17 +271,11 @@ mod tests {
         }
     }
 
-    fn elector(
-        store: &Arc<dyn Store>,
-        census: &Arc<Census>,
-        identity: &str,
-        take_over: bool,
-    ) -> ElectorHandle {
+    fn elector(store: &Arc<dyn Store>, census: &Arc<Census>, identity: &str) -> ElectorHandle {
         let mut config = ElectionConfig::new(identity);
         config.lease_duration = Duration::from_secs(2);
         config.renew_deadline = Duration::from_millis(1500);
         config.retry_period = Duration::from_millis(100);
-        config.take_over_at_start = take_over;
         let (census, id) = (census.clone(), identity.to_owned());
         start(store.clone(), config, Arc::new(|_| {}), move || {
             let leaders = census.now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -337,9 +303,9 @@ mod tests {
     async fn one_leads_the_other_takes_over_on_release_or_expiry() {
         let (store, _dir) = temp_store();
         let census = Arc::new(Census::default());
-        let a = elector(&store, &census, "a", false);
+        let a = elector(&store, &census, "a");
         until("a leads", Duration::from_secs(5), || a.is_leading()).await;
-        let b = elector(&store, &census, "b", false);
+        let b = elector(&store, &census, "b");
         // b keeps trying every 100 ms for longer than a lease lasts, and
         // stays passive because a renews.
         tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -354,7 +320,7 @@ mod tests {
         assert!(stopped.elapsed() < Duration::from_secs(1));
 
         // A crash releases nothing: c waits for the lease to expire.
-        let c = elector(&store, &census, "c", false);
+        let c = elector(&store, &census, "c");
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!c.is_leading());
         let crashed = Instant::now();
@@ -374,7 +340,7 @@ mod tests {
     async fn a_leader_whose_lease_is_taken_steps_down() {
         let (store, _dir) = temp_store();
         let census = Arc::new(Census::default());
-        let a = elector(&store, &census, "a", false);
+        let a = elector(&store, &census, "a");
         until("a leads", Duration::from_secs(5), || a.is_leading()).await;
         // Someone rewrites the lease to another holder (an operator, or a
         // replica that saw it expire while a was stalled).
@@ -389,30 +355,5 @@ mod tests {
         until("a steps down", Duration::from_secs(2), || !a.is_leading()).await;
         assert_eq!(census.now.load(Ordering::SeqCst), 0);
         a.stop().await;
-    }
-
-    #[tokio::test]
-    async fn taking_over_at_start_skips_a_stale_holder() {
-        let (store, _dir) = temp_store();
-        lease::acquire(
-            store.as_ref(),
-            "kube-system",
-            "orchd-plugins",
-            "previous-run",
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-        let census = Arc::new(Census::default());
-        let patient = elector(&store, &census, "patient", false);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(!patient.is_leading(), "a live lease is respected");
-        patient.stop().await;
-        let restarted = elector(&store, &census, "restarted", true);
-        until("the restarted run leads", Duration::from_secs(1), || {
-            restarted.is_leading()
-        })
-        .await;
-        restarted.stop().await;
     }
 }
