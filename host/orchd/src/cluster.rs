@@ -120,7 +120,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         name: "deployment",
         world: orchd_plugin_host::World::Controller,
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/deployment-controller.wasm")),
-        read: &["deployments.apps", "replicasets.apps", "pods"],
+        read: &["deployments.apps", "replicasets.apps"],
         write: &["deployments.apps", "replicasets.apps"],
     },
     DefaultPlugin {
