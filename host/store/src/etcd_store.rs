@@ -46,10 +46,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::redb_store::{validate_key, validate_scope};
+use crate::watch_filter::{Selectors, bookmark};
 use crate::{
-    DeleteOutcome, EventType, FieldSelector, LabelSelector, ListOptions, ObjectKey, ObjectList,
-    Preconditions, Result, Revision, Scope, Store, StoreError, WatchEvent, WatchOptions,
-    WatchStream, meta,
+    DeleteOutcome, EventType, ListOptions, ObjectKey, ObjectList, Preconditions, Result, Revision,
+    Scope, Store, StoreError, WatchEvent, WatchOptions, WatchStream, meta,
 };
 
 /// The key prefix when none is given.
@@ -603,63 +603,18 @@ async fn run_prefix_watch(shared: Arc<Shared>, progress: watch::Sender<Revision>
 /// Which events a watcher wants.
 struct Filter {
     key_prefix: String,
-    labels: LabelSelector,
-    fields: FieldSelector,
+    selectors: Selectors,
 }
 
 impl Filter {
-    fn matches(&self, object: &Value) -> bool {
-        self.labels.matches(object) && self.fields.matches(object)
-    }
-
     /// The event this watcher sees for `e`, if any: with a selector, an
     /// object starting (stopping) to match is `Added` (`Deleted`).
     fn apply(&self, e: &StoredEvent) -> Option<WatchEvent> {
         if !e.key.starts_with(&self.key_prefix) {
             return None;
         }
-        let mut object = e.object.clone();
-        let event_type = if self.labels.is_empty() && self.fields.is_empty() {
-            e.event_type
-        } else {
-            match e.event_type {
-                EventType::Modified => {
-                    let was = e.prev.as_deref().is_some_and(|p| self.matches(p));
-                    match (was, self.matches(&e.object)) {
-                        (true, true) => EventType::Modified,
-                        (false, true) => EventType::Added,
-                        (false, false) => return None,
-                        (true, false) => {
-                            // Kubernetes sends the last matching state, at
-                            // the revision of the change.
-                            let mut last = e.prev.as_deref().cloned().unwrap_or(Value::Null);
-                            meta::set_resource_version(&mut last, Some(e.revision));
-                            object = Arc::new(last);
-                            EventType::Deleted
-                        }
-                    }
-                }
-                other => {
-                    if !self.matches(&e.object) {
-                        return None;
-                    }
-                    other
-                }
-            }
-        };
-        Some(WatchEvent {
-            event_type,
-            revision: e.revision,
-            object,
-        })
-    }
-}
-
-fn bookmark(revision: Revision) -> WatchEvent {
-    WatchEvent {
-        event_type: EventType::Bookmark,
-        revision,
-        object: Arc::new(json!({"metadata": {"resourceVersion": revision.to_string()}})),
+        self.selectors
+            .apply(e.event_type, e.revision, &e.object, e.prev.as_ref())
     }
 }
 
@@ -1251,8 +1206,10 @@ impl Store for EtcdStore {
             shared: self.shared.clone(),
             filter: Filter {
                 key_prefix: self.scope_prefix(scope),
-                labels: scope.label_selector.clone(),
-                fields: scope.field_selector.clone(),
+                selectors: Selectors {
+                    labels: scope.label_selector.clone(),
+                    fields: scope.field_selector.clone(),
+                },
             },
             cursor,
             pending: VecDeque::new(),

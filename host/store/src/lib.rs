@@ -27,6 +27,7 @@ pub mod lease;
 pub mod meta;
 pub mod redb_store;
 pub mod selector;
+mod watch_filter;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,14 +33,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::StreamExt;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::watch_filter::{Selectors, bookmark};
 use crate::{
-    DeleteOutcome, EventType, FieldSelector, LabelSelector, ListOptions, ObjectKey, ObjectList,
-    Preconditions, Result, Revision, Scope, Store, StoreError, WatchEvent, WatchOptions,
-    WatchStream, meta,
+    DeleteOutcome, EventType, ListOptions, ObjectKey, ObjectList, Preconditions, Result, Revision,
+    Scope, Store, StoreError, WatchEvent, WatchOptions, WatchStream, meta,
 };
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
@@ -764,8 +764,7 @@ impl Batch<'_> {
 struct Filter {
     resource: String,
     namespace: Option<String>,
-    labels: LabelSelector,
-    fields: FieldSelector,
+    selectors: Selectors,
 }
 
 impl Filter {
@@ -773,13 +772,11 @@ impl Filter {
         Filter {
             resource: scope.resource.clone(),
             namespace: scope.namespace.clone().filter(|n| !n.is_empty()),
-            labels: scope.label_selector.clone(),
-            fields: scope.field_selector.clone(),
+            selectors: Selectors {
+                labels: scope.label_selector.clone(),
+                fields: scope.field_selector.clone(),
+            },
         }
-    }
-
-    fn matches(&self, object: &Value) -> bool {
-        self.labels.matches(object) && self.fields.matches(object)
     }
 
     /// The event this watcher sees for `e`, if any: selector watches turn
@@ -790,56 +787,8 @@ impl Filter {
         {
             return None;
         }
-        let mut object = e.object.clone();
-        let event_type = if self.labels.is_empty() && self.fields.is_empty() {
-            e.event_type
-        } else {
-            match e.event_type {
-                EventType::Added => {
-                    if !self.matches(&e.object) {
-                        return None;
-                    }
-                    EventType::Added
-                }
-                EventType::Modified => {
-                    let was = e.prev.as_deref().is_some_and(|p| self.matches(p));
-                    match (was, self.matches(&e.object)) {
-                        (true, true) => EventType::Modified,
-                        (false, true) => EventType::Added,
-                        (false, false) => return None,
-                        (true, false) => {
-                            // Kubernetes sends the last matching state, at
-                            // the revision of the change.
-                            let mut last = e.prev.as_deref().cloned().unwrap_or(Value::Null);
-                            meta::set_resource_version(&mut last, Some(e.revision));
-                            object = Arc::new(last);
-                            EventType::Deleted
-                        }
-                    }
-                }
-                EventType::Deleted => {
-                    let last = e.prev.as_deref().unwrap_or(&e.object);
-                    if !self.matches(last) {
-                        return None;
-                    }
-                    EventType::Deleted
-                }
-                EventType::Bookmark => EventType::Bookmark,
-            }
-        };
-        Some(WatchEvent {
-            event_type,
-            revision: e.revision,
-            object,
-        })
-    }
-}
-
-fn bookmark(revision: Revision) -> WatchEvent {
-    WatchEvent {
-        event_type: EventType::Bookmark,
-        revision,
-        object: Arc::new(json!({"metadata": {"resourceVersion": revision.to_string()}})),
+        self.selectors
+            .apply(e.event_type, e.revision, &e.object, e.prev.as_ref())
     }
 }
 
@@ -1193,6 +1142,7 @@ impl Store for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn event(revision: Revision) -> Arc<StoredEvent> {
         Arc::new(StoredEvent {
@@ -1261,6 +1211,7 @@ mod tests {
 #[cfg(test)]
 mod record_tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn spliced_history_records_are_what_serde_writes_and_reads() {

@@ -49,7 +49,7 @@ use logic::Backoff;
 
 use orchd_sdk::controller::{BoxError, Controller, ControllerSpec, ReconcileResult};
 use orchd_sdk::objects::{self, Error, ObjectRef};
-use orchd_sdk::serde_json::{Value, json};
+use orchd_sdk::serde_json::Value;
 use orchd_sdk::{events, meta};
 
 /// The resource this controller reconciles.
@@ -117,7 +117,7 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
         } else if meta::controller_ref(&pod).is_none()
             && !meta::is_deleting(&pod)
             && meta::selector_matches(&ds["spec"]["selector"], &pod["metadata"]["labels"])?
-            && let Some(adopted) = adopt(&ds, &pod)?
+            && let Some(adopted) = objects::adopt("pods", &pod, &ds, "apps/v1", "DaemonSet")?
         {
             // An orphan it selects is its own, as in Kubernetes; the plan
             // then keeps or deletes it like any other of its pods.
@@ -228,29 +228,6 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
         ),
         None => ReconcileResult::Done,
     })
-}
-
-/// Makes `owner` the controller of the orphan `pod`; `None` if the pod is
-/// gone. The pod's resourceVersion is a precondition, so a pod that
-/// changed meanwhile (another controller adopted it) is not taken.
-fn adopt(owner: &Value, pod: &Value) -> Result<Option<Value>, Error> {
-    let mut refs: Vec<Value> = pod["metadata"]["ownerReferences"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    refs.push(meta::controller_reference(owner, "apps/v1", "DaemonSet"));
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": pod["metadata"]["resourceVersion"],
-    }});
-    let Some(key) = ObjectRef::of("pods", pod) else {
-        return Ok(None);
-    };
-    match objects::patch(&key, &patch) {
-        Ok(adopted) => Ok(Some(adopted)),
-        Err(Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 orchd_sdk::export_controller!(DaemonSets);

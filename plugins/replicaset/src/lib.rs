@@ -99,7 +99,7 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
             }
             Some(_) => {}
             None if matches && !deleting => {
-                if let Some(adopted) = adopt(&rs, &pod)? {
+                if let Some(adopted) = objects::adopt("pods", &pod, &rs, "apps/v1", "ReplicaSet")? {
                     owned.push(pods::slim(adopted));
                 }
             }
@@ -195,29 +195,6 @@ fn create_pod(rs: &Value) -> Result<Value, Error> {
     match objects::create("pods", &pod) {
         Err(Error::Conflict(_)) => objects::create("pods", &pod),
         other => other,
-    }
-}
-
-/// Makes `rs` the controller of the orphan `pod`; `None` if the pod is
-/// gone. The pod's resourceVersion is a precondition, so a pod that
-/// changed meanwhile (another controller adopted it) is not taken.
-fn adopt(rs: &Value, pod: &Value) -> Result<Option<Value>, Error> {
-    let mut refs: Vec<Value> = pod["metadata"]["ownerReferences"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    refs.push(meta::controller_reference(rs, "apps/v1", "ReplicaSet"));
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": pod["metadata"]["resourceVersion"],
-    }});
-    let Some(key) = ObjectRef::of("pods", pod) else {
-        return Ok(None);
-    };
-    match objects::patch(&key, &patch) {
-        Ok(adopted) => Ok(Some(adopted)),
-        Err(Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
     }
 }
 

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use logic::Action;
 use orchd_sdk::controller::{BoxError, Controller, ControllerSpec, ReconcileResult};
 use orchd_sdk::objects::{self, Error, ObjectRef};
-use orchd_sdk::serde_json::{Value, json};
+use orchd_sdk::serde_json::Value;
 use orchd_sdk::{events, meta};
 
 /// The resource this controller reconciles.
@@ -97,7 +97,7 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
             && !meta::is_deleting(&pod)
             && logic::ordinal_of(&set, &pod).is_some()
             && meta::selector_matches(&set["spec"]["selector"], &pod["metadata"]["labels"])?
-            && let Some(adopted) = adopt(&set, &pod)?
+            && let Some(adopted) = objects::adopt("pods", &pod, &set, "apps/v1", "StatefulSet")?
         {
             // An orphan named as one of its pods and selected by it is
             // its own, as in Kubernetes (a pod left by an orphaning delete
@@ -177,29 +177,6 @@ fn sync(key: ObjectRef) -> Result<ReconcileResult, BoxError> {
         ),
         None => ReconcileResult::Done,
     })
-}
-
-/// Makes `owner` the controller of the orphan `pod`; `None` if the pod is
-/// gone. The pod's resourceVersion is a precondition, so a pod that
-/// changed meanwhile (another controller adopted it) is not taken.
-fn adopt(owner: &Value, pod: &Value) -> Result<Option<Value>, Error> {
-    let mut refs: Vec<Value> = pod["metadata"]["ownerReferences"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    refs.push(meta::controller_reference(owner, "apps/v1", "StatefulSet"));
-    let patch = json!({"metadata": {
-        "ownerReferences": refs,
-        "resourceVersion": pod["metadata"]["resourceVersion"],
-    }});
-    let Some(key) = ObjectRef::of("pods", pod) else {
-        return Ok(None);
-    };
-    match objects::patch(&key, &patch) {
-        Ok(adopted) => Ok(Some(adopted)),
-        Err(Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 orchd_sdk::export_controller!(StatefulSets);

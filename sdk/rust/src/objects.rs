@@ -165,3 +165,34 @@ fn decode<T: DeserializeOwned>(json: &str) -> Result<T, Error> {
     // a field the plugin's struct requires but the object lacks.
     serde_json::from_str(json).map_err(|e| Error::Internal(format!("decoding object: {e}")))
 }
+
+/// Makes `owner` (of `api_version` and `kind`) the controller of the
+/// orphan `object` of `resource`, as Kubernetes' controllers adopt what
+/// their selector matches; `None` if the object is gone. The object's
+/// resourceVersion is a precondition, so one that changed meanwhile
+/// (another controller adopted it) is not taken: that is a `Conflict`.
+pub fn adopt(
+    resource: &str,
+    object: &Value,
+    owner: &Value,
+    api_version: &str,
+    kind: &str,
+) -> Result<Option<Value>, Error> {
+    let mut refs: Vec<Value> = object["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    refs.push(crate::meta::controller_reference(owner, api_version, kind));
+    let change = serde_json::json!({"metadata": {
+        "ownerReferences": refs,
+        "resourceVersion": object["metadata"]["resourceVersion"],
+    }});
+    let Some(key) = ObjectRef::of(resource, object) else {
+        return Ok(None);
+    };
+    match patch::<Value>(&key, &change) {
+        Ok(adopted) => Ok(Some(adopted)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
