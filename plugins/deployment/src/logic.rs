@@ -3,7 +3,7 @@
 //! revisions, proportional scaling and the status and conditions
 //! `kubectl rollout status` reads.
 
-use orchd_sdk::meta;
+use orchd_sdk::{meta, revision};
 use orchd_sdk::serde_json::{Map, Value, json};
 
 /// The revision of a ReplicaSet (and of the Deployment, the newest one).
@@ -193,111 +193,17 @@ pub fn scale_down_old(
         .collect()
 }
 
-/// FNV-1a, 32 bits: small, stable across builds and platforms.
-fn fnv1a(bytes: &[u8], mut hash: u32) -> u32 {
-    for b in bytes {
-        hash ^= u32::from(*b);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash
-}
-
-/// Writes `v` as JSON with object keys sorted, so equal templates hash
-/// equally whatever order their fields arrived in.
-fn canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String((*k).clone()).to_string());
-                out.push(':');
-                canonical(&m[k.as_str()], out);
-            }
-            out.push('}');
-        }
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(x, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-/// Characters of a hash in a name: no vowels (no words), no look-alikes.
-const HASH_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-
 /// The `pod-template-hash` of a pod template, varied by the Deployment's
 /// `collisionCount` when a name is taken by a different template.
 pub fn template_hash(template: &Value, collision_count: i64) -> String {
-    let mut text = String::new();
-    canonical(&without_hash(template), &mut text);
-    let mut hash = fnv1a(text.as_bytes(), 0x811c_9dc5);
-    if collision_count > 0 {
-        hash = fnv1a(&collision_count.to_le_bytes(), hash);
-    }
-    let mut out = Vec::new();
-    let mut n = u64::from(hash);
-    let base = HASH_ALPHABET.len() as u64;
-    loop {
-        out.push(HASH_ALPHABET[(n % base) as usize]);
-        n /= base;
-        if n == 0 {
-            break;
-        }
-    }
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Drops nulls, empty objects and empty lists, recursively: the API
-/// stores JSON as sent, so a template kubectl copied back from a
-/// ReplicaSet (`kubectl rollout undo` writes `resources: {}`) must still
-/// equal the one the ReplicaSet was made from, as Kubernetes' semantic
-/// equality has it.
-fn prune(v: &Value) -> Option<Value> {
-    match v {
-        Value::Null => None,
-        Value::Object(m) => {
-            let kept: Map<String, Value> = m
-                .iter()
-                .filter_map(|(k, v)| prune(v).map(|v| (k.clone(), v)))
-                .collect();
-            (!kept.is_empty()).then_some(Value::Object(kept))
-        }
-        Value::Array(a) if a.is_empty() => None,
-        // Elements keep their places: an empty one still counts.
-        Value::Array(a) => Some(Value::Array(
-            a.iter().map(|x| prune(x).unwrap_or(json!({}))).collect(),
-        )),
-        other => Some(other.clone()),
-    }
-}
-
-/// A template without the `pod-template-hash` label, pruned of empty
-/// fields.
-fn without_hash(template: &Value) -> Value {
-    let mut t = template.clone();
-    if let Some(labels) = t["metadata"]["labels"].as_object_mut() {
-        labels.remove(HASH_LABEL);
-    }
-    prune(&t).unwrap_or(Value::Null)
+    revision::hash_ignoring(template, HASH_LABEL, collision_count)
 }
 
 /// Whether two pod templates are the same apart from `pod-template-hash`:
 /// how the Deployment recognizes the ReplicaSet of its current template
 /// (also after `kubectl rollout undo` copied an old one back).
 pub fn same_template(a: &Value, b: &Value) -> bool {
-    without_hash(a) == without_hash(b)
+    revision::normalized(a, HASH_LABEL) == revision::normalized(b, HASH_LABEL)
 }
 
 /// The `deployment.kubernetes.io/revision` of an object (0 if none).
@@ -680,7 +586,7 @@ mod tests {
         assert_ne!(template_hash(&a, 0), template_hash(&a, 1));
         let h = template_hash(&a, 0);
         assert!(
-            !h.is_empty() && h.bytes().all(|b| HASH_ALPHABET.contains(&b)),
+            !h.is_empty() && h.bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)),
             "{h}"
         );
     }

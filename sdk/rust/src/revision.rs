@@ -1,5 +1,6 @@
 //! Revisions of a pod template, as DaemonSets and StatefulSets label their
-//! pods with them (`controller-revision-hash`). Pure functions over
+//! pods with them (`controller-revision-hash`) and Deployments name their
+//! ReplicaSets (`pod-template-hash`). Pure functions over
 //! `serde_json::Value`.
 //!
 //! Kubernetes keeps each revision in a ControllerRevision object; orchd's
@@ -80,13 +81,31 @@ const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// only in key order, empty fields or their own [`REVISION_LABEL`];
 /// different (but for a 32-bit collision) otherwise. Fit for a label value.
 pub fn template_hash(template: &Value) -> String {
+    hash_ignoring(template, REVISION_LABEL, 0)
+}
+
+/// `template` without the label `own_label` (the one its hash is written
+/// to) and pruned of empty fields: what its hash, and whether two
+/// templates are the same, depend on.
+pub fn normalized(template: &Value, own_label: &str) -> Value {
     let mut t = template.clone();
     if let Some(labels) = t["metadata"]["labels"].as_object_mut() {
-        labels.remove(REVISION_LABEL);
+        labels.remove(own_label);
     }
+    prune(&t).unwrap_or(Value::Null)
+}
+
+/// The hash of [`normalized`]`(template, own_label)`, varied by
+/// `collision_count` when it is above 0 (a Deployment's, when a name is
+/// taken by another template), in letters fit for a name or label value.
+pub fn hash_ignoring(template: &Value, own_label: &str, collision_count: i64) -> String {
     let mut text = String::new();
-    canonical(&prune(&t).unwrap_or(Value::Null), &mut text);
-    let mut n = u64::from(fnv1a(text.as_bytes(), 0x811c_9dc5));
+    canonical(&normalized(template, own_label), &mut text);
+    let mut hash = fnv1a(text.as_bytes(), 0x811c_9dc5);
+    if collision_count > 0 {
+        hash = fnv1a(&collision_count.to_le_bytes(), hash);
+    }
+    let mut n = u64::from(hash);
     let base = ALPHABET.len() as u64;
     let mut out = String::new();
     loop {
