@@ -31,26 +31,42 @@ pub const CLUSTER_RESOURCE: &str = "clusterwidgets.conformance.orchd.dev";
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Calls macro `$test` with the name of every check, so each backend's
+/// test file makes one test per check from the same list (a check added
+/// here runs on every backend):
+/// `orchd_store::each_conformance_check!(my_test_macro);`.
+#[macro_export]
+macro_rules! each_conformance_check {
+    ($test:ident) => {
+        $test!(
+            create_get_already_exists,
+            generation_bumps_only_on_spec_change,
+            noop_update_writes_nothing,
+            update_conflict_on_stale_resource_version,
+            unconditional_update,
+            delete_with_preconditions,
+            finalizers,
+            list_with_selectors,
+            list_paging,
+            watch_replays_history_then_live,
+            watch_selector_transitions,
+            watch_expired_after_compact,
+            watch_bookmarks,
+            leases,
+            lease_race,
+            guaranteed_update_under_concurrency,
+            concurrent_writers_and_watchers,
+            namespace_finalizers,
+        );
+    };
+}
+
 /// Runs every check, each on a store from `make`.
 pub async fn run_all(mut make: impl FnMut() -> Arc<dyn Store>) {
-    create_get_already_exists(make()).await;
-    generation_bumps_only_on_spec_change(make()).await;
-    noop_update_writes_nothing(make()).await;
-    update_conflict_on_stale_resource_version(make()).await;
-    unconditional_update(make()).await;
-    delete_with_preconditions(make()).await;
-    finalizers(make()).await;
-    namespace_finalizers(make()).await;
-    list_with_selectors(make()).await;
-    list_paging(make()).await;
-    watch_replays_history_then_live(make()).await;
-    watch_selector_transitions(make()).await;
-    watch_expired_after_compact(make()).await;
-    watch_bookmarks(make()).await;
-    leases(make()).await;
-    lease_race(make()).await;
-    guaranteed_update_under_concurrency(make()).await;
-    concurrent_writers_and_watchers(make()).await;
+    macro_rules! run {
+        ($($name:ident),* $(,)?) => { $( $name(make()).await; )* };
+    }
+    crate::each_conformance_check!(run);
 }
 
 fn unique_ns(prefix: &str) -> String {

@@ -40,26 +40,7 @@ macro_rules! conformance_tests {
     };
 }
 
-conformance_tests!(
-    create_get_already_exists,
-    generation_bumps_only_on_spec_change,
-    noop_update_writes_nothing,
-    update_conflict_on_stale_resource_version,
-    unconditional_update,
-    delete_with_preconditions,
-    finalizers,
-    list_with_selectors,
-    list_paging,
-    watch_replays_history_then_live,
-    watch_selector_transitions,
-    watch_expired_after_compact,
-    watch_bookmarks,
-    leases,
-    lease_race,
-    guaranteed_update_under_concurrency,
-    concurrent_writers_and_watchers,
-    namespace_finalizers,
-);
+orchd_store::each_conformance_check!(conformance_tests);
 
 mod generated {
     use super::*;

@@ -3,8 +3,8 @@
 //! revisions, proportional scaling and the status and conditions
 //! `kubectl rollout status` reads.
 
-use orchd_sdk::{meta, revision};
 use orchd_sdk::serde_json::{Map, Value, json};
+use orchd_sdk::{meta, revision};
 
 /// The revision of a ReplicaSet (and of the Deployment, the newest one).
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
@@ -586,7 +586,9 @@ mod tests {
         assert_ne!(template_hash(&a, 0), template_hash(&a, 1));
         let h = template_hash(&a, 0);
         assert!(
-            !h.is_empty() && h.bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)),
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)),
             "{h}"
         );
     }
