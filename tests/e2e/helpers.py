@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -339,3 +340,66 @@ def wait_until(what: str, check, timeout: float = 30.0, interval: float = 0.05):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+class PodWatch:
+    """Follows the pods matching a label selector: a list, then a watch
+    from its resourceVersion on a thread of its own. `on_listed` sees the
+    listed pods, `on_event(kind, pod)` every later ADDED / MODIFIED /
+    DELETED, both under `self.lock`; subclasses record what their test
+    checks. An ERROR event lands in `self.errors` and ends the watch.
+    Call `close()` when done."""
+
+    PODS = "/api/v1/namespaces/default/pods"
+
+    def __init__(self, c: Cluster, selector: str):
+        q = urllib.parse.quote(selector)
+        listed = c.get(f"{self.PODS}?labelSelector={q}")
+        self.lock = threading.Lock()
+        self.errors: list[str] = []
+        with self.lock:
+            self.on_listed(listed["items"])
+        host, port = split_url(c.url)
+        self.conn = http.client.HTTPConnection(host, port, timeout=300)
+        rv = listed["metadata"]["resourceVersion"]
+        self.conn.request("GET", f"{self.PODS}?watch=1&labelSelector={q}&resourceVersion={rv}")
+        self.sock = self.conn.sock
+        self.resp = self.conn.getresponse()
+        assert self.resp.status == 200, self.resp.read()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def on_listed(self, pods: list[dict]) -> None:
+        pass
+
+    def on_event(self, kind: str, pod: dict) -> None:
+        pass
+
+    def _run(self):
+        try:
+            for line in self.resp:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, obj = event["type"], event["object"]
+                if kind == "ERROR":
+                    self.errors.append(str(obj))
+                    return
+                if kind == "BOOKMARK":
+                    continue
+                with self.lock:
+                    self.on_event(kind, obj)
+        except (OSError, ValueError, http.client.HTTPException):
+            # close() shut the connection: the watch ends there.
+            pass
+
+    def close(self):
+        # Shut the socket down first and let the reader end by itself: it
+        # holds the response's buffer lock while it waits for a line, and a
+        # plain close would wait for the next event.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.thread.join(timeout=10)
+        self.conn.close()

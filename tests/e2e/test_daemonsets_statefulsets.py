@@ -9,14 +9,10 @@ by sampling with sleeps."""
 
 from __future__ import annotations
 
-import http.client
-import json
-import socket
-import threading
 import time
 import urllib.parse
 
-from helpers import Cluster, split_url, table_rows, wait_until
+from helpers import Cluster, PodWatch, table_rows, wait_until
 
 PODS = "/api/v1/namespaces/default/pods"
 DAEMONSETS = "/apis/apps/v1/namespaces/default/daemonsets"
@@ -35,61 +31,21 @@ def live_pods(c: Cluster, selector: str) -> list[dict]:
             if not p["metadata"].get("deletionTimestamp")]
 
 
-class PodLog:
+class PodLog(PodWatch):
     """Every change to the pods matching a selector, in the API's order,
     from a list plus a watch: (event, pod name, pod object)."""
 
-    def __init__(self, c: Cluster, selector: str):
-        q = urllib.parse.quote(selector)
-        listed = c.get(f"{PODS}?labelSelector={q}")
-        self.events: list[tuple[str, str, dict]] = [
-            ("LISTED", p["metadata"]["name"], p) for p in listed["items"]]
+    def on_listed(self, pods: list[dict]):
+        self.events: list[tuple[str, str, dict]] = [("LISTED", p["metadata"]["name"], p) for p in pods]
         self.times: list[float] = [time.monotonic()] * len(self.events)
-        self.lock = threading.Lock()
-        self.errors: list[str] = []
-        host, port = split_url(c.url)
-        self.conn = http.client.HTTPConnection(host, port, timeout=300)
-        rv = listed["metadata"]["resourceVersion"]
-        self.conn.request("GET", f"{PODS}?watch=1&labelSelector={q}&resourceVersion={rv}")
-        self.sock = self.conn.sock
-        self.resp = self.conn.getresponse()
-        assert self.resp.status == 200, self.resp.read()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
 
-    def _run(self):
-        try:
-            for line in self.resp:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind, obj = event["type"], event["object"]
-                if kind == "ERROR":
-                    self.errors.append(str(obj))
-                    return
-                if kind == "BOOKMARK":
-                    continue
-                with self.lock:
-                    self.events.append((kind, obj["metadata"]["name"], obj))
-                    self.times.append(time.monotonic())
-        except (OSError, ValueError, http.client.HTTPException):
-            # close() shut the connection: the log ends there.
-            pass
+    def on_event(self, kind: str, obj: dict):
+        self.events.append((kind, obj["metadata"]["name"], obj))
+        self.times.append(time.monotonic())
 
     def snapshot(self) -> list[tuple[str, str, dict]]:
         with self.lock:
             return list(self.events)
-
-    def close(self):
-        # Shut the socket down first and let the reader end by itself: it
-        # holds the response's buffer while it waits for a line.
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.thread.join(timeout=10)
-        self.conn.close()
-
 
 def gone_or_going(kind: str, pod: dict) -> bool:
     return kind == "DELETED" or bool(pod["metadata"].get("deletionTimestamp"))

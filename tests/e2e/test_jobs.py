@@ -8,14 +8,10 @@ end states are awaited with `kubectl wait` or polls with a deadline."""
 
 from __future__ import annotations
 
-import http.client
-import json
-import socket
-import threading
 import urllib.parse
 from datetime import datetime, timezone
 
-from helpers import Cluster, split_url, wait_until
+from helpers import Cluster, PodWatch, wait_until
 
 NS = "default"
 PODS = f"/api/v1/namespaces/{NS}/pods"
@@ -65,64 +61,26 @@ def condition(obj: dict, kind: str) -> dict | None:
     return None
 
 
-class ActiveWatch:
-    """Follows the pods matching a selector from a list plus a watch, and
-    records the most that were active (neither finished nor deleted) at
-    once."""
+class ActiveWatch(PodWatch):
+    """Follows the pods matching a selector and records the most that were
+    active (neither finished nor deleted) at once."""
 
-    def __init__(self, c: Cluster, selector: str):
-        q = urllib.parse.quote(selector)
-        listed = c.get(f"{PODS}?labelSelector={q}")
-        self.pods: dict[str, dict] = {p["metadata"]["name"]: p for p in listed["items"]}
+    def on_listed(self, pods: list[dict]):
+        self.pods: dict[str, dict] = {p["metadata"]["name"]: p for p in pods}
         self.seen: set[str] = set(self.pods)
-        self.lock = threading.Lock()
         self.max_active = self.active()
-        self.errors: list[str] = []
-        host, port = split_url(c.url)
-        self.conn = http.client.HTTPConnection(host, port, timeout=300)
-        rv = listed["metadata"]["resourceVersion"]
-        self.conn.request("GET", f"{PODS}?watch=1&labelSelector={q}&resourceVersion={rv}")
-        self.sock = self.conn.sock
-        self.resp = self.conn.getresponse()
-        assert self.resp.status == 200, self.resp.read()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
 
     def active(self) -> int:
         return sum(1 for p in self.pods.values() if phase(p) not in ("Succeeded", "Failed"))
 
-    def _run(self):
-        try:
-            for line in self.resp:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind, obj = event["type"], event["object"]
-                if kind == "ERROR":
-                    self.errors.append(str(obj))
-                    return
-                if kind == "BOOKMARK":
-                    continue
-                name = obj["metadata"]["name"]
-                with self.lock:
-                    self.seen.add(name)
-                    if kind == "DELETED" or obj["metadata"].get("deletionTimestamp"):
-                        self.pods.pop(name, None)
-                    else:
-                        self.pods[name] = obj
-                    self.max_active = max(self.max_active, self.active())
-        except (OSError, ValueError, http.client.HTTPException):
-            pass
-
-    def close(self):
-        # Shut the socket down first: the reader thread blocks on it.
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.thread.join(timeout=10)
-        self.conn.close()
-
+    def on_event(self, kind: str, obj: dict):
+        name = obj["metadata"]["name"]
+        self.seen.add(name)
+        if kind == "DELETED" or obj["metadata"].get("deletionTimestamp"):
+            self.pods.pop(name, None)
+        else:
+            self.pods[name] = obj
+        self.max_active = max(self.max_active, self.active())
 
 def test_job_completes_with_bounded_parallelism_and_its_pods_go_with_it(cluster, hollow_nodes):
     hollow_nodes(2)

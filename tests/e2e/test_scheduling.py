@@ -20,7 +20,7 @@ import time
 
 import yaml
 
-from helpers import Cluster, plugin_path, run_orchd, wait_until
+from helpers import plugin_path, run_orchd, wait_until
 
 NS = "default"
 PODS = f"/api/v1/namespaces/{NS}/pods"

@@ -8,15 +8,11 @@ went through), not by sampling with sleeps."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import re
-import socket
-import threading
 import time
 import urllib.parse
 
-from helpers import Cluster, plugin_path, run_orchd, split_url, table_rows, wait_until
+from helpers import Cluster, PodWatch, plugin_path, run_orchd, table_rows, wait_until
 
 PODS = "/api/v1/namespaces/default/pods"
 RSS = "/apis/apps/v1/namespaces/default/replicasets"
@@ -81,30 +77,17 @@ def revision(obj: dict) -> str | None:
     return (obj["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
 
 
-class PodWatch:
-    """Follows the pods matching a selector from a list plus a watch, and
-    records the extremes the rollout went through: most pods at once,
-    fewest ready ones, and whether two images ever ran side by side."""
+class RolloutWatch(PodWatch):
+    """Follows the pods matching a selector and records the extremes the
+    rollout went through: most pods at once, fewest ready ones, and
+    whether two images ever ran side by side."""
 
-    def __init__(self, c: Cluster, selector: str):
-        q = urllib.parse.quote(selector)
-        listed = c.get(f"{PODS}?labelSelector={q}")
-        self.pods: dict[str, dict] = {p["metadata"]["name"]: p for p in listed["items"]}
-        self.lock = threading.Lock()
+    def on_listed(self, pods: list[dict]):
+        self.pods: dict[str, dict] = {p["metadata"]["name"]: p for p in pods}
         self.max_total = len(self.pods)
         self.min_ready = self.ready()
         self.max_images = len(self.images())
         self.added = 0
-        self.errors: list[str] = []
-        host, port = split_url(c.url)
-        self.conn = http.client.HTTPConnection(host, port, timeout=300)
-        rv = listed["metadata"]["resourceVersion"]
-        self.conn.request("GET", f"{PODS}?watch=1&labelSelector={q}&resourceVersion={rv}")
-        self.sock = self.conn.sock
-        self.resp = self.conn.getresponse()
-        assert self.resp.status == 200, self.resp.read()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
 
     def ready(self) -> int:
         return sum(1 for p in self.pods.values() if is_ready(p))
@@ -112,49 +95,23 @@ class PodWatch:
     def images(self) -> set[str]:
         return {image_of(p) for p in self.pods.values()}
 
-    def _run(self):
-        try:
-            for line in self.resp:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                kind, obj = event["type"], event["object"]
-                if kind == "ERROR":
-                    self.errors.append(str(obj))
-                    return
-                if kind == "BOOKMARK":
-                    continue
-                name = obj["metadata"]["name"]
-                with self.lock:
-                    if kind == "DELETED" or obj["metadata"].get("deletionTimestamp"):
-                        self.pods.pop(name, None)
-                    else:
-                        if name not in self.pods:
-                            self.added += 1
-                        self.pods[name] = obj
-                    self.max_total = max(self.max_total, len(self.pods))
-                    self.min_ready = min(self.min_ready, self.ready())
-                    self.max_images = max(self.max_images, len(self.images()))
-        except (OSError, ValueError, http.client.HTTPException):
-            pass
+    def on_event(self, kind: str, obj: dict):
+        name = obj["metadata"]["name"]
+        if kind == "DELETED" or obj["metadata"].get("deletionTimestamp"):
+            self.pods.pop(name, None)
+        else:
+            if name not in self.pods:
+                self.added += 1
+            self.pods[name] = obj
+        self.max_total = max(self.max_total, len(self.pods))
+        self.min_ready = min(self.min_ready, self.ready())
+        self.max_images = max(self.max_images, len(self.images()))
 
     def settled(self, count: int, image: str) -> bool:
         """Whether the watch has seen exactly `count` pods, all ready and
         of `image` (the rollout's end state)."""
         with self.lock:
             return len(self.pods) == count and self.ready() == count and self.images() == {image}
-
-    def close(self):
-        # Shut the socket down first: the reader thread holds the
-        # response's buffer lock while it waits for a line, and a plain
-        # close would wait for the next event.
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.thread.join(timeout=10)
-        self.conn.close()
-
 
 def check_rolled_out(c: Cluster, name: str, replicas: int, image: str):
     """`kubectl rollout status` completes, then exactly `replicas` pods
@@ -221,7 +178,7 @@ def test_deployment_rolls_out_scales_updates_and_rolls_back(cluster, hollow_node
     assert len(replica_sets(cluster, "app=web")) == 1
 
     # A new image rolls out within maxSurge 1 / maxUnavailable 1.
-    watch = PodWatch(cluster, "app=web")
+    watch = RolloutWatch(cluster, "app=web")
     try:
         cluster.kubectl("set", "image", "deployment/web", "app=nginx:1.27")
         check_rolled_out(cluster, "web", 4, "nginx:1.27")
@@ -238,7 +195,7 @@ def test_deployment_rolls_out_scales_updates_and_rolls_back(cluster, hollow_node
 
     # Undo: kubectl copies revision 1's template back; its ReplicaSet
     # becomes the new one again, as revision 3, under the same bounds.
-    watch = PodWatch(cluster, "app=web")
+    watch = RolloutWatch(cluster, "app=web")
     try:
         cluster.kubectl("rollout", "undo", "deployment/web")
         check_rolled_out(cluster, "web", 4, "nginx:1.26")
@@ -258,7 +215,7 @@ def test_recreate_never_runs_two_templates_at_once(cluster, hollow_nodes):
     hollow_nodes(2)
     cluster.kubectl_apply_text(deployment_yaml("batch", "worker:1", 3, "    type: Recreate"))
     check_rolled_out(cluster, "batch", 3, "worker:1")
-    watch = PodWatch(cluster, "app=batch")
+    watch = RolloutWatch(cluster, "app=batch")
     try:
         cluster.kubectl("set", "image", "deployment/batch", "app=worker:2")
         check_rolled_out(cluster, "batch", 3, "worker:2")
@@ -405,7 +362,7 @@ def test_replacing_the_replicaset_controller_mid_scale_loses_nothing(cluster, ho
     rollout_status(cluster, "big")
     component = cluster.tmp / "replicaset-v2.wasm"
     component.write_bytes(rebuilt(plugin_path("replicaset-controller.wasm").read_bytes(), "v2"))
-    watch = PodWatch(cluster, "app=big")
+    watch = RolloutWatch(cluster, "app=big")
     try:
         cluster.kubectl("scale", "deployment", "big", "--replicas=200")
         wait_until("the scale-up under way", lambda: 10 <= len(watch.pods) < 200, interval=0.01)
