@@ -13,9 +13,10 @@ use tokio::sync::{mpsc, watch};
 
 /// A change seen by an informer; `K` tells the receiver which informer.
 pub(crate) enum Change<K> {
-    /// The full current list (first sync and every relist): anything
-    /// cached and not in it is gone.
-    Resync(K, Vec<Value>),
+    /// The full current list (first sync and every relist) and the
+    /// revision it reflects: anything cached from before that revision
+    /// and not in it is gone.
+    Resync(K, Vec<Value>, u64),
     /// Added or modified.
     Upsert(K, Value),
     /// Deleted (its last state).
@@ -53,7 +54,11 @@ pub(crate) async fn run<K: Copy + Send + 'static>(
                 continue;
             }
         };
-        if tx.send(Change::Resync(kind, items)).await.is_err() {
+        if tx
+            .send(Change::Resync(kind, items, revision))
+            .await
+            .is_err()
+        {
             return;
         }
         let options = WatchOptions {

@@ -32,6 +32,7 @@ use crate::controller::ControllerPlugin;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{self, Change};
 use crate::reconciler::{self, ReconcilerHandle};
+use crate::reflector::SharedCaches;
 use crate::runner::{self, Report, RunnerHandle};
 use crate::{Limits, LogSink, PluginEngine, PluginError, SchedulerPlugin, World};
 
@@ -98,6 +99,7 @@ pub fn start(
     ));
     let (report_tx, report_rx) = mpsc::unbounded_channel();
     let manager = Manager {
+        caches: SharedCaches::default(),
         events: EventRecorder::new(store.clone(), "plugin-manager"),
         store,
         api,
@@ -189,6 +191,8 @@ struct Manager {
     refused: HashMap<String, (i64, Vec<i64>)>,
     report_tx: mpsc::UnboundedSender<(String, Report)>,
     events: Arc<EventRecorder>,
+    /// The object caches its controllers share, one per resource.
+    caches: SharedCaches,
 }
 
 impl Manager {
@@ -215,7 +219,7 @@ impl Manager {
 
     async fn apply(&mut self, change: Change<()>) {
         match change {
-            Change::Resync((), plugins) => {
+            Change::Resync((), plugins, _) => {
                 let names: Vec<String> = plugins
                     .iter()
                     .filter_map(|p| meta::meta_str(p, "name").map(str::to_string))
@@ -531,7 +535,12 @@ impl Manager {
             old.runner.stop().await;
         }
         let primary = controller.spec().primary.clone();
-        let handle = reconciler::start(self.store.clone(), controller, self.reports_of(name));
+        let handle = reconciler::start(
+            self.store.clone(),
+            controller,
+            &self.caches,
+            self.reports_of(name),
+        );
         self.running.insert(
             name.to_string(),
             Running {

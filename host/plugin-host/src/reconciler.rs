@@ -28,7 +28,7 @@ use crate::PluginError;
 use crate::controller::ControllerPlugin;
 use crate::controller::types_of::{ObjectRef, ReconcileResult};
 use crate::informer::{self, Change};
-use crate::reflector::ObjectCache;
+use crate::reflector::{ObjectCache, SharedCaches};
 use crate::runner::Report;
 
 /// First retry delay after a failed reconcile.
@@ -49,7 +49,7 @@ fn key_text(key: &Key) -> String {
 /// Which informer a change comes from.
 fn change_index(change: &Change<usize>) -> usize {
     match change {
-        Change::Resync(i, _) | Change::Upsert(i, _) | Change::Delete(i, _) => *i,
+        Change::Resync(i, _, _) | Change::Upsert(i, _) | Change::Delete(i, _) => *i,
     }
 }
 
@@ -178,11 +178,14 @@ impl ReconcilerHandle {
     }
 }
 
-/// Starts reconciling with `plugin`; what happens is told on `reports`.
+/// Starts reconciling with `plugin`, its reads answered from `caches`
+/// (shared with the manager's other controllers); what happens is told on
+/// `reports`.
 /// Must be called within a tokio runtime.
 pub fn start(
     store: Arc<dyn Store>,
     plugin: ControllerPlugin,
+    caches: &SharedCaches,
     reports: mpsc::UnboundedSender<Report>,
 ) -> ReconcilerHandle {
     let spec = plugin.spec().clone();
@@ -211,11 +214,14 @@ pub fn start(
     drop(change_tx);
     // Reads of the watched resources are answered from what the
     // informers hold (see `reflector`).
-    let cache = ObjectCache::new(resources.iter().filter_map(|r| {
-        crate::access::resource_type(r)
-            .ok()
-            .map(|t| (r.clone(), *t))
-    }));
+    let cache = ObjectCache::shared(
+        caches,
+        resources.iter().filter_map(|r| {
+            crate::access::resource_type(r)
+                .ok()
+                .map(|t| (r.clone(), *t))
+        }),
+    );
     plugin.access().use_cache(Some(cache.clone()));
     let loop_state = Reconciler {
         cache,
@@ -321,7 +327,9 @@ impl Reconciler {
         // The cache first: a reconcile this change queues must see it.
         if let Some((resource, _)) = self.maps.get(change_index(&change)) {
             match &change {
-                Change::Resync(_, objects) => self.cache.resync(resource, objects),
+                Change::Resync(_, objects, revision) => {
+                    self.cache.resync(resource, objects, *revision)
+                }
                 Change::Upsert(_, object) => self.cache.upsert(resource, object),
                 Change::Delete(_, object) => self.cache.remove(resource, object),
             }
@@ -329,7 +337,7 @@ impl Reconciler {
         // Informer 0 watches the primary resource: keep its keys and
         // selectors.
         match &change {
-            Change::Resync(0, objects) => {
+            Change::Resync(0, objects, _) => {
                 self.selectors.clear();
                 self.primaries.clear();
                 for o in objects {
@@ -351,7 +359,7 @@ impl Reconciler {
         }
         let deleted = matches!(change, Change::Delete(..));
         let (index, objects) = match change {
-            Change::Resync(i, objects) => {
+            Change::Resync(i, objects, _) => {
                 self.synced.insert(i);
                 // A relist says everything anew.
                 self.selected.retain(|(at, _, _), _| *at != i);
@@ -608,6 +616,7 @@ mod tests {
                     serde_json::json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "api"]}]}),
                 ),
             ],
+            0,
         ));
         assert_eq!(drain(&mut r.queue).len(), 3);
         // An orphan pod: every primary whose selector matches (an empty
@@ -651,7 +660,7 @@ mod tests {
         r.apply(Change::Upsert(1, node.clone()));
         assert!(drain(&mut r.queue).is_empty());
         let ds = |ns: &str, name: &str| serde_json::json!({"metadata": {"name": name, "namespace": ns}, "spec": {}});
-        r.apply(Change::Resync(0, vec![ds("a", "x"), ds("b", "y")]));
+        r.apply(Change::Resync(0, vec![ds("a", "x"), ds("b", "y")], 0));
         drain(&mut r.queue);
         r.apply(Change::Upsert(0, ds("a", "z")));
         drain(&mut r.queue);
@@ -672,9 +681,9 @@ mod tests {
             drain(&mut r.queue),
             ["daemonsets.apps a/z", "daemonsets.apps b/y"]
         );
-        r.apply(Change::Resync(0, vec![ds("c", "w")]));
+        r.apply(Change::Resync(0, vec![ds("c", "w")], 0));
         drain(&mut r.queue);
-        r.apply(Change::Resync(1, vec![node]));
+        r.apply(Change::Resync(1, vec![node], 0));
         assert_eq!(drain(&mut r.queue), ["daemonsets.apps c/w"]);
     }
 
@@ -695,6 +704,7 @@ mod tests {
                 svc("headless", Value::Null),
                 svc("set", serde_json::json!({"matchLabels": {"app": "web"}})),
             ],
+            0,
         ));
         drain(&mut r.queue);
         let pod = |labels: Value| serde_json::json!({"metadata": {"name": "p", "namespace": "ns", "labels": labels}});

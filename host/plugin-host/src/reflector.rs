@@ -6,7 +6,10 @@
 //!
 //! Each object is kept as the JSON text the plugin receives (with
 //! `apiVersion` and `kind`), serialized once per change rather than once
-//! per read, beside its labels for selector matching.
+//! per read, beside its labels for selector matching. The cache of a
+//! resource is shared by every controller of a plugin manager that watches
+//! it ([`SharedCaches`]), as client-go's shared informers are: ten
+//! controllers watching pods hold one copy of them, not ten.
 //!
 //! Invariants:
 //! - An entry only moves forward: a change is applied only if its
@@ -18,15 +21,18 @@
 //!   delete removes the entry and leaves a tombstone at the deletion's
 //!   resourceVersion, so the informer's late events about the object
 //!   cannot bring it back. A tombstone goes when the informer reaches it.
-//! - A resource is served from the cache only once its informer has
-//!   listed; before that (and for resources the controller does not
+//! - A resource is served from the cache only once an informer has
+//!   listed it; before that (and for resources the controller does not
 //!   watch) reads go to the API.
+//! - A relist (one informer's, while others feed the same cache) merges:
+//!   listed objects are applied like any change, and an object it does not
+//!   show goes only if nothing wrote it after the list's revision.
 //!
 //! Like any informer cache it may lag behind the store for changes made by
 //! others; controllers are level-triggered and retry on conflicts.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use orchd_resources::ResourceType;
 use orchd_store::meta;
@@ -56,9 +62,45 @@ struct Resource {
     tombstones: HashMap<Name, u64>,
 }
 
+/// The cached objects of one resource, shared by the controllers that
+/// watch it.
+pub struct ResourceCache {
+    r: ResourceType,
+    inner: RwLock<Resource>,
+}
+
+/// One plugin manager's caches, one per resource, each alive while a
+/// controller uses it.
+#[derive(Default)]
+pub struct SharedCaches {
+    caches: Mutex<HashMap<String, Weak<ResourceCache>>>,
+}
+
+impl SharedCaches {
+    /// The cache of `resource` (of type `r`): the one in use, or a new one.
+    pub fn get(&self, resource: &str, r: ResourceType) -> Arc<ResourceCache> {
+        let fresh = || {
+            Arc::new(ResourceCache {
+                r,
+                inner: RwLock::new(Resource::default()),
+            })
+        };
+        let Ok(mut caches) = self.caches.lock() else {
+            return fresh();
+        };
+        caches.retain(|_, c| c.strong_count() > 0);
+        if let Some(cache) = caches.get(resource).and_then(Weak::upgrade) {
+            return cache;
+        }
+        let cache = fresh();
+        caches.insert(resource.to_string(), Arc::downgrade(&cache));
+        cache
+    }
+}
+
 /// The objects of the resources a controller watches.
 pub struct ObjectCache {
-    resources: RwLock<HashMap<String, (ResourceType, Resource)>>,
+    resources: HashMap<String, Arc<ResourceCache>>,
 }
 
 fn name_of(object: &Value) -> Option<Name> {
@@ -112,6 +154,19 @@ impl Resource {
         self.objects.insert(name, entry);
     }
 
+    /// Merges a list taken at `revision` (see the invariants).
+    fn resync(&mut self, r: &ResourceType, objects: &[Value], revision: u64) {
+        let listed: HashSet<Name> = objects.iter().filter_map(name_of).collect();
+        for object in objects {
+            self.upsert(r, object);
+        }
+        self.objects.retain(|name, entry| {
+            listed.contains(name) || entry.revision.is_some_and(|rv| rv > revision)
+        });
+        self.tombstones.retain(|_, deleted| *deleted > revision);
+        self.synced = true;
+    }
+
     /// Removes an object the informer saw deleted (its last state), unless
     /// the cache holds a newer incarnation (recreated by this controller).
     fn remove(&mut self, object: &Value) {
@@ -132,15 +187,26 @@ impl Resource {
 }
 
 impl ObjectCache {
-    /// A cache of `resources` (each with its type), none listed yet.
+    /// A cache of its own for `resources` (each with its type), none
+    /// listed yet.
     pub fn new(resources: impl IntoIterator<Item = (String, ResourceType)>) -> Arc<Self> {
+        Self::shared(&SharedCaches::default(), resources)
+    }
+
+    /// The caches of `resources` from `shared`: what other controllers
+    /// watching them hold already, and what they will be told.
+    pub fn shared(
+        shared: &SharedCaches,
+        resources: impl IntoIterator<Item = (String, ResourceType)>,
+    ) -> Arc<Self> {
         Arc::new(ObjectCache {
-            resources: RwLock::new(
-                resources
-                    .into_iter()
-                    .map(|(name, r)| (name, (r, Resource::default())))
-                    .collect(),
-            ),
+            resources: resources
+                .into_iter()
+                .map(|(name, r)| {
+                    let cache = shared.get(&name, r);
+                    (name, cache)
+                })
+                .collect(),
         })
     }
 
@@ -149,27 +215,21 @@ impl ObjectCache {
         resource: &str,
         f: impl FnOnce(&ResourceType, &mut Resource) -> T,
     ) -> Option<T> {
-        let mut resources = self.resources.write().ok()?;
-        let (r, cached) = resources.get_mut(resource)?;
-        Some(f(r, cached))
+        let cache = self.resources.get(resource)?;
+        let mut cached = cache.inner.write().ok()?;
+        Some(f(&cache.r, &mut cached))
     }
 
     fn read<T>(&self, resource: &str, f: impl FnOnce(&Resource) -> T) -> Option<T> {
-        let resources = self.resources.read().ok()?;
-        let (_, cached) = resources.get(resource)?;
-        cached.synced.then(|| f(cached))
+        let cache = self.resources.get(resource)?;
+        let cached = cache.inner.read().ok()?;
+        cached.synced.then(|| f(&cached))
     }
 
-    /// The informer listed `objects`: they are everything there is.
-    pub fn resync(&self, resource: &str, objects: &[Value]) {
-        self.with(resource, |r, cached| {
-            cached.objects.clear();
-            cached.tombstones.clear();
-            for object in objects {
-                cached.upsert(r, object);
-            }
-            cached.synced = true;
-        });
+    /// An informer listed `objects` at `revision`: they are everything
+    /// there was then.
+    pub fn resync(&self, resource: &str, objects: &[Value], revision: u64) {
+        self.with(resource, |r, cached| cached.resync(r, objects, revision));
     }
 
     /// The informer saw `object` added or modified, or the controller
@@ -295,7 +355,11 @@ mod tests {
         let all = LabelSelector::default();
         assert!(c.list("pods", None, &all).is_none());
         assert!(c.get("pods", Some("a"), "p").is_none());
-        c.resync("pods", &[pod("b", "q", 2, "db"), pod("a", "p", 1, "web")]);
+        c.resync(
+            "pods",
+            &[pod("b", "q", 2, "db"), pod("a", "p", 1, "web")],
+            2,
+        );
         assert_eq!(names(c.list("pods", None, &all)), ["a/p", "b/q"]);
         let text = c.get("pods", Some("a"), "p").unwrap().unwrap();
         assert!(text.contains(r#""kind":"Pod""#) && text.contains(r#""apiVersion":"v1""#));
@@ -315,6 +379,7 @@ mod tests {
                 pod("ab", "p3", 3, "web"),
                 pod("b", "p4", 4, "web"),
             ],
+            4,
         );
         let web = LabelSelector::parse("app=web").unwrap();
         assert_eq!(names(c.list("pods", Some("a"), &web)), ["a/p1"]);
@@ -329,7 +394,7 @@ mod tests {
     #[test]
     fn older_versions_never_replace_newer_ones() {
         let c = cache();
-        c.resync("pods", &[]);
+        c.resync("pods", &[], 0);
         // The controller's own write at 10, then the informer's late
         // event of version 7.
         c.upsert("pods", &pod("a", "p", 10, "new"));
@@ -346,7 +411,7 @@ mod tests {
     #[test]
     fn own_deletes_are_not_undone_by_late_events() {
         let c = cache();
-        c.resync("pods", &[pod("a", "p", 5, "web")]);
+        c.resync("pods", &[pod("a", "p", 5, "web")], 5);
         c.deleted(
             "pods",
             Some("a"),
@@ -369,5 +434,35 @@ mod tests {
         c.deleted("pods", Some("a"), "f", &held);
         let text = c.get("pods", Some("a"), "f").unwrap().unwrap();
         assert!(text.contains("deletionTimestamp"));
+    }
+
+    #[test]
+    fn controllers_share_one_cache_per_resource_and_relists_merge() {
+        let shared = SharedCaches::default();
+        let a = ObjectCache::shared(&shared, [("pods".to_string(), pods())]);
+        let b = ObjectCache::shared(&shared, [("pods".to_string(), pods())]);
+        a.resync(
+            "pods",
+            &[pod("n", "old", 3, "x"), pod("n", "kept", 4, "x")],
+            10,
+        );
+        // What one controller's informer listed, the other reads.
+        assert_eq!(
+            names(b.list("pods", None, &LabelSelector::default())),
+            ["n/kept", "n/old"]
+        );
+        // One writes after the list; the other's late relist (taken at
+        // revision 11, before that write, and without "old", deleted
+        // meanwhile) keeps the newer write and drops what is gone.
+        b.upsert("pods", &pod("n", "new", 12, "x"));
+        a.resync("pods", &[pod("n", "kept", 4, "x")], 11);
+        assert_eq!(
+            names(b.list("pods", None, &LabelSelector::default())),
+            ["n/kept", "n/new"]
+        );
+        // A cache lives while a controller uses it.
+        drop((a, b));
+        let c = ObjectCache::shared(&shared, [("pods".to_string(), pods())]);
+        assert!(c.list("pods", None, &LabelSelector::default()).is_none());
     }
 }

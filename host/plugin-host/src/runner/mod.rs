@@ -621,7 +621,7 @@ impl Runner {
 
     fn apply(&mut self, change: Change<Kind>) {
         match change {
-            Change::Resync(Kind::Node, nodes) => {
+            Change::Resync(Kind::Node, nodes, _) => {
                 let names: HashSet<&str> = nodes
                     .iter()
                     .filter_map(|n| n["metadata"]["name"].as_str())
@@ -637,7 +637,7 @@ impl Runner {
                 self.synced.insert("nodes");
                 self.flush = true;
             }
-            Change::Resync(Kind::Pod, pods) => {
+            Change::Resync(Kind::Pod, pods, _) => {
                 let keys: HashSet<String> = pods.iter().filter_map(pod_key).collect();
                 let mut known = self.queue.keys();
                 known.extend(self.cache.pod_keys());
