@@ -10,7 +10,7 @@ by the new one.
 
 The components come from `cargo xtask test` (target/e2e-plugins): the two
 examples and builds of tests/plugins/test-admission (judge-v1, judge-v2,
-looping-admission).
+looping-admission, trapping-admission).
 """
 
 from __future__ import annotations
@@ -167,6 +167,70 @@ def test_failure_policy_when_the_policy_never_answers(cluster):
     run_orchd(c, "plugin", "remove", "slow")
     wait_until("creates pass again", lambda: request(
         c.url, "POST", cm_path(), configmap("after-removal")).status == 201, timeout=30)
+
+
+def test_trapping_policy_is_restarted_and_follows_its_failure_policy(cluster):
+    c = cluster
+    install(c, "trapping-admission.wasm", "--name", "trappy", "--failure-policy", "Ignore",
+            "--resources", "configmaps", "--operations", "CREATE")
+    for i in range(3):
+        c.kubectl("create", "configmap", f"through-{i}", "--from-literal=a=b")
+    events = wait_until("an AdmissionFailed event about the trap", lambda: [
+        e for e in plugin_events(c, "trappy", "AdmissionFailed") if "trapped in review" in e["message"]])
+    assert "trapping on purpose" in events[0]["message"], events[0]
+    assert "failurePolicy Ignore: the request was let through" in events[0]["message"], events[0]
+    status = wait_until("restarts counted", lambda: (
+        s := c.kubectl_json("get", "plugins.orchd.dev", "trappy")["status"])["restarts"] >= 3 and s)
+    assert status["phase"] == "Active", status
+
+
+def wait_settled(c: Cluster, name: str) -> dict:
+    """Waits until the plugin host has acted on the Plugin's latest spec."""
+    def settled():
+        p = c.kubectl_json("get", "plugins.orchd.dev", name)
+        s = p.get("status", {})
+        return s.get("observedGeneration") == p["metadata"]["generation"] and s.get("phase") == "Active" and p
+    return wait_until(f"plugin {name} to run its latest spec", settled)
+
+
+def test_namespace_and_object_selectors(cluster):
+    c = cluster
+    install(c, "required-labels.wasm", "--resources", "pods", "--operations", "CREATE")
+    c.kubectl("create", "namespace", "strict")
+    c.kubectl("label", "namespace", "strict", "policy=strict")
+    c.kubectl("create", "namespace", "lax")
+    c.kubectl("patch", "plugins.orchd.dev", "required-labels", "--type", "merge", "-p",
+              '{"spec": {"admission": {"namespaceSelector": {"matchLabels": {"policy": "strict"}},'
+              ' "objectSelector": {"matchExpressions": [{"key": "exempt", "operator": "DoesNotExist"}]}}}}')
+    wait_settled(c, "required-labels")
+
+    pod = POD_WITHOUT_REQUESTS.format(name="p", labels="{}")
+    c.kubectl("apply", "-n", "lax", "-f", "-", input=pod)
+    denied = c.kubectl("apply", "-n", "strict", "-f", "-", input=pod, check=False)
+    assert denied.returncode != 0 and 'missing the required label "owner"' in denied.stderr, denied.stderr
+    c.kubectl("apply", "-n", "strict", "-f", "-", input=POD_WITHOUT_REQUESTS.format(name="p", labels="{exempt: 'yes'}"))
+    # Labelling the namespace brings it under the policy at once.
+    c.kubectl("label", "namespace", "lax", "policy=strict")
+    denied = c.kubectl("apply", "-n", "lax", "-f", "-", input=POD_WITHOUT_REQUESTS.format(name="q", labels="{}"),
+                       check=False)
+    assert denied.returncode != 0 and 'pods "q" is missing' in denied.stderr, denied.stderr
+
+
+def test_mutating_then_validating(cluster):
+    """Mutating plugins run before validating ones whatever their `order`
+    (the validating plugin here has the lower one): a pod is patched, then
+    judged; a denied one is not stored."""
+    c = cluster
+    install(c, "required-labels.wasm", "--resources", "pods", "--operations", "CREATE", "--order=-5")
+    install(c, "default-resources.wasm", "--type", "Mutating", "--resources", "pods", "--operations", "CREATE",
+            "--order", "10")
+    denied = c.kubectl("apply", "-f", "-", input=POD_WITHOUT_REQUESTS.format(name="unowned", labels="{}"), check=False)
+    assert denied.returncode != 0
+    assert 'admission webhook "required-labels" denied the request' in denied.stderr, denied.stderr
+    assert c.kubectl("get", "pod", "unowned", check=False).returncode != 0
+    ok = c.kubectl("apply", "-f", "-", input=POD_WITHOUT_REQUESTS.format(name="patched", labels="{owner: me}"))
+    assert "default-resources: container" in ok.stderr, ok.stderr
+    assert c.kubectl_json("get", "pod", "patched")["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "100m"
 
 
 def test_hot_reload_under_1000_requests_in_flight(cluster):

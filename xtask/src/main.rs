@@ -314,6 +314,12 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         env: &[("ORCHD_ADMISSION_MODE", "loop")],
         features: "",
     },
+    TestPlugin {
+        package: "orchd-test-admission",
+        file: "trapping-admission.wasm",
+        env: &[("ORCHD_ADMISSION_MODE", "trap")],
+        features: "",
+    },
 ];
 
 /// Builds the plugin components the tests install into

@@ -94,7 +94,7 @@ struct AdmissionArgs {
     #[arg(long)]
     timeout_seconds: Option<i32>,
     /// Admission: position in the chain (lower first, then by name).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     order: Option<i32>,
     /// Admission: resources reviewed, as store names (`pods`,
     /// `deployments.apps`, `pods/status`, `*`), comma-separated.
