@@ -309,6 +309,16 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
         config: args.config,
         admission: args.admission.spec(),
     };
+    if checked.world == World::Admission
+        && settings
+            .admission
+            .as_ref()
+            .is_none_or(|a| a.rules.is_empty())
+    {
+        println!(
+            "orchd: note: no --resources or --operations given: unless the Plugin's spec.admission.rules name some writes, the plugin reviews none"
+        );
+    }
     let (revision, generation) = add_revision(&client, &name, &checked, &source, &settings).await?;
     if args.wait.no_wait {
         return Ok(());

@@ -87,7 +87,7 @@ pub struct AdmissionSettings {
     pub failure_policy: FailurePolicy,
     /// Deadline of one review.
     pub timeout: Duration,
-    /// Writes reviewed (any rule); empty means every main resource.
+    /// Writes reviewed (any rule); none, as in Kubernetes, means none.
     pub rules: Vec<AdmissionRule>,
     /// Namespaces reviewed.
     pub namespace_selector: Option<LabelSelector>,
@@ -96,8 +96,8 @@ pub struct AdmissionSettings {
 }
 
 impl AdmissionSettings {
-    /// Checks `spec` (absent: a validating plugin for every write, failing
-    /// closed with a 1 s deadline).
+    /// Checks `spec` (absent: a validating plugin, failing closed with a
+    /// 1 s deadline, that reviews nothing until rules name some writes).
     pub fn from_spec(spec: Option<&AdmissionSpec>) -> Result<Self, PluginError> {
         let default = AdmissionSpec::default();
         let spec = spec.unwrap_or(&default);
@@ -166,9 +166,6 @@ impl AdmissionSettings {
         resource: &str,
         sub: Option<&str>,
     ) -> bool {
-        if self.rules.is_empty() {
-            return sub.is_none();
-        }
         self.rules.iter().any(|rule| {
             let op = rule
                 .operations
@@ -696,7 +693,14 @@ mod tests {
         assert!(s.matches_rule(ApiOperation::Delete, "apps", "deployments", None));
         assert!(s.matches_rule(ApiOperation::Update, "apps", "statefulsets", Some("scale")));
         assert!(!s.matches_rule(ApiOperation::Update, "apps", "statefulsets", None));
-        let every = AdmissionSettings::from_spec(None).unwrap();
+        // As in Kubernetes, a plugin without rules reviews nothing.
+        let none = AdmissionSettings::from_spec(None).unwrap();
+        assert!(!none.matches_rule(ApiOperation::Create, "", "pods", None));
+        let every = AdmissionSettings::from_spec(Some(&AdmissionSpec {
+            rules: vec![rule(&["*"], &["*"], &["*"])],
+            ..Default::default()
+        }))
+        .unwrap();
         assert!(every.matches_rule(ApiOperation::Delete, "batch", "jobs", None));
         assert!(!every.matches_rule(ApiOperation::Update, "batch", "jobs", Some("status")));
     }

@@ -102,8 +102,8 @@ pub struct AdmissionSpec {
     /// Deadline of one review, 1 to 30 seconds; default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i32>,
-    /// The writes reviewed: any rule matching is enough. None means every
-    /// create, update and delete of every resource.
+    /// The writes reviewed: any rule matching is enough. Without rules the
+    /// plugin reviews nothing (as a Kubernetes webhook without rules).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<AdmissionRule>,
     /// Only objects in namespaces whose labels match (cluster-scoped
