@@ -179,8 +179,11 @@ def test_trapping_policy_is_restarted_and_follows_its_failure_policy(cluster):
         e for e in plugin_events(c, "trappy", "AdmissionFailed") if "trapped in review" in e["message"]])
     assert "trapping on purpose" in events[0]["message"], events[0]
     assert "failurePolicy Ignore: the request was let through" in events[0]["message"], events[0]
+    # The first two traps each discard an instance (the first restart is
+    # immediate); the third create may come while it backs off, which
+    # refuses the call without an instance to discard.
     status = wait_until("restarts counted", lambda: (
-        s := c.kubectl_json("get", "plugins.orchd.dev", "trappy")["status"])["restarts"] >= 3 and s)
+        s := c.kubectl_json("get", "plugins.orchd.dev", "trappy")["status"])["restarts"] >= 2 and s)
     assert status["phase"] == "Active", status
 
 

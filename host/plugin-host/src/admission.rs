@@ -209,6 +209,9 @@ pub struct AdmissionFailure {
     pub error: String,
     /// What it meant for the request, with the failure policy.
     pub message: String,
+    /// Whether an instance was discarded (and will be started anew); not
+    /// for a call refused while the plugin backs off, or a bad answer.
+    pub restarted: bool,
 }
 
 type Instance = Supervised<AdmissionWorld>;
@@ -510,9 +513,18 @@ impl Admission for AdmissionChain {
                 }
             }
             let wit_request = to_wit(&request, object.as_ref());
+            let mut restarted = false;
             let outcome = match plugin.call(wit_request).await {
                 Ok(answer) => judge(plugin, phase, object.as_ref(), answer),
-                Err(e) => Err(e.to_string()),
+                Err(e) => {
+                    restarted = matches!(
+                        e,
+                        PluginError::Trap { .. }
+                            | PluginError::Deadline { .. }
+                            | PluginError::OutOfMemory { .. }
+                    ) && !matches!(&e, PluginError::Deadline { call, .. } if call != "review");
+                    Err(e.to_string())
+                }
             };
             match outcome {
                 Ok(Verdict::Allow { patched, warnings }) => {
@@ -542,6 +554,7 @@ impl Admission for AdmissionChain {
                         digest: plugin.digest.clone(),
                         error: error.clone(),
                         message: format!("{}; {outcome}", stable(&error)),
+                        restarted,
                     });
                     if policy == FailurePolicy::Fail {
                         return Err(Refusal::Failed {

@@ -658,9 +658,10 @@ impl Manager {
             .record(&object, EventType::Normal, "RevisionActive", &message);
     }
 
-    /// A review by an admission plugin failed: the instance was discarded
-    /// (the next review starts a new one) and the failure policy decided
-    /// the request. Counted as a restart, recorded as a Warning Event.
+    /// A review by an admission plugin failed: the failure policy decided
+    /// the request, and an instance that trapped or ran out of time or
+    /// memory was discarded (the next review starts a new one, counted as
+    /// a restart). Recorded as a Warning Event.
     async fn admission_failed(&mut self, failure: AdmissionFailure) {
         let current = self
             .running
@@ -672,7 +673,7 @@ impl Manager {
         self.record_failure(
             &failure.plugin,
             &failure.error,
-            true,
+            failure.restarted,
             "AdmissionFailed",
             &failure.message,
         )
