@@ -282,6 +282,44 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         env: &[],
         features: "forbidden-host-call",
     },
+    // The Rust admission examples and the test admission plugin
+    // (tests/e2e/test_admission.py).
+    TestPlugin {
+        package: "orchd-default-resources",
+        file: "default-resources.wasm",
+        env: &[],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-required-labels",
+        file: "required-labels.wasm",
+        env: &[],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-test-admission",
+        file: "judge-v1.wasm",
+        env: &[("ORCHD_ADMISSION_MODE", "judge-v1")],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-test-admission",
+        file: "judge-v2.wasm",
+        env: &[("ORCHD_ADMISSION_MODE", "judge-v2")],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-test-admission",
+        file: "looping-admission.wasm",
+        env: &[("ORCHD_ADMISSION_MODE", "loop")],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-test-admission",
+        file: "trapping-admission.wasm",
+        env: &[("ORCHD_ADMISSION_MODE", "trap")],
+        features: "",
+    },
 ];
 
 /// Builds the plugin components the tests install into

@@ -6,6 +6,7 @@
 //! Table output for `kubectl get`, and `Status` errors. Type knowledge
 //! (validation, defaults, schemas, columns) comes from `orchd-resources`.
 
+pub mod admission;
 mod codec;
 mod discovery;
 mod objects;
@@ -61,6 +62,8 @@ impl Default for ApiConfig {
 pub struct ApiServer {
     store: Arc<dyn Store>,
     config: ApiConfig,
+    /// The admission plugins, once the plugin host has been attached.
+    admission: std::sync::OnceLock<Arc<dyn admission::Admission>>,
 }
 
 /// A JSON reply before encoding.
@@ -88,7 +91,17 @@ impl Reply {
 impl ApiServer {
     /// An API server over `store`.
     pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Arc<Self> {
-        Arc::new(ApiServer { store, config })
+        Arc::new(ApiServer {
+            store,
+            config,
+            admission: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Puts `chain` in every write's path (see [`admission`]). Set once,
+    /// at start; a second call is ignored and answers false.
+    pub fn set_admission(&self, chain: Arc<dyn admission::Admission>) -> bool {
+        self.admission.set(chain).is_ok()
     }
 
     /// Creates the system namespaces that do not exist yet.

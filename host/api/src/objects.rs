@@ -13,6 +13,7 @@ use orchd_resources::{ResourceType, Subresource, defaults, table, validate};
 use orchd_store::{DeleteOutcome, ListOptions, ObjectKey, Preconditions, Scope, StoreError, meta};
 use serde_json::{Map, Value, json};
 
+use crate::admission::{Admission, AdmissionRequest, Operation, Phase, Refusal};
 use crate::codec::{decode_object, json_response};
 use crate::request::Request;
 use crate::status::{ApiError, ApiResult, Subject};
@@ -153,6 +154,14 @@ fn fix_namespace(target: &Target, object: &mut Value) -> ApiResult<()> {
     }
 }
 
+/// The subresource a request writes (`status`, `scale`...), from its path.
+fn subresource_of(req: &Request) -> Option<&'static str> {
+    match crate::route::parse(&req.path) {
+        Ok(crate::route::Route::Resource(path)) => path.subresource.map(|s| s.as_str()),
+        _ => None,
+    }
+}
+
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 /// `generateName` + 5 random characters, as Kubernetes' name generator.
@@ -267,17 +276,132 @@ fn strip_server_metadata(object: &mut Value) -> ApiResult<()> {
 }
 
 impl ApiServer {
-    /// Defaults, validates and applies `fieldValidation` to an object about
-    /// to be written. Returns the canonical object.
-    fn admit(
+    /// Defaults, runs the mutating admission plugins, validates, applies
+    /// `fieldValidation`, then runs the validating admission plugins, for
+    /// an object about to be written (`old` is the stored one, for
+    /// updates). Returns the canonical object.
+    async fn admit(
         &self,
         req: &Request,
         target: &Target,
         mut object: Value,
+        old: Option<&Value>,
         warnings: &mut Vec<String>,
     ) -> ApiResult<Value> {
         let mode = FieldValidation::from_request(req)?;
         defaults::apply(target.resource, &mut object);
+        let operation = if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
+        };
+        if let Some(chain) = self.admission_for(req, target, Phase::Mutating, operation) {
+            let request = self.admission_request(req, target, operation, Some(&object), old);
+            let admitted = chain
+                .review(Phase::Mutating, request)
+                .await
+                .map_err(Refusal::into_error)?;
+            warnings.extend(admitted.warnings);
+            if let Some(patched) = admitted.object {
+                object = patched;
+                // A patch may add fields that have defaults.
+                defaults::apply(target.resource, &mut object);
+            }
+        }
+        let validated = self.validate_object(target, object, mode, warnings)?;
+        if let Some(chain) = self.admission_for(req, target, Phase::Validating, operation) {
+            let request = self.admission_request(req, target, operation, Some(&validated), old);
+            let admitted = chain
+                .review(Phase::Validating, request)
+                .await
+                .map_err(Refusal::into_error)?;
+            warnings.extend(admitted.warnings);
+        }
+        Ok(validated)
+    }
+
+    /// The admission chain, when one of its plugins of `phase` may match a
+    /// write of `operation` on `target` (by this request's subresource).
+    fn admission_for(
+        &self,
+        req: &Request,
+        target: &Target,
+        phase: Phase,
+        operation: Operation,
+    ) -> Option<&Arc<dyn Admission>> {
+        self.admission.get().filter(|chain| {
+            chain.wants(
+                phase,
+                operation,
+                target.resource.group,
+                target.resource.plural,
+                subresource_of(req),
+            )
+        })
+    }
+
+    /// The review of one write: `object` after it, `old` before it.
+    fn admission_request(
+        &self,
+        req: &Request,
+        target: &Target,
+        operation: Operation,
+        object: Option<&Value>,
+        old: Option<&Value>,
+    ) -> AdmissionRequest {
+        let about = object.or(old).unwrap_or(&Value::Null);
+        AdmissionRequest {
+            uid: uuid::Uuid::new_v4().to_string(),
+            group: target.resource.group.to_string(),
+            resource: target.resource.plural.to_string(),
+            subresource: subresource_of(req).map(str::to_string),
+            namespace: if target.resource.namespaced {
+                meta::meta_str(about, "namespace")
+                    .map(str::to_string)
+                    .or_else(|| target.namespace.clone())
+            } else {
+                None
+            },
+            name: object_name(about),
+            operation,
+            object: object.cloned(),
+            old_object: old.cloned(),
+            dry_run: req.dry_run(),
+        }
+    }
+
+    /// Runs the admission plugins on the delete of `current`.
+    async fn admit_delete(&self, req: &Request, target: &Target, current: &Value) -> ApiResult<()> {
+        for phase in [Phase::Mutating, Phase::Validating] {
+            if let Some(chain) = self.admission_for(req, target, phase, Operation::Delete) {
+                let request =
+                    self.admission_request(req, target, Operation::Delete, None, Some(current));
+                chain
+                    .review(phase, request)
+                    .await
+                    .map_err(Refusal::into_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a delete on `target` is reviewed by any admission plugin.
+    fn reviews_deletes(&self, req: &Request, target: &Target) -> bool {
+        [Phase::Mutating, Phase::Validating].into_iter().any(|p| {
+            self.admission_for(req, target, p, Operation::Delete)
+                .is_some()
+        })
+    }
+
+    /// Validates through the typed definition and applies
+    /// `fieldValidation`. Returns the canonical object.
+    fn validate_object(
+        &self,
+        target: &Target,
+        object: Value,
+        mode: FieldValidation,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<Value> {
         let subject = target.subject(&object_name(&object));
         let validated = validate(target.resource, &object).map_err(|errs| {
             // A value of the wrong JSON type never decodes: Kubernetes
@@ -387,7 +511,14 @@ impl ApiServer {
             .map_err(|e| ApiError::bad_request(e.to_string()))?
             .insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         let mut warnings = Vec::new();
-        let admitted = self.admit(req, target, object.clone(), &mut warnings)?;
+        let mut admitted = self
+            .admit(req, target, object.clone(), None, &mut warnings)
+            .await?;
+        if target.resource.kind == "Pod" && target.resource.group.is_empty() {
+            // A mutating admission plugin may have changed the requests
+            // the QoS class was derived from.
+            admitted["status"]["qosClass"] = json!(pod_qos_class(&admitted));
+        }
         let name = object_name(&admitted);
         self.check_namespace_exists(target, &name).await?;
         if req.dry_run() {
@@ -520,7 +651,9 @@ impl ApiServer {
                 meta::set_resource_version(&mut next, meta::resource_version(&current));
             }
             let mut warnings = Vec::new();
-            let admitted = self.admit(req, target, next, &mut warnings)?;
+            let admitted = self
+                .admit(req, target, next, Some(&current), &mut warnings)
+                .await?;
             if req.dry_run() {
                 return Ok(Reply::json(200, admitted).with_warnings(warnings));
             }
@@ -735,6 +868,14 @@ impl ApiServer {
                 None => None,
             },
         };
+        if self.reviews_deletes(req, target) {
+            let current = self
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(e, &subject))?;
+            self.admit_delete(req, target, &current).await?;
+        }
         if req.dry_run()
             || options["dryRun"]
                 .as_array()
@@ -850,6 +991,9 @@ impl ApiServer {
                 namespace: meta::meta_str(&item, "namespace").map(str::to_string),
                 name: name.clone(),
             };
+            if self.reviews_deletes(req, target) {
+                self.admit_delete(req, target, &item).await?;
+            }
             match self.store.delete(&key, &Preconditions::default()).await {
                 Ok(DeleteOutcome::Deleted(o) | DeleteOutcome::Finalizing(o)) => deleted.push(o),
                 Err(StoreError::NotFound { .. }) => {}

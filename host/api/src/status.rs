@@ -232,6 +232,13 @@ impl ApiError {
         if let Some(d) = &self.details {
             status["details"] = d.clone();
         }
+        // An admission plugin's denial has no reason, and Kubernetes then
+        // leaves the field out (kubectl prints "Error from server: ...").
+        if self.reason.is_empty()
+            && let Some(map) = status.as_object_mut()
+        {
+            map.remove("reason");
+        }
         status
     }
 }

@@ -226,11 +226,9 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
     api.bootstrap()
         .await
         .context("cannot create the system namespaces")?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| {
-            format!("cannot listen on {listen} (is another orchd running? use --listen)")
-        })?;
+    let listener = bind(listen).with_context(|| {
+        format!("cannot listen on {listen} (is another orchd running? use --listen)")
+    })?;
     let plugins = start_plugins(&args, &data_dir, store.clone(), api.clone()).await?;
     let addr = listener.local_addr()?;
     let server_url = format!("http://{addr}");
@@ -265,6 +263,28 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
     drop(store);
     println!("orchd: stopped");
     Ok(())
+}
+
+/// Pending connections the kernel may queue before orchd accepts them
+/// (capped by `net.core.somaxconn`). tokio's default, 1024, overflowed
+/// when 1,000 clients connected at once while orchd was busy (compiling a
+/// plugin): the kernel fell back to SYN cookies and some connections were
+/// reset. Go's net.Listen, which Kubernetes' API server uses, asks for
+/// somaxconn too.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the API's listening socket.
+fn bind(listen: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's TcpListener::bind does on Unix: a restarted orchd can take
+    // its port back while old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Opens the store `--store` names, saying which.
@@ -365,8 +385,13 @@ async fn start_plugins(
     );
     let engine = PluginEngine::new(Some(cache_dir))
         .map_err(|e| anyhow::anyhow!("cannot start the plugin host: {e}"))?;
+    // The API reviews writes with the admission plugins the manager puts
+    // into this chain.
+    let chain = orchd_plugin_host::admission::AdmissionChain::new(store.clone());
+    api.set_admission(chain.clone());
     let config = ManagerConfig {
         probation: std::time::Duration::from_millis(args.plugin_probation_ms),
+        admission: Some(chain),
     };
     let api: std::sync::Arc<dyn orchd_plugin_host::access::ObjectApi> =
         std::sync::Arc::new(crate::inprocess::InProcessApi(api));

@@ -35,7 +35,7 @@ pub struct PluginArgs {
 enum PluginCommand {
     /// Install a component as a new revision of a plugin (creating the
     /// plugin if needed) and wait until it runs, or is refused.
-    Install(InstallArgs),
+    Install(Box<InstallArgs>),
     /// List plugins with their active revision and health.
     List(ListArgs),
     /// Run an earlier revision again (by default the one before the
@@ -72,9 +72,101 @@ struct InstallArgs {
     #[arg(long)]
     config: Option<String>,
     #[command(flatten)]
+    admission: AdmissionArgs,
+    #[command(flatten)]
     wait: WaitArgs,
     #[command(flatten)]
     server: ServerArgs,
+}
+
+/// `spec.admission` of an admission plugin (any flag given replaces the
+/// whole `spec.admission`; finer settings such as selectors: kubectl edit).
+#[derive(clap::Args)]
+struct AdmissionArgs {
+    /// Admission: `Mutating` or `Validating` (default).
+    #[arg(long = "type")]
+    admission_type: Option<String>,
+    /// Admission: `Fail` (default: refuse the request when the plugin
+    /// fails) or `Ignore` (let it through).
+    #[arg(long)]
+    failure_policy: Option<String>,
+    /// Admission: deadline of one review, 1-30 s (default 1).
+    #[arg(long)]
+    timeout_seconds: Option<i32>,
+    /// Admission: position in the chain (lower first, then by name).
+    #[arg(long, allow_negative_numbers = true)]
+    order: Option<i32>,
+    /// Admission: resources reviewed, as store names (`pods`,
+    /// `deployments.apps`, `pods/status`, `*`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    resources: Option<Vec<String>>,
+    /// Admission: operations reviewed, comma-separated (default
+    /// `CREATE,UPDATE`).
+    #[arg(long, value_delimiter = ',')]
+    operations: Option<Vec<String>>,
+}
+
+impl AdmissionArgs {
+    /// The `spec.admission` the flags describe, if any was given.
+    fn spec(&self) -> Option<orchd_v1::AdmissionSpec> {
+        let any = self.admission_type.is_some()
+            || self.failure_policy.is_some()
+            || self.timeout_seconds.is_some()
+            || self.order.is_some()
+            || self.resources.is_some()
+            || self.operations.is_some();
+        if !any {
+            return None;
+        }
+        let operations = self
+            .operations
+            .clone()
+            .unwrap_or_else(|| vec!["CREATE".into(), "UPDATE".into()]);
+        // One rule per API group: `deployments.apps` → group apps.
+        let mut rules: Vec<orchd_v1::AdmissionRule> = Vec::new();
+        for r in self.resources.clone().unwrap_or_default() {
+            let (resource, sub) = match r.split_once('/') {
+                Some((res, sub)) => (res.to_string(), Some(sub.to_string())),
+                None => (r.clone(), None),
+            };
+            let (plural, group) = match resource.split_once('.') {
+                Some((p, g)) => (p.to_string(), g.to_string()),
+                None if resource == "*" => ("*".to_string(), "*".to_string()),
+                None => (resource.clone(), String::new()),
+            };
+            let plural = match sub {
+                Some(sub) => format!("{plural}/{sub}"),
+                None => plural,
+            };
+            match rules
+                .iter_mut()
+                .find(|rule| rule.api_groups == [group.clone()])
+            {
+                Some(rule) => rule.resources.push(plural),
+                None => rules.push(orchd_v1::AdmissionRule {
+                    operations: operations.clone(),
+                    api_groups: vec![group],
+                    resources: vec![plural],
+                }),
+            }
+        }
+        if rules.is_empty() && self.operations.is_some() {
+            rules.push(orchd_v1::AdmissionRule {
+                operations,
+                api_groups: vec!["*".into()],
+                resources: vec!["*".into()],
+            });
+        }
+        Some(orchd_v1::AdmissionSpec {
+            r#type: self.admission_type.clone(),
+            order: self.order,
+            failure_policy: self.failure_policy.clone(),
+            timeout_seconds: self.timeout_seconds,
+            rules,
+            namespace_selector: None,
+            object_selector: None,
+        })
+    }
 }
 
 /// Whether and how long to wait for the plugin host to act.
@@ -118,7 +210,7 @@ struct RemoveArgs {
 /// Runs `orchd plugin ...`.
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     match args.command {
-        PluginCommand::Install(a) => install(a).await,
+        PluginCommand::Install(a) => install(*a).await,
         PluginCommand::List(a) => list(a).await,
         PluginCommand::Rollback(a) => rollback(a).await,
         PluginCommand::Remove(a) => remove(a).await,
@@ -215,7 +307,18 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
         limits,
         capabilities,
         config: args.config,
+        admission: args.admission.spec(),
     };
+    if checked.world == World::Admission
+        && settings
+            .admission
+            .as_ref()
+            .is_none_or(|a| a.rules.is_empty())
+    {
+        println!(
+            "orchd: note: no --resources or --operations given: unless the Plugin's spec.admission.rules name some writes, the plugin reviews none"
+        );
+    }
     let (revision, generation) = add_revision(&client, &name, &checked, &source, &settings).await?;
     if args.wait.no_wait {
         return Ok(());
@@ -276,11 +379,15 @@ struct Settings {
     limits: Option<orchd_v1::PluginLimits>,
     capabilities: Option<orchd_v1::PluginCapabilities>,
     config: Option<String>,
+    admission: Option<orchd_v1::AdmissionSpec>,
 }
 
 impl Settings {
     fn is_empty(&self) -> bool {
-        self.limits.is_none() && self.capabilities.is_none() && self.config.is_none()
+        self.limits.is_none()
+            && self.capabilities.is_none()
+            && self.config.is_none()
+            && self.admission.is_none()
     }
 }
 
@@ -319,6 +426,7 @@ async fn add_revision(
                     limits: settings.limits.clone(),
                     capabilities: settings.capabilities.clone(),
                     config: settings.config.clone(),
+                    admission: settings.admission.clone(),
                 },
                 status: None,
             };
@@ -377,6 +485,9 @@ async fn add_revision(
         }
         if settings.config.is_some() {
             plugin.spec.config = settings.config.clone();
+        }
+        if settings.admission.is_some() {
+            plugin.spec.admission = settings.admission.clone();
         }
         let answer = client
             .send_json(Method::PUT, &path, JSON, &serde_json::to_value(&plugin)?)

@@ -20,6 +20,7 @@
 //!   run in one replica at a time.
 
 pub mod access;
+pub mod admission;
 mod cache;
 pub mod controller;
 pub mod engine;

@@ -14,8 +14,10 @@
 //!
 //! Schedulers and controllers are run (a controller's object calls go
 //! through the API given to [`start`], checked against the Plugin's
-//! `spec.capabilities`); admission plugins are accepted as objects but
-//! reported `Failed` until the API runs an admission chain.
+//! `spec.capabilities`); admission plugins are put into the API's
+//! [`AdmissionChain`] given in [`ManagerConfig::admission`] (a new
+//! revision replaces the old one in the chain in one step, once loaded and
+//! instantiated), and their failed reviews become Events on the Plugin.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::access::{ObjectAccess, ObjectApi};
+use crate::admission::{AdmissionChain, AdmissionFailure, AdmissionPlugin, AdmissionSettings};
 use crate::controller::ControllerPlugin;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{self, Change};
@@ -50,12 +53,16 @@ pub const COMPONENTS: &str = "plugincomponents.orchd.dev";
 pub struct ManagerConfig {
     /// How long a swapped-in revision may still be sent back by failing.
     pub probation: Duration,
+    /// The API's admission chain, where admission plugins are put; without
+    /// one, admission plugins are refused.
+    pub admission: Option<Arc<AdmissionChain>>,
 }
 
 impl Default for ManagerConfig {
     fn default() -> Self {
         ManagerConfig {
             probation: Duration::from_secs(3),
+            admission: None,
         }
     }
 }
@@ -98,6 +105,10 @@ pub fn start(
         stop_rx.clone(),
     ));
     let (report_tx, report_rx) = mpsc::unbounded_channel();
+    let (failure_tx, failure_rx) = mpsc::unbounded_channel();
+    if let Some(chain) = &config.admission {
+        chain.report_failures_to(failure_tx);
+    }
     let manager = Manager {
         caches: SharedCaches::default(),
         events: EventRecorder::new(store.clone(), "plugin-manager"),
@@ -110,17 +121,19 @@ pub fn start(
         refused: HashMap::new(),
         report_tx,
     };
-    let task = tokio::spawn(manager.run(change_rx, report_rx, stop_rx));
+    let task = tokio::spawn(manager.run(change_rx, report_rx, failure_rx, stop_rx));
     ManagerHandle {
         stop: stop_tx,
         task,
     }
 }
 
-/// What runs a plugin: the scheduler runner or the controller runner.
+/// What runs a plugin: the scheduler runner, the controller runner, or
+/// the admission chain (by the plugin's name in it).
 enum Runs {
     Scheduler(RunnerHandle),
     Controller(ReconcilerHandle),
+    Admission(Arc<AdmissionChain>, String),
 }
 
 impl Runs {
@@ -128,6 +141,7 @@ impl Runs {
         match self {
             Runs::Scheduler(r) => r.stop().await,
             Runs::Controller(r) => r.stop().await,
+            Runs::Admission(chain, name) => chain.remove(&name),
         }
     }
 }
@@ -136,6 +150,7 @@ impl Runs {
 enum Loaded {
     Scheduler(SchedulerPlugin),
     Controller(ControllerPlugin),
+    Admission(AdmissionPlugin),
 }
 
 /// A plugin that runs.
@@ -200,6 +215,7 @@ impl Manager {
         mut self,
         mut changes: mpsc::Receiver<Change<()>>,
         mut reports: mpsc::UnboundedReceiver<(String, Report)>,
+        mut failures: mpsc::UnboundedReceiver<AdmissionFailure>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
@@ -210,10 +226,17 @@ impl Manager {
                     None => break,
                 },
                 Some((name, report)) = reports.recv() => self.reported(&name, report).await,
+                Some(failure) = failures.recv() => self.admission_failed(failure).await,
             }
         }
         for (_, running) in self.running.drain() {
-            running.runner.stop().await;
+            match running.runner {
+                // The API keeps enforcing the policies in force when this
+                // manager stops (losing the lease must not switch
+                // admission off); the next manager replaces them.
+                Runs::Admission(..) => {}
+                other => other.stop().await,
+            }
         }
     }
 
@@ -368,6 +391,13 @@ impl Manager {
             ))
         });
         let config = plugin.spec.config.clone().unwrap_or_default();
+        let admission = match plugin.spec.world.as_str() {
+            "admission" => Some(AdmissionSettings::from_spec(
+                plugin.spec.admission.as_ref(),
+            )?),
+            _ => None,
+        };
+        let has_chain = self.config.admission.is_some();
         let name = name.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
             let compiled = engine.compile(&bytes)?;
@@ -389,9 +419,13 @@ impl Manager {
                     )?;
                     Ok(Loaded::Controller(c))
                 }
-                other => Err(PluginError::Invalid(format!(
-                    "{other} plugins are not run by this orchd yet (schedulers and controllers are)"
-                ))),
+                World::Admission => {
+                    let settings = admission.filter(|_| has_chain).ok_or_else(|| {
+                        PluginError::Invalid("this plugin host has no admission chain".into())
+                    })?;
+                    AdmissionPlugin::load(&engine, &compiled, &name, wanted, limits, settings, log)
+                        .map(Loaded::Admission)
+                }
             }
         })
         .await
@@ -405,6 +439,10 @@ impl Manager {
             Loaded::Scheduler(decider) => decider,
             Loaded::Controller(controller) => {
                 self.start_controller(name, r, controller).await;
+                return;
+            }
+            Loaded::Admission(plugin) => {
+                self.start_admission(name, r, plugin).await;
                 return;
             }
         };
@@ -567,6 +605,88 @@ impl Manager {
         let object = self.current_object(name).await;
         self.events
             .record(&object, EventType::Normal, "RevisionActive", &message);
+    }
+
+    /// Puts an admission revision in force: it replaces the old revision
+    /// in the API's chain in one step (reviews under way finish on the
+    /// old one; the next ones start on the new one).
+    async fn start_admission(&mut self, name: &str, r: Revision, plugin: AdmissionPlugin) {
+        let Some(chain) = self.config.admission.clone() else {
+            return;
+        };
+        let Revision {
+            generation,
+            revision,
+            digest,
+            settings,
+            asked_at,
+        } = r;
+        let phase = match plugin.settings().phase {
+            orchd_api::admission::Phase::Mutating => "mutating",
+            orchd_api::admission::Phase::Validating => "validating",
+        };
+        let from = self.running.get(name).map(|r| r.revision);
+        chain.install(Arc::new(plugin));
+        // Replaced, not stopped: stopping would take the plugin out of
+        // the chain the new revision is now in.
+        self.running.insert(
+            name.to_string(),
+            Running {
+                revision,
+                digest: digest.clone(),
+                scheduler_name: None,
+                runner: Runs::Admission(chain, name.to_string()),
+                previous: None,
+                asked_at,
+                settings,
+                generation,
+            },
+        );
+        let message = match from {
+            Some(from) if from != revision => {
+                format!(
+                    "revision {revision} reviews API writes ({phase}), took over from revision {from}"
+                )
+            }
+            _ => format!("revision {revision} reviews API writes ({phase})"),
+        };
+        let took_over = TookOver {
+            phase: "Active",
+            generation,
+            revision,
+            digest: &digest,
+            scheduler_name: None,
+            message: &message,
+        };
+        self.took_over(name, took_over).await;
+        let millis = i64::try_from(asked_at.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.write_status(name, |s| s.swap_millis = Some(millis))
+            .await;
+        let object = self.current_object(name).await;
+        self.events
+            .record(&object, EventType::Normal, "RevisionActive", &message);
+    }
+
+    /// A review by an admission plugin failed: the failure policy decided
+    /// the request, and an instance that trapped or ran out of time or
+    /// memory was discarded (the next review starts a new one, counted as
+    /// a restart). Recorded as a Warning Event.
+    async fn admission_failed(&mut self, failure: AdmissionFailure) {
+        let current = self
+            .running
+            .get(&failure.plugin)
+            .is_some_and(|r| r.digest == failure.digest);
+        if !current {
+            return;
+        }
+        self.record_failure(
+            &failure.plugin,
+            &failure.error,
+            failure.restarted,
+            "AdmissionFailed",
+            &failure.message,
+        )
+        .await;
     }
 
     /// Logs and records in the status that a revision now decides.
@@ -789,6 +909,7 @@ fn settings_of(plugin: &Plugin) -> Value {
         "limits": plugin.spec.limits,
         "capabilities": plugin.spec.capabilities,
         "config": plugin.spec.config,
+        "admission": plugin.spec.admission,
     })
 }
 

@@ -14,7 +14,7 @@
 //! Both are plain serde types with schemars schemas, so they go through the
 //! same validation, defaults, OpenAPI and Table code as Kubernetes' kinds.
 
-pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +70,65 @@ pub struct PluginSpec {
     /// Configuration handed to the plugin at start (a controller's `init`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// For `world: admission`: which API writes it reviews and how, in the
+    /// style of Kubernetes' admissionregistration webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admission: Option<AdmissionSpec>,
+}
+
+/// How an admission plugin takes part in the API's write path.
+///
+/// The API calls the mutating plugins first, one after the other in
+/// ascending `order` (then by Plugin name), each seeing the object as the
+/// previous one patched it; then it validates the object's schema; then it
+/// calls the validating plugins (same order). The first denial ends the
+/// request.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionSpec {
+    /// `Mutating` (may answer a JSON patch) or `Validating` (the default;
+    /// a patch it answers is refused as a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// Position in the chain among plugins of the same type: lower first,
+    /// ties broken by Plugin name. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<i32>,
+    /// What a call that fails (trap, deadline, bad answer) means:
+    /// `Fail` (the default, as in Kubernetes: the request is refused) or
+    /// `Ignore` (the request goes on as if the plugin had allowed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<String>,
+    /// Deadline of one review, 1 to 30 seconds; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i32>,
+    /// The writes reviewed: any rule matching is enough. Without rules the
+    /// plugin reviews nothing (as a Kubernetes webhook without rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<AdmissionRule>,
+    /// Only objects in namespaces whose labels match (cluster-scoped
+    /// objects always match, as in Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    /// Only objects whose labels (new or old object) match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_selector: Option<LabelSelector>,
+}
+
+/// One rule of an admission plugin: operations on resources.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRule {
+    /// `CREATE`, `UPDATE`, `DELETE` or `*`.
+    #[serde(default)]
+    pub operations: Vec<String>,
+    /// API groups (`""` for the core group, `apps`, `*`).
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    /// Resources (`pods`, `deployments`, `pods/status`, `*`, `*/status`).
+    /// A plain resource does not match its subresources.
+    #[serde(default)]
+    pub resources: Vec<String>,
 }
 
 /// Resources a plugin may touch, as the store names them: group-qualified
