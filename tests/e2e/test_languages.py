@@ -113,7 +113,7 @@ def test_python_controller_rolls_a_deployment_when_its_configmap_changes(cluster
     assert "kubectl.kubernetes.io/restartedAt" not in (template["metadata"].get("annotations") or {})
 
     # Re-applying the same data restarts nothing; new data rolls the pods.
-    cluster.kubectl_apply_text(configmap("settings", "one").replace("name: settings", "name: settings\n  labels: {x: y}"))
+    cluster.kubectl_apply_text(configmap("settings", "one").replace("name: settings", "name: settings\n  labels: {touched: again}"))
     cluster.kubectl_apply_text(configmap("settings", "two"))
     restarted = wait_until("the pod template stamped", lambda: (
         (cluster.get(f"{DEPLOYMENTS}/web")["spec"]["template"]["metadata"].get("annotations") or {})
@@ -234,11 +234,21 @@ spec:
     assert cluster.status_of(f"{PODS}/fine") == 200
 
 
-TEMPLATE_WORLDS = ["controller", "scheduler", "admission"]
+# componentize-qjs 0.4.3-0.4.5 panics ("one or more duplicate items detected
+# when collecting into set or map", wit-component's linker) on any world
+# that exports a function named `init`, as `world controller` does: a JS
+# controller cannot be built with it. Strict, so a fixed release shows up.
+JS_CONTROLLER_BROKEN = pytest.mark.xfail(
+    strict=True, reason="componentize-qjs 0.4.5 cannot build a world exporting `init` (world controller)")
 
 
-@pytest.mark.parametrize("lang", ["rust", "python", "js"])
-def test_plugin_new_builds_components_install_accepts(cluster, tmp_path, lang):
+@pytest.mark.parametrize("lang,worlds", [
+    ("rust", ["controller", "scheduler", "admission"]),
+    ("python", ["controller", "scheduler", "admission"]),
+    ("js", ["scheduler", "admission"]),
+    pytest.param("js", ["controller"], marks=JS_CONTROLLER_BROKEN, id="js-controller"),
+])
+def test_plugin_new_builds_components_install_accepts(cluster, tmp_path, lang, worlds):
     """`orchd plugin new` for each world: build.sh gives a component that
     `orchd plugin install` checks as its world and that runs (controllers
     and schedulers; admission ones as far as this build runs them)."""
@@ -246,7 +256,7 @@ def test_plugin_new_builds_components_install_accepts(cluster, tmp_path, lang):
     if lang == "rust" and os.environ.get("ORCHD_WASM_TARGET_DIR"):
         # Shares the dependencies xtask already built for wasm32-wasip2.
         env["CARGO_TARGET_DIR"] = os.environ["ORCHD_WASM_TARGET_DIR"]
-    for world in TEMPLATE_WORLDS:
+    for world in worlds:
         name = f"my-{lang}-{world}"
         project = tmp_path / name
         subprocess.run([orchd_bin(), "plugin", "new", name, "--lang", lang, "--world", world, "--dir", str(project)],
@@ -270,6 +280,8 @@ def test_plugin_new_builds_components_install_accepts(cluster, tmp_path, lang):
             admission_chain_missing(cluster, name)
         else:
             assert "revision 1 is active" in out, out
+    if "controller" not in worlds:
+        return
     # The controller does its job: it labels ConfigMaps.
     cluster.kubectl_apply_text(configmap("probe", "x"))
     wait_until("the template controller labels the ConfigMap", lambda: (

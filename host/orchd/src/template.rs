@@ -185,6 +185,12 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot make {} executable", to.display()))?;
         }
     }
+    if args.lang == Lang::Js && args.world == TemplateWorld::Controller {
+        // Written anyway: the code is right and a fixed toolchain builds it.
+        eprintln!(
+            "orchd: warning: componentize-qjs 0.4.5 cannot build world controller yet (it panics on a world exporting `init`); see sdk/js/README.md"
+        );
+    }
     println!(
         "orchd: wrote a {:?} {} plugin to {} ({} files): cd there and run ./build.sh (see README.md)",
         args.lang,
@@ -257,7 +263,7 @@ fn rust_files(name: &str, world: TemplateWorld, sdk: &Path) -> Vec<(String, Stri
     );
     let lib = match world {
         TemplateWorld::Controller => RUST_CONTROLLER.to_string(),
-        TemplateWorld::Scheduler => RUST_SCHEDULER.replace("NAME", name),
+        TemplateWorld::Scheduler => RUST_SCHEDULER.replace("__NAME__", name),
         TemplateWorld::Admission => RUST_ADMISSION.to_string(),
     };
     let build = format!(
@@ -292,7 +298,7 @@ fn rust_files(name: &str, world: TemplateWorld, sdk: &Path) -> Vec<(String, Stri
 fn python_files(name: &str, world: TemplateWorld) -> Vec<(String, String)> {
     let app = match world {
         TemplateWorld::Controller => PY_CONTROLLER.to_string(),
-        TemplateWorld::Scheduler => PY_SCHEDULER.replace("NAME", name),
+        TemplateWorld::Scheduler => PY_SCHEDULER.replace("__NAME__", name),
         TemplateWorld::Admission => PY_ADMISSION.to_string(),
     };
     let build = format!(
@@ -337,7 +343,7 @@ fn python_files(name: &str, world: TemplateWorld) -> Vec<(String, String)> {
 fn js_files(name: &str, world: TemplateWorld) -> Vec<(String, String)> {
     let app = match world {
         TemplateWorld::Controller => JS_CONTROLLER.to_string(),
-        TemplateWorld::Scheduler => JS_SCHEDULER.replace("NAME", name),
+        TemplateWorld::Scheduler => JS_SCHEDULER.replace("__NAME__", name),
         TemplateWorld::Admission => JS_ADMISSION.to_string(),
     };
     let package = format!(
@@ -418,7 +424,7 @@ impl Controller for Labeler {
 orchd_sdk::export_controller!(Labeler);
 "#;
 
-const RUST_SCHEDULER: &str = r#"//! A scheduler serving `spec.schedulerName: NAME`: the node with the most
+const RUST_SCHEDULER: &str = r#"//! A scheduler serving `spec.schedulerName: __NAME__`: the node with the most
 //! free CPU among those with room for the pod.
 
 use orchd_sdk::scheduler::{Decision, NodeInfo, PodInfo, Rejection, Scheduler};
@@ -426,7 +432,7 @@ use orchd_sdk::scheduler::{Decision, NodeInfo, PodInfo, Rejection, Scheduler};
 struct MostFreeCpu;
 
 impl Scheduler for MostFreeCpu {
-    const NAME: &'static str = "NAME";
+    const NAME: &'static str = "__NAME__";
 
     fn schedule(pod: &PodInfo, nodes: &[NodeInfo]) -> Decision {
         let mut rejections = Vec::new();
@@ -511,14 +517,14 @@ class Labeler(Controller):
 WitWorld = export(Labeler)
 "#;
 
-const PY_SCHEDULER: &str = r#""""A scheduler serving `spec.schedulerName: NAME`: the node with the most
+const PY_SCHEDULER: &str = r#""""A scheduler serving `spec.schedulerName: __NAME__`: the node with the most
 free CPU among those with room for the pod."""
 
 from orchd_sdk.scheduler import Scheduler, bind, export, unschedulable
 
 
 class MostFreeCpu(Scheduler):
-    name = "NAME"
+    name = "__NAME__"
 
     def schedule(self, pod, nodes):
         rejections, best = [], None
@@ -582,12 +588,12 @@ export const { init, reconcile } = exportController({
 });
 "#;
 
-const JS_SCHEDULER: &str = r#"// A scheduler serving `spec.schedulerName: NAME`: the node with the most
+const JS_SCHEDULER: &str = r#"// A scheduler serving `spec.schedulerName: __NAME__`: the node with the most
 // free CPU among those with room for the pod.
 import { exportScheduler, bind, unschedulable } from "orchd-sdk/scheduler.js";
 
 export const { schedulerName, update, schedule } = exportScheduler({
-  name: "NAME",
+  name: "__NAME__",
   schedule(pod, nodes) {
     const rejections = [];
     let best = null;
@@ -618,3 +624,94 @@ export const { review } = exportAdmission((req) => {
   return allow();
 });
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system's temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let dir =
+                std::env::temp_dir().join(format!("orchd-template-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn args(name: &str, lang: Lang, world: TemplateWorld, dir: &Path) -> NewArgs {
+        NewArgs {
+            name: name.into(),
+            lang,
+            world,
+            dir: Some(dir.to_path_buf()),
+            sdk: None,
+        }
+    }
+
+    #[test]
+    fn every_language_and_world_writes_a_named_project() {
+        let tmp = TempDir::new("all");
+        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+            for world in [
+                TemplateWorld::Controller,
+                TemplateWorld::Scheduler,
+                TemplateWorld::Admission,
+            ] {
+                let dir = tmp.path().join(format!("{lang:?}-{}", world.as_str()));
+                new(args("my-plugin", lang, world, &dir)).unwrap();
+                let build = std::fs::read_to_string(dir.join("build.sh")).unwrap();
+                assert!(build.contains("my-plugin.wasm"), "{build}");
+                assert!(dir.join("README.md").is_file());
+                let app = match lang {
+                    Lang::Rust => "src/lib.rs",
+                    Lang::Python => "app.py",
+                    Lang::Js => "app.js",
+                };
+                let app = std::fs::read_to_string(dir.join(app)).unwrap();
+                assert!(!app.contains("__NAME__"), "{app}");
+                if world == TemplateWorld::Scheduler {
+                    assert!(app.contains("\"my-plugin\""), "{app}");
+                }
+                if lang != Lang::Rust {
+                    let wit = std::fs::read_to_string(dir.join("wit/plugin.wit")).unwrap();
+                    assert!(wit.contains(&format!("world {}", world.as_str())));
+                }
+            }
+        }
+        assert!(
+            tmp.path()
+                .join("Python-controller/orchd_sdk/objects.py")
+                .is_file()
+        );
+        assert!(
+            tmp.path()
+                .join("Js-admission/orchd-sdk/admission.js")
+                .is_file()
+        );
+    }
+
+    #[test]
+    fn refuses_bad_names_and_non_empty_directories() {
+        let tmp = TempDir::new("bad");
+        for bad in ["", "My-Plugin", "-x", "x-", "a_b", "9lives"] {
+            let dir = tmp.path().join("p");
+            assert!(new(args(bad, Lang::Python, TemplateWorld::Admission, &dir)).is_err());
+        }
+        std::fs::write(tmp.path().join("file"), "x").unwrap();
+        let err = new(args("ok", Lang::Js, TemplateWorld::Scheduler, tmp.path())).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+    }
+}

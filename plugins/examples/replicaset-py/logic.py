@@ -1,7 +1,6 @@
 """Pure logic of the Python replicaset controller (unit-tested natively)."""
 
 import calendar
-import time
 from typing import Any, Dict, List, Optional
 
 Object = Dict[str, Any]
@@ -11,13 +10,18 @@ BURST_REPLICAS = 500
 
 
 def parse_time(text: Optional[str]) -> Optional[int]:
-    """RFC 3339 (`2026-01-02T03:04:05Z`, fractions allowed) to Unix seconds."""
-    if not text:
+    """RFC 3339 in UTC (`2026-01-02T03:04:05Z`, fractions allowed) to Unix
+    seconds. By hand: `time.strptime` imports `_strptime` lazily, which a
+    componentize-py component does not have (only modules imported while
+    the component was built are in it)."""
+    if not text or len(text) < 19:
         return None
     try:
-        return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
+        fields = (text[0:4], text[5:7], text[8:10], text[11:13], text[14:16], text[17:19])
+        y, mo, d, h, mi, s = (int(f) for f in fields)
     except ValueError:
         return None
+    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
 
 
 def _ready_condition(pod: Object) -> Optional[Object]:
