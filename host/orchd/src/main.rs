@@ -11,6 +11,7 @@ mod commands;
 mod inprocess;
 mod plugin;
 mod sim;
+mod template;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

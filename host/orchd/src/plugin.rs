@@ -1,4 +1,4 @@
-//! `orchd plugin install|list|rollback|remove`: managing policy plugins
+//! `orchd plugin install|list|rollback|remove` (and `new`, in `template`): managing policy plugins
 //! through their `orchd.dev/v1` Plugin objects.
 //!
 //! The commands only write objects, as kubectl would; the plugin host in
@@ -43,6 +43,9 @@ enum PluginCommand {
     Rollback(RollbackArgs),
     /// Stop a plugin and delete it with its revisions.
     Remove(RemoveArgs),
+    /// Write a new plugin project (Rust, Python or JavaScript; world
+    /// scheduler, controller or admission) with a build script and README.
+    New(crate::template::NewArgs),
 }
 
 #[derive(clap::Args)]
@@ -214,6 +217,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
         PluginCommand::List(a) => list(a).await,
         PluginCommand::Rollback(a) => rollback(a).await,
         PluginCommand::Remove(a) => remove(a).await,
+        PluginCommand::New(a) => crate::template::new(a),
     }
 }
 
