@@ -4,7 +4,8 @@
 //!
 //! Options (as container `args`):
 //! * `--count N`: print N lines, then exit (default: forever);
-//! * `--exit CODE`: exit with CODE when done (default 0);
+//! * `--exit CODE`: exit with CODE when done (default 0; under WASI 0.2 a
+//!   non-zero code reaches the host as 1);
 //! * `--interval-ms MS`: time between lines (default 1000);
 //! * `--alloc`: allocate 1 MiB more every 10 ms, touching it, until memory
 //!   runs out (a container over its memory limit);
@@ -47,7 +48,7 @@ fn main() {
         loop {
             // Touched, so the memory is really used.
             hoard.push(vec![1u8; 1 << 20]);
-            if hoard.len() % 16 == 0 {
+            if hoard.len().is_multiple_of(16) {
                 println!("allocated {} MiB", hoard.len());
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -18,9 +18,11 @@
 //!   CPU time at each epoch tick; [`Stopper::stop`] ends a guest through
 //!   epoch interruption at its next tick in Wasm code (a guest blocked in a
 //!   host call such as a sleep stops when that call returns).
-//! * **Exit codes** as for processes: `main` returning is 0, `exit(n)` is
-//!   n, a trap is 134 (as an abort), out of memory and being stopped are
-//!   137 (as SIGKILL).
+//! * **Exit codes** as for processes: `main` returning is 0, a failure
+//!   exit 1 (WASI 0.2's `exit` carries success or failure only, so Rust's
+//!   `exit(3)` arrives as 1; a guest using the unstable `exit-with-code`
+//!   would need that import linked), a trap is 134 (as an abort), out of
+//!   memory and being stopped are 137 (as SIGKILL).
 //!
 //! Each container runs on its own OS thread (the guest is synchronous
 //! code), so no container ever blocks the async runtime.
@@ -175,9 +177,13 @@ impl Container {
 #[derive(Clone)]
 pub struct WasmRuntime {
     engine: Engine,
-    compiled: Arc<Mutex<HashMap<PathBuf, (SystemTime, u64, InstancePre<State>)>>>,
+    compiled: Arc<Mutex<HashMap<PathBuf, Prepared>>>,
     _ticker: Arc<Ticker>,
 }
+
+/// A compiled and linked component, with the modification time and size
+/// of the file it came from.
+type Prepared = (SystemTime, u64, InstancePre<State>);
 
 /// Ends the epoch thread when the last runtime handle goes.
 struct Ticker(Arc<AtomicBool>);
