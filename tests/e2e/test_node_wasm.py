@@ -196,3 +196,20 @@ def test_an_image_that_is_not_there_is_err_image_pull(node_cluster):
     r = subprocess.run(c.kubectl_cmd("logs", "ghost"), capture_output=True, text=True,
                        env={**os.environ, "HOME": str(c.tmp)})
     assert r.returncode != 0 and "waiting to start" in r.stderr, r
+
+
+def test_the_example_deployment_runs_on_the_node_by_image_name(node_cluster, examples):
+    """examples/hello-wasm/deployment.yaml as the demo applies it: `image:
+    hello-wasm` resolves to <data-dir>/images/hello-wasm.wasm."""
+    c = node_cluster
+    images = c.orchd.data_dir / "images"
+    images.mkdir(exist_ok=True)
+    (images / "hello-wasm.wasm").write_bytes(plugin_path("hello-wasm.wasm").read_bytes())
+    c.kubectl("apply", "-f", str(examples / "hello-wasm" / "deployment.yaml"))
+    c.kubectl("rollout", "status", "deployment/hello-wasm", "--timeout=90s", timeout=120)
+    pods = c.kubectl_json("get", "pods", "-l", "app=hello-wasm")["items"]
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Running" and p["spec"]["nodeName"] == NODE
+                                  for p in pods), pods
+    out = wait_until("the deployment's output", lambda: (o := c.kubectl("logs", "deployment/hello-wasm").stdout)
+                     and "hello from a wasm pod #1" in o and o, timeout=30, interval=0.2)
+    assert out.startswith("hello from a wasm pod #1\n"), out
