@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import start_orchd
-from helpers import Cluster, Response, cm_path, configmap, current_revision
+from helpers import Cluster, Response, cm_path, configmap, current_revision, wait_until
 
 
 @pytest.fixture
@@ -17,7 +17,12 @@ def cluster(tmp_path):
     controller and the scheduler write on their own."""
     o = start_orchd(tmp_path, ["--no-default-plugins"])
     try:
-        yield Cluster(o, tmp_path)
+        c = Cluster(o, tmp_path)
+        # The plugin leader's lease is written just after /readyz answers:
+        # wait for it, or it moves the revision under the first test.
+        wait_until("the plugin leader lease", lambda: c.status_of(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/orchd-plugins") == 200, timeout=30)
+        yield c
     finally:
         code = o.stop()
         print(o.log())
