@@ -213,3 +213,34 @@ def test_the_example_deployment_runs_on_the_node_by_image_name(node_cluster, exa
     out = wait_until("the deployment's output", lambda: (o := c.kubectl("logs", "deployment/hello-wasm").stdout)
                      and "hello from a wasm pod #1" in o and o, timeout=30, interval=0.2)
     assert out.startswith("hello from a wasm pod #1\n"), out
+
+
+def test_init_containers_run_first_and_in_order(node_cluster):
+    c = node_cluster
+    img = image()
+    c.kubectl_apply_text(f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: staged
+spec:
+  initContainers:
+    - name: first
+      image: {img}
+      args: ["--count", "1", "--message", "init one"]
+    - name: second
+      image: {img}
+      args: ["--count", "1", "--message", "init two"]
+  containers:
+    - name: app
+      image: {img}
+      args: ["--interval-ms", "200"]
+""")
+    p = wait_phase(c, "staged", "Running")
+    inits = p["status"]["initContainerStatuses"]
+    assert [s["name"] for s in inits] == ["first", "second"]
+    ends = [s["state"]["terminated"] for s in inits]
+    assert all(t["reason"] == "Completed" and t["exitCode"] == 0 for t in ends), ends
+    app_started = p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+    assert ends[0]["finishedAt"] <= ends[1]["startedAt"] and ends[1]["finishedAt"] <= app_started, p["status"]
+    assert {x["type"]: x["status"] for x in p["status"]["conditions"]}["Initialized"] == "True"
+    assert c.kubectl("logs", "staged", "-c", "second").stdout == "init two #1\n"

@@ -58,15 +58,32 @@ pub fn arch() -> &'static str {
     }
 }
 
-/// The host name, lower-cased as a Node name must be.
+/// The host name as a valid Node name (a DNS subdomain): lower-cased,
+/// other characters than letters, digits, `-` and `.` turned into `-`.
 pub fn hostname() -> String {
-    let name = read("/proc/sys/kernel/hostname")
+    node_name(&read("/proc/sys/kernel/hostname"))
+}
+
+/// `raw` made a valid Node name.
+pub fn node_name(raw: &str) -> String {
+    let name: String = raw
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(253)
+        .collect();
+    let name = name.trim_matches(|c| c == '-' || c == '.');
     if name.is_empty() {
         "localhost".into()
     } else {
-        name
+        name.to_string()
     }
 }
 
@@ -201,6 +218,9 @@ mod tests {
         );
         assert_eq!(process_count("0.10 0.20 0.30 2/345 6789"), Some(345));
         assert_eq!(process_count("garbage"), None);
+        assert_eq!(node_name("My_Host\n"), "my-host");
+        assert_eq!(node_name("-x.lan."), "x.lan");
+        assert_eq!(node_name(""), "localhost");
     }
 
     #[test]
