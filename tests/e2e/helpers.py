@@ -114,11 +114,17 @@ def current_revision(url: str) -> int:
 class Orchd:
     """One `orchd up` (or `orchd server`) process on a free loopback port."""
 
-    def __init__(self, data_dir: Path, extra_args: list[str] | None = None, command: str = "up"):
+    def __init__(self, data_dir: Path, extra_args: list[str] | None = None, command: str = "up",
+                 node: bool = False):
         self.command = command
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.extra_args = extra_args or []
+        self.extra_args = list(extra_args or [])
+        # Most tests count nodes or check scheduling spread over hollow
+        # nodes only: the in-process node agent runs only when asked for
+        # (tests/e2e/test_node_wasm.py).
+        if command == "up" and not node and "--no-node" not in self.extra_args:
+            self.extra_args.append("--no-node")
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
         self.log_lines: list[str] = []

@@ -285,6 +285,13 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         file: "forbidden-host-call.wasm",
         env: &[],
         features: "forbidden-host-call",
+    }, // The wasm runtime's example workload (examples/hello-wasm, a
+    // `wasi:cli` program, so its file keeps the dashes of its bin name).
+    TestPlugin {
+        package: "hello-wasm",
+        file: "hello-wasm.wasm",
+        env: &[],
+        features: "",
     },
     // The Rust admission examples and the test admission plugin
     // (tests/e2e/test_admission.py).
@@ -624,10 +631,13 @@ fn build_test_plugins(target: &Path) -> Result<PathBuf> {
             cmd.args(["--features", features]);
         }
         run(&format!("build plugin {file}"), &mut cmd)?;
-        let built = wasm_target
-            .join(WASM_TARGET)
-            .join("release")
-            .join(format!("{}.wasm", package.replace('-', "_")));
+        let release = wasm_target.join(WASM_TARGET).join("release");
+        // A library component is named with underscores, a program
+        // (`wasi:cli` command) after its bin, dashes kept.
+        let mut built = release.join(format!("{}.wasm", package.replace('-', "_")));
+        if !built.is_file() {
+            built = release.join(format!("{package}.wasm"));
+        }
         let to = dir.join(file);
         std::fs::copy(&built, &to)
             .map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), to.display()))?;
@@ -883,7 +893,7 @@ fn demo(args: &[String]) -> Result {
     let target = target_dir()?;
     ensure_wasm_target()?;
     let orchd = build_orchd(&target)?;
-    build_test_plugins(&target)?;
+    let plugins = build_test_plugins(&target)?;
     let venv_bin = ensure_venv(&target)?;
 
     // Fail early with a clear message rather than after orchd's own.
@@ -892,6 +902,21 @@ fn demo(args: &[String]) -> Result {
     })?);
 
     let data_dir = root.join(".orchd");
+    // The example workload's image, where the node agent looks up
+    // `image: hello-wasm`.
+    let images = data_dir.join("images");
+    std::fs::create_dir_all(&images)
+        .map_err(|e| format!("cannot create {}: {e}", images.display()))?;
+    std::fs::copy(
+        plugins.join("hello-wasm.wasm"),
+        images.join("hello-wasm.wasm"),
+    )
+    .map_err(|e| {
+        format!(
+            "cannot copy the hello-wasm image into {}: {e}",
+            images.display()
+        )
+    })?;
     let me = env::current_exe().map_err(|e| format!("cannot find the xtask binary: {e}"))?;
     Command::new(me)
         .arg(DEMO_CLIENT)
@@ -980,11 +1005,38 @@ fn demo_client(args: &[String]) -> Result {
             "--timeout=30s",
         ],
     )?;
-    kubectl("the nodes", &["get", "nodes"])?;
+    let wasm_deployment = Path::new(examples)
+        .join("hello-wasm")
+        .join("deployment.yaml");
+    let wasm_deployment = wasm_deployment.to_string_lossy();
+    kubectl(
+        "a Deployment whose pods the in-process node agent runs (wasm components)",
+        &["apply", "-f", &wasm_deployment],
+    )?;
+    kubectl(
+        "its pods reach Running on the real node",
+        &[
+            "rollout",
+            "status",
+            "deployment/hello-wasm",
+            "--timeout=60s",
+        ],
+    )?;
+    kubectl("the nodes", &["get", "nodes", "-o", "wide"])?;
     kubectl("the plugins", &["get", "plugins"])?;
     kubectl(
         "deployments and pods, wide",
         &["get", "deploy,po", "-o", "wide"],
+    )?;
+    kubectl(
+        "what the wasm pods print",
+        &[
+            "logs",
+            "deployment/hello-wasm",
+            "--tail",
+            "3",
+            "--timestamps",
+        ],
     )?;
     kubectl(
         "how the pod was scheduled",
@@ -1007,8 +1059,10 @@ xtask: the demo cluster is running at http://{addr} (state in .orchd/). In anoth
     target/debug/orchd plugin install target/e2e-plugins/first-fit-scheduler.wasm   # swap the scheduler live
     kubectl explain deployment.spec.strategy
 
-The 3 nodes are hollow (they heartbeat and report pods Running without running
-them); the controllers that turn the Deployment into pods come next.
+One node is real (the in-process node agent runs wasm components: see
+`kubectl logs deploy/hello-wasm -f`); 3 are hollow (they heartbeat and report
+pods Running without running them). A non-wasm image (nginx, busybox) that
+lands on the real node shows ErrImagePull: the containerd runtime comes later.
 Press Ctrl-C here to stop the cluster.",
         kubectl_dir.display()
     );

@@ -72,6 +72,35 @@ pub struct ApiServer {
     config: ApiConfig,
     /// The admission plugins, once the plugin host has been attached.
     admission: std::sync::OnceLock<Arc<dyn admission::Admission>>,
+    /// Container logs, once an in-process node agent serves them.
+    pod_logs: std::sync::OnceLock<Arc<dyn PodLogs>>,
+}
+
+/// What `GET pods/NAME/log` asks for.
+#[derive(Clone, Debug)]
+pub struct LogRequest {
+    /// The pod's uid (its logs are kept by uid).
+    pub uid: String,
+    /// The container.
+    pub container: String,
+    /// `tailLines`.
+    pub tail_lines: Option<usize>,
+    /// `timestamps`.
+    pub timestamps: bool,
+    /// `follow`: stream until the container ends.
+    pub follow: bool,
+    /// `previous`: the run before the current one.
+    pub previous: bool,
+}
+
+/// Container logs, as a node agent in the same process keeps them: the
+/// API reads them through this (and so does not depend on the node).
+pub trait PodLogs: Send + Sync {
+    /// The log text, streamed; an error is a one-line reason (400).
+    fn logs(
+        &self,
+        request: &LogRequest,
+    ) -> Result<futures::stream::BoxStream<'static, bytes::Bytes>, String>;
 }
 
 /// A JSON reply before encoding.
@@ -103,6 +132,7 @@ impl ApiServer {
             store,
             config,
             admission: std::sync::OnceLock::new(),
+            pod_logs: std::sync::OnceLock::new(),
         })
     }
 
@@ -110,6 +140,12 @@ impl ApiServer {
     /// at start; a second call is ignored and answers false.
     pub fn set_admission(&self, chain: Arc<dyn admission::Admission>) -> bool {
         self.admission.set(chain).is_ok()
+    }
+
+    /// Serves `pods/NAME/log` from `logs` (set once, by the in-process node
+    /// agent).
+    pub fn set_pod_logs(&self, logs: Arc<dyn PodLogs>) {
+        let _ = self.pod_logs.set(logs);
     }
 
     /// Creates the system namespaces that do not exist yet.
@@ -284,15 +320,117 @@ impl ApiServer {
                 self.bind(req, target, name).await?
             }
             (&Method::GET, Some(name), Some(Subresource::Log)) => {
-                // Make the 404 for a missing pod come first, as Kubernetes does.
-                self.get(req, target, name).await?;
-                return Err(ApiError::bad_request(format!(
-                    "pod \"{name}\" has no container logs: no node agent runs pods in this orchd build yet"
-                )));
+                return self.log(req, target, name).await;
             }
             _ => return Err(ApiError::method_not_allowed(&req.path)),
         };
         Ok(objects::reply_response(reply))
+    }
+}
+
+impl ApiServer {
+    /// `GET pods/NAME/log`: the container's output as text/plain, streamed
+    /// with `follow`.
+    async fn log(&self, req: &Request, target: &Target, name: &str) -> ApiResult<Response<Body>> {
+        // The 404 for a missing pod comes first, as in Kubernetes.
+        let key = target.key(name);
+        let pod = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_store(e, &target.subject(name)))?;
+        let names: Vec<&str> = pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(
+                pod["spec"]["initContainers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten(),
+            )
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        let container = match req.query("container").filter(|c| !c.is_empty()) {
+            Some(c) if names.contains(&c) => c.to_string(),
+            Some(c) => {
+                return Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
+            }
+            None => {
+                let main: Vec<&str> = pod["spec"]["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["name"].as_str())
+                    .collect();
+                match main.as_slice() {
+                    [only] => only.to_string(),
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "a container name must be specified for pod {name}, choose one of: [{}]",
+                            main.join(" ")
+                        )));
+                    }
+                }
+            }
+        };
+        let Some(logs) = self.pod_logs.get() else {
+            return Err(ApiError::bad_request(format!(
+                "pod \"{name}\" has no container logs: no node agent runs in this orchd process (started with --no-node?)"
+            )));
+        };
+        let tail_lines = match req.query("tailLines") {
+            Some(t) if !t.is_empty() => Some(
+                t.parse::<i64>()
+                    .map_err(|_| {
+                        ApiError::bad_request(format!("tailLines must be an integer, not {t:?}"))
+                    })?
+                    .max(0) as usize,
+            ),
+            _ => None,
+        };
+        let request = LogRequest {
+            uid: pod["metadata"]["uid"].as_str().unwrap_or("").to_string(),
+            container,
+            tail_lines,
+            timestamps: req.flag("timestamps"),
+            follow: req.flag("follow"),
+            previous: req.flag("previous"),
+        };
+        let stream = logs.logs(&request).map_err(ApiError::bad_request)?;
+        // The body must be Sync, the stream is not: a task forwards it,
+        // and ends when the client goes away (the send fails).
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut stream = stream;
+            loop {
+                let chunk = tokio::select! {
+                    chunk = stream.next() => chunk,
+                    _ = tx.closed() => None,
+                };
+                let Some(chunk) = chunk else { break };
+                if tx.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let frames = futures::stream::unfold(rx, |mut rx| async move {
+            let chunk = rx.recv().await?;
+            Some((
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(chunk)),
+                rx,
+            ))
+        });
+        let body = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(frames));
+        Ok(Response::builder()
+            .status(200)
+            .header(hyper::header::CONTENT_TYPE, "text/plain")
+            .header(hyper::header::CACHE_CONTROL, "no-cache, private")
+            .body(body)
+            .unwrap_or_else(|_| Response::new(codec::full(""))))
     }
 }
 

@@ -503,3 +503,92 @@ async fn a_deleted_namespace_terminates_until_finalized() {
         .await;
     assert_eq!(code, 404);
 }
+
+/// Logs kept in memory: the request it was asked, answered with its fields.
+struct FakeLogs;
+
+impl orchd_api::PodLogs for FakeLogs {
+    fn logs(
+        &self,
+        r: &orchd_api::LogRequest,
+    ) -> Result<futures::stream::BoxStream<'static, Bytes>, String> {
+        if r.container == "broken" {
+            return Err("container \"broken\" is waiting to start".into());
+        }
+        let text = format!(
+            "{} {} tail={:?} ts={} follow={} previous={}\n",
+            r.uid, r.container, r.tail_lines, r.timestamps, r.follow, r.previous
+        );
+        Ok(Box::pin(futures::stream::iter([
+            Bytes::from(text),
+            Bytes::from("second chunk\n"),
+        ])))
+    }
+}
+
+#[tokio::test]
+async fn pod_logs_come_from_the_registered_node_and_name_the_container() {
+    let f = fixture().await;
+    let pods = "/api/v1/namespaces/default/pods";
+    let (code, pod) = f
+        .json(
+            Method::POST,
+            pods,
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                   "spec": {"containers": [{"name": "a", "image": "x"}, {"name": "broken", "image": "x"}]}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{pod}");
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    // No node agent in this process yet.
+    let (code, _, status) = f
+        .call(Method::GET, &format!("{pods}/p/log?container=a"), "", "")
+        .await;
+    assert_eq!(code, 400, "{status}");
+    f.server.set_pod_logs(Arc::new(FakeLogs));
+    let (code, _, status) = f.call(Method::GET, &format!("{pods}/p/log"), "", "").await;
+    assert_eq!(code, 400);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("a container name must be specified for pod p, choose one of: [a broken]"),
+        "{status}"
+    );
+    let (code, _, _) = f
+        .call(Method::GET, &format!("{pods}/nope/log"), "", "")
+        .await;
+    assert_eq!(code, 404);
+    let (code, _, status) = f
+        .call(Method::GET, &format!("{pods}/p/log?container=zz"), "", "")
+        .await;
+    assert_eq!(code, 400, "{status}");
+    let (code, _, status) = f
+        .call(
+            Method::GET,
+            &format!("{pods}/p/log?container=broken"),
+            "",
+            "",
+        )
+        .await;
+    assert_eq!(
+        (code, status["message"].as_str()),
+        (400, Some("container \"broken\" is waiting to start"))
+    );
+
+    let req = Request::new(
+        Method::GET,
+        &format!("{pods}/p/log"),
+        Some("container=a&tailLines=2&timestamps=true&follow=true"),
+        HeaderMap::new(),
+        Bytes::new(),
+    );
+    let resp = f.server.dispatch(&req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/plain");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("{uid} a tail=Some(2) ts=true follow=true previous=false\nsecond chunk\n")
+    );
+}

@@ -60,6 +60,15 @@ pub struct UpArgs {
     /// id and a random suffix).
     #[arg(long, value_name = "NAME")]
     pub identity: Option<String>,
+    /// Name of the Node the in-process node agent registers (default: the
+    /// host name).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Run no node agent in this process (`orchd up` runs one, with the
+    /// embedded wasm runtime; `orchd server` never does): pods then run
+    /// only on nodes that join from elsewhere, or hollow nodes.
+    #[arg(long)]
+    pub no_node: bool,
 }
 
 /// The per-user cache of compiled plugins, shared by clusters and the CLI:
@@ -242,6 +251,12 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
         kubeconfig.display()
     );
 
+    let node = if single_host && !args.no_node {
+        Some(start_node(&args, &data_dir, store.clone(), api.clone()).await?)
+    } else {
+        None
+    };
+
     let hollow = (args.hollow_nodes > 0).then(|| {
         let nodes = crate::sim::NodesArgs::new(args.hollow_nodes, server_url.clone());
         tokio::spawn(async move {
@@ -259,6 +274,9 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
         nodes.stop();
     }
     println!("orchd: shutting down");
+    if let Some(node) = node {
+        node.stop().await;
+    }
     plugins.stop().await;
     drop(store);
     println!("orchd: stopped");
@@ -285,6 +303,50 @@ fn bind(listen: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
     socket.set_reuseaddr(true)?;
     socket.bind(listen)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// The API's `pods/log` over the node agent's log files.
+struct NodeLogs(orchd_node::logs::LogFiles);
+
+impl orchd_api::PodLogs for NodeLogs {
+    fn logs(
+        &self,
+        r: &orchd_api::LogRequest,
+    ) -> Result<futures::stream::BoxStream<'static, bytes::Bytes>, String> {
+        let query = orchd_node::logs::LogQuery {
+            tail_lines: r.tail_lines,
+            timestamps: r.timestamps,
+            follow: r.follow,
+            previous: r.previous,
+        };
+        self.0.read(&r.uid, &r.container, &query)
+    }
+}
+
+/// Starts the in-process node agent and lets the API serve its logs.
+async fn start_node(
+    args: &UpArgs,
+    data_dir: &Path,
+    store: Arc<dyn Store>,
+    api: Arc<ApiServer>,
+) -> anyhow::Result<orchd_node::NodeAgent> {
+    let name = args
+        .node_name
+        .clone()
+        .unwrap_or_else(orchd_node::machine::hostname);
+    let config = orchd_node::NodeConfig::new(name.clone(), data_dir.to_path_buf());
+    let images = config.images_dir();
+    let objects: Arc<dyn orchd_plugin_host::access::ObjectApi> =
+        Arc::new(crate::inprocess::InProcessApi(api.clone()));
+    let node = orchd_node::NodeAgent::start(config, store, objects)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the node agent: {e}"))?;
+    api.set_pod_logs(Arc::new(NodeLogs(node.logs())));
+    println!(
+        "orchd: node {name} registered (wasm runtime; images: file:///PATH.wasm or NAME from {}/NAME.wasm)",
+        images.display()
+    );
+    Ok(node)
 }
 
 /// Opens the store `--store` names, saying which.

@@ -1,0 +1,553 @@
+//! orchd's node agent: registers its Node with capacity, identity and
+//! conditions measured on the machine, heartbeats through its Lease in
+//! `kube-node-lease`, posts its status every heartbeat, and runs the pods
+//! bound to it through a container [`runtime::Runtime`] (the embedded wasm
+//! shim today).
+//!
+//! Writes go through the API (an [`ObjectApi`]: in `orchd up` the server
+//! in-process, so validation and defaults apply as for any client); the
+//! node's pods are watched in the store with the field selector
+//! `spec.nodeName=<node>`, as a kubelet watches them through the API.
+//!
+//! Pod lifecycle policy lives in [`lifecycle`] alone, so that a later
+//! `node-policy` plugin can take it over.
+
+pub mod lifecycle;
+pub mod logs;
+pub mod machine;
+pub mod runtime;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orchd_plugin_host::access::ObjectApi;
+use orchd_store::{EventType, FieldSelector, ListOptions, Scope, Store, StoreError, WatchOptions};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use crate::lifecycle::{PodContext, PodRun, PodWorker};
+use crate::logs::LogFiles;
+use crate::runtime::Runtime;
+
+/// How long a Lease lasts without renewal (the kubelet's default).
+const LEASE_SECONDS: i64 = 40;
+
+/// The kubelet version nodes report.
+pub const KUBELET_VERSION: &str = "v1.37.0-orchd";
+
+/// The label saying which runtime a node runs pods with.
+pub const RUNTIME_LABEL: &str = "node.orchd.dev/runtime";
+
+const MERGE_PATCH: &str = "application/merge-patch+json";
+const JSON: &str = "application/json";
+
+/// Settings of a node agent.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The Node's name.
+    pub name: String,
+    /// Where images (`images/NAME.wasm`) and container logs (`pods/`) live;
+    /// its filesystem is the one DiskPressure measures.
+    pub data_dir: PathBuf,
+    /// How often the Lease is renewed and the status posted.
+    pub heartbeat: Duration,
+    /// `spec.podCIDR`.
+    pub pod_cidr: String,
+}
+
+impl NodeConfig {
+    /// A node named `name` keeping its state in `data_dir`.
+    pub fn new(name: String, data_dir: PathBuf) -> Self {
+        NodeConfig {
+            name,
+            data_dir,
+            heartbeat: Duration::from_secs(10),
+            pod_cidr: "10.244.0.0/24".into(),
+        }
+    }
+
+    /// Where images named without `file://` are looked up.
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir.join("images")
+    }
+}
+
+/// A running node agent.
+pub struct NodeAgent {
+    logs: LogFiles,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: NodeConfig,
+    api: Arc<dyn ObjectApi>,
+    ctx: Arc<PodContext>,
+    runtime_version: String,
+    workers: Mutex<HashMap<String, Worker>>,
+    /// Condition type → (status, last transition time).
+    transitions: Mutex<HashMap<String, (String, String)>>,
+}
+
+/// One pod being run.
+struct Worker {
+    cancel: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl NodeAgent {
+    /// Registers the node and starts heartbeats and pod handling.
+    pub async fn start(
+        config: NodeConfig,
+        store: Arc<dyn Store>,
+        api: Arc<dyn ObjectApi>,
+    ) -> Result<Self, String> {
+        std::fs::create_dir_all(config.images_dir())
+            .map_err(|e| format!("cannot create {}: {e}", config.images_dir().display()))?;
+        let shim = runtime::WasmShim::new(config.images_dir())?;
+        let runtime_version = shim.version();
+        let runtime: Arc<dyn Runtime> = Arc::new(shim);
+        let logs = LogFiles::new(config.data_dir.join("pods"));
+        let inner = Arc::new(Inner {
+            ctx: Arc::new(PodContext {
+                runtime,
+                logs: logs.clone(),
+            }),
+            config,
+            api,
+            runtime_version,
+            workers: Mutex::new(HashMap::new()),
+            transitions: Mutex::new(HashMap::new()),
+        });
+        inner.register().await?;
+        let heartbeat = {
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(inner.config.heartbeat);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = inner.renew_lease().await {
+                        eprintln!("orchd: node {}: heartbeat: {e}", inner.config.name);
+                    }
+                    if let Err(e) = inner.post_status().await {
+                        eprintln!("orchd: node {}: status: {e}", inner.config.name);
+                    }
+                }
+            })
+        };
+        let pods = {
+            let inner = inner.clone();
+            tokio::spawn(async move { inner.pod_loop(store).await })
+        };
+        Ok(NodeAgent {
+            logs,
+            tasks: vec![heartbeat, pods],
+            inner,
+        })
+    }
+
+    /// The node's container logs (for the API's `pods/log`).
+    pub fn logs(&self) -> LogFiles {
+        self.logs.clone()
+    }
+
+    /// Stops heartbeats and every container; the Node object stays (its
+    /// Lease expires, as for a machine that went away).
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let workers: Vec<Worker> = match self.inner.workers.lock() {
+            Ok(mut w) => w.drain().map(|(_, w)| w).collect(),
+            Err(_) => Vec::new(),
+        };
+        for w in &workers {
+            let _ = w.cancel.send(true);
+        }
+        for w in workers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), w.done).await;
+        }
+    }
+}
+
+fn pod_path(pod: &Value) -> String {
+    format!(
+        "/api/v1/namespaces/{}/pods/{}",
+        pod["metadata"]["namespace"].as_str().unwrap_or("default"),
+        pod["metadata"]["name"].as_str().unwrap_or("")
+    )
+}
+
+impl Inner {
+    async fn send(&self, method: &str, path: &str, body: &Value, ct: &str) -> (u16, Value) {
+        self.api
+            .send(
+                method,
+                path,
+                Some(ct),
+                serde_json::to_vec(body).unwrap_or_default(),
+            )
+            .await
+    }
+
+    fn host_ip(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// The conditions, measured now; transition times kept from before
+    /// while a condition's status stays the same.
+    fn conditions(&self) -> Vec<Value> {
+        let now = lifecycle::stamp(jiff::Timestamp::now());
+        let mut list: Vec<(String, String, String, String)> =
+            machine::pressures(&self.config.data_dir)
+                .into_iter()
+                .map(|(kind, pressure, reason, message)| {
+                    (
+                        kind.to_string(),
+                        if pressure { "True" } else { "False" }.to_string(),
+                        reason.to_string(),
+                        message,
+                    )
+                })
+                .collect();
+        list.push((
+            "Ready".into(),
+            "True".into(),
+            "KubeletReady".into(),
+            format!(
+                "orchd node agent is posting ready status ({})",
+                self.runtime_version
+            ),
+        ));
+        let mut transitions = match self.transitions.lock() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        list.into_iter()
+            .map(|(kind, status, reason, message)| {
+                let entry = transitions
+                    .entry(kind.clone())
+                    .or_insert((status.clone(), now.clone()));
+                if entry.0 != status {
+                    *entry = (status.clone(), now.clone());
+                }
+                json!({"type": kind, "status": status, "reason": reason, "message": message,
+                       "lastHeartbeatTime": now, "lastTransitionTime": entry.1})
+            })
+            .collect()
+    }
+
+    fn status(&self) -> Value {
+        let (capacity, allocatable) = machine::resources(&self.config.data_dir);
+        json!({
+            "capacity": capacity,
+            "allocatable": allocatable,
+            "conditions": self.conditions(),
+            "addresses": [
+                {"type": "InternalIP", "address": self.host_ip()},
+                {"type": "Hostname", "address": machine::hostname()},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "nodeInfo": machine::node_info(&self.runtime_version, KUBELET_VERSION),
+        })
+    }
+
+    /// Creates the Node (or takes over an existing one), then its Lease.
+    async fn register(&self) -> Result<(), String> {
+        let name = &self.config.name;
+        let labels = json!({
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": machine::arch(),
+            RUNTIME_LABEL: "wasm",
+        });
+        let node = json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"podCIDR": self.config.pod_cidr, "podCIDRs": [self.config.pod_cidr]},
+            "status": self.status(),
+        });
+        let (code, body) = self.send("POST", "/api/v1/nodes", &node, JSON).await;
+        match code {
+            200..=299 => {}
+            409 => {
+                let path = format!("/api/v1/nodes/{name}");
+                let (code, body) = self
+                    .send(
+                        "PATCH",
+                        &path,
+                        &json!({"metadata": {"labels": labels}, "spec": {"unschedulable": null}}),
+                        MERGE_PATCH,
+                    )
+                    .await;
+                if !(200..300).contains(&code) {
+                    return Err(format!(
+                        "cannot update node {name}: {code} {}",
+                        body["message"]
+                    ));
+                }
+                self.post_status().await?;
+            }
+            _ => {
+                return Err(format!(
+                    "cannot register node {name}: {code} {}",
+                    body["message"]
+                ));
+            }
+        }
+        self.renew_lease().await
+    }
+
+    async fn post_status(&self) -> Result<(), String> {
+        let path = format!("/api/v1/nodes/{}/status", self.config.name);
+        let (code, body) = self
+            .send(
+                "PATCH",
+                &path,
+                &json!({"status": self.status()}),
+                MERGE_PATCH,
+            )
+            .await;
+        if (200..300).contains(&code) {
+            Ok(())
+        } else {
+            Err(format!("{code} {}", body["message"]))
+        }
+    }
+
+    /// Renews the node's Lease, creating it (owned by the Node) if missing.
+    async fn renew_lease(&self) -> Result<(), String> {
+        let name = &self.config.name;
+        let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}");
+        let stamp = orchd_store::lease::now_micro();
+        let (code, body) = self
+            .send(
+                "PATCH",
+                &path,
+                &json!({"spec": {"holderIdentity": name,
+                "leaseDurationSeconds": LEASE_SECONDS, "renewTime": stamp}}),
+                MERGE_PATCH,
+            )
+            .await;
+        if code != 404 {
+            return if (200..300).contains(&code) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "cannot renew the lease: {code} {}",
+                    body["message"]
+                ))
+            };
+        }
+        let (_, node) = self
+            .api
+            .send("GET", &format!("/api/v1/nodes/{name}"), None, Vec::new())
+            .await;
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": "kube-node-lease",
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
+                    "uid": node["metadata"]["uid"]}]},
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS,
+                "acquireTime": stamp, "renewTime": stamp},
+        });
+        let (code, body) = self
+            .send(
+                "POST",
+                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                &lease,
+                JSON,
+            )
+            .await;
+        if (200..300).contains(&code) || code == 409 {
+            Ok(())
+        } else {
+            Err(format!(
+                "cannot create the lease: {code} {}",
+                body["message"]
+            ))
+        }
+    }
+
+    /// Lists and watches the node's pods, relisting after an expired or
+    /// broken watch.
+    async fn pod_loop(self: Arc<Self>, store: Arc<dyn Store>) {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.watch_pods(store.as_ref()).await {
+                Ok(()) => delay = Duration::from_millis(200),
+                Err(e) => {
+                    eprintln!("orchd: node {}: pod watch: {e}; retrying", self.config.name);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn watch_pods(self: &Arc<Self>, store: &dyn Store) -> Result<(), StoreError> {
+        use futures::StreamExt;
+        let scope = Scope {
+            resource: "pods".into(),
+            namespace: None,
+            label_selector: Default::default(),
+            field_selector: FieldSelector::equals("spec.nodeName", &self.config.name),
+        };
+        let list = store.list(&scope, &ListOptions::default()).await?;
+        let present: std::collections::HashSet<String> = list
+            .items
+            .iter()
+            .filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string))
+            .collect();
+        // Pods deleted while the watch was down.
+        let gone: Vec<String> = match self.workers.lock() {
+            Ok(w) => w
+                .keys()
+                .filter(|u| !present.contains(*u))
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for uid in gone {
+            self.forget(&uid);
+        }
+        for pod in &list.items {
+            self.handle(pod);
+        }
+        let mut events = store
+            .watch(
+                &scope,
+                &WatchOptions {
+                    after: Some(list.revision),
+                    bookmark_interval: None,
+                },
+            )
+            .await?;
+        while let Some(event) = events.next().await {
+            let event = event?;
+            match event.event_type {
+                EventType::Added | EventType::Modified => self.handle(&event.object),
+                EventType::Deleted => {
+                    if let Some(uid) = event.object["metadata"]["uid"].as_str() {
+                        self.forget(uid);
+                    }
+                }
+                EventType::Bookmark => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops a deleted pod's containers and drops its logs.
+    fn forget(&self, uid: &str) {
+        let worker = self.workers.lock().ok().and_then(|mut w| w.remove(uid));
+        if let Some(w) = worker {
+            let _ = w.cancel.send(true);
+            let logs = self.ctx.logs.clone();
+            let uid = uid.to_string();
+            tokio::spawn(async move {
+                let _ = w.done.await;
+                logs.remove_pod(&uid);
+            });
+        }
+    }
+
+    /// Starts a worker for a pod new to this node, or stops one being
+    /// deleted gracefully.
+    fn handle(self: &Arc<Self>, pod: &Value) {
+        let Some(uid) = pod["metadata"]["uid"].as_str().map(str::to_string) else {
+            return;
+        };
+        if pod["metadata"]["deletionTimestamp"].is_string() {
+            // Graceful deletion: stop the containers, then delete the pod
+            // for good, as a kubelet does.
+            let worker = self.workers.lock().ok().and_then(|mut w| w.remove(&uid));
+            let me = self.clone();
+            let path = pod_path(pod);
+            tokio::spawn(async move {
+                if let Some(w) = worker {
+                    let _ = w.cancel.send(true);
+                    let _ = w.done.await;
+                }
+                let body = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
+                let _ = me.send("DELETE", &path, &body, JSON).await;
+                me.ctx.logs.remove_pod(&uid);
+            });
+            return;
+        }
+        let Ok(mut workers) = self.workers.lock() else {
+            return;
+        };
+        if workers.contains_key(&uid)
+            || matches!(
+                pod["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            )
+        {
+            return;
+        }
+        let (cancel, cancelled) = watch::channel(false);
+        let done = tokio::spawn(self.clone().run_pod(pod.clone(), cancelled));
+        workers.insert(uid, Worker { cancel, done });
+    }
+
+    /// Runs one pod and keeps its status posted until its containers are
+    /// done or it is stopped.
+    async fn run_pod(self: Arc<Self>, pod: Value, cancel: watch::Receiver<bool>) {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let worker = Arc::new(PodWorker {
+            run: Arc::new(Mutex::new(PodRun::new(&pod))),
+            changed: Arc::new(Notify::new()),
+        });
+        let scheduled = pod["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled"))
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "PodScheduled", "status": "True"}));
+        let status_path = format!("{}/status", pod_path(&pod));
+        let runner = tokio::spawn(worker.clone().run(
+            self.ctx.clone(),
+            pod.clone(),
+            cancel.clone(),
+        ));
+        tokio::pin!(runner);
+        let mut finished = false;
+        loop {
+            let status = match worker.run.lock() {
+                Ok(mut run) => run.status(&uid, self.host_ip(), scheduled.clone()),
+                Err(_) => return,
+            };
+            if !*cancel.borrow() {
+                let (code, body) = self
+                    .send(
+                        "PATCH",
+                        &status_path,
+                        &json!({"status": status}),
+                        MERGE_PATCH,
+                    )
+                    .await;
+                if code == 404 {
+                    // Gone: the watch's DELETED event stops the containers.
+                } else if !(200..300).contains(&code) {
+                    eprintln!(
+                        "orchd: node {}: cannot update the status of pod {}: {code} {}",
+                        self.config.name,
+                        pod_path(&pod),
+                        body["message"]
+                    );
+                }
+            }
+            if finished {
+                return;
+            }
+            tokio::select! {
+                _ = worker.changed.notified() => {}
+                _ = &mut runner => finished = true,
+            }
+        }
+    }
+}

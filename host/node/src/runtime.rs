@@ -1,0 +1,127 @@
+//! The container runtime as the node agent sees it: a CRI-shaped trait the
+//! embedded wasm shim implements today and the containerd shim will.
+
+use std::path::PathBuf;
+
+pub use orchd_runtime_wasm::{ExitReason, StartError};
+
+/// One container to start (resolved from a pod's container spec).
+#[derive(Clone, Debug)]
+pub struct ContainerConfig {
+    /// The container's `image` as written in the pod.
+    pub image: String,
+    /// Its name in the pod.
+    pub name: String,
+    /// `command` followed by `args`.
+    pub args: Vec<String>,
+    /// Environment (`env` entries with a literal `value`).
+    pub env: Vec<(String, String)>,
+    /// `resources.limits.memory` in bytes.
+    pub memory_limit: Option<u64>,
+    /// `resources.limits.cpu` in millicores.
+    pub cpu_millis: Option<u64>,
+    /// Where its stdout/stderr go.
+    pub log_path: PathBuf,
+}
+
+/// How a container ended.
+#[derive(Clone, Debug)]
+pub struct ContainerExit {
+    /// Exit code, as a process's.
+    pub code: i32,
+    /// Why.
+    pub reason: ExitReason,
+    /// A one-line explanation, if any.
+    pub message: Option<String>,
+    /// When.
+    pub finished_at: jiff::Timestamp,
+}
+
+/// A started container.
+#[async_trait::async_trait]
+pub trait RunningContainer: Send {
+    /// When it started.
+    fn started_at(&self) -> jiff::Timestamp;
+    /// A function that stops it (callable many times, from any thread).
+    fn stopper(&self) -> Box<dyn Fn() + Send + Sync>;
+    /// Waits for it to end.
+    async fn wait(self: Box<Self>) -> ContainerExit;
+}
+
+/// A container runtime (a RuntimeClass handler).
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync {
+    /// `NAME://VERSION`, as `nodeInfo.containerRuntimeVersion` shows it.
+    fn version(&self) -> String;
+    /// Starts a container; returns once it runs.
+    async fn start(&self, config: ContainerConfig)
+    -> Result<Box<dyn RunningContainer>, StartError>;
+}
+
+/// The embedded wasm runtime: images are component files.
+pub struct WasmShim {
+    runtime: orchd_runtime_wasm::WasmRuntime,
+    images: PathBuf,
+}
+
+impl WasmShim {
+    /// A shim resolving image names in `images` (see
+    /// [`orchd_runtime_wasm::resolve_image`]).
+    pub fn new(images: PathBuf) -> Result<Self, String> {
+        Ok(WasmShim {
+            runtime: orchd_runtime_wasm::WasmRuntime::new()?,
+            images,
+        })
+    }
+}
+
+struct WasmContainer(orchd_runtime_wasm::Container);
+
+#[async_trait::async_trait]
+impl RunningContainer for WasmContainer {
+    fn started_at(&self) -> jiff::Timestamp {
+        self.0.started_at
+    }
+
+    fn stopper(&self) -> Box<dyn Fn() + Send + Sync> {
+        let stopper = self.0.stopper();
+        Box::new(move || stopper.stop())
+    }
+
+    async fn wait(self: Box<Self>) -> ContainerExit {
+        let exit = self.0.wait().await;
+        ContainerExit {
+            code: exit.code,
+            reason: exit.reason,
+            message: exit.message,
+            finished_at: exit.finished_at,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for WasmShim {
+    fn version(&self) -> String {
+        format!("orchd-wasm://{}", orchd_runtime_wasm::VERSION)
+    }
+
+    async fn start(
+        &self,
+        config: ContainerConfig,
+    ) -> Result<Box<dyn RunningContainer>, StartError> {
+        let image = orchd_runtime_wasm::resolve_image(&config.image, &self.images)?;
+        let container = self
+            .runtime
+            .start(orchd_runtime_wasm::ContainerSpec {
+                image,
+                program: config.image.clone(),
+                args: config.args,
+                env: config.env,
+                memory_limit: config.memory_limit,
+                cpu_millis: config.cpu_millis,
+                log_path: config.log_path,
+            })
+            .await?;
+        Ok(Box::new(WasmContainer(container)))
+    }
+}
