@@ -13,7 +13,6 @@ on a loaded 2-core machine with the dev profile's optimized cranelift;
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import urllib.parse
@@ -180,37 +179,19 @@ def test_python_replicaset_controller_replaces_the_default(cluster, hollow_nodes
     assert (plugin["status"]["phase"], plugin["status"]["activeRevision"]) == ("Active", 2), plugin["status"]
 
 
-def admission_chain_missing(c: Cluster, name: str) -> bool:
-    """Waits for the plugin host to act on admission Plugin `name`: False
-    when it runs, True when this build refuses admission plugins (before
-    the admission chain is merged)."""
-    def acted():
-        s = c.get(f"{PLUGINS}/{name}").get("status") or {}
-        if s.get("phase") == "Active":
-            return "active"
-        if 1 in (s.get("failedRevisions") or []):
-            return s.get("lastError") or "failed"
-        return None
-    state = wait_until(f"plugin {name} to run or be refused", acted, timeout=300)
-    if state == "active":
-        return False
-    assert "not run by this orchd yet" in state, state
-    return True
-
-
 def test_js_admission_policy_is_an_admission_component_and_denies(cluster, tmp_path):
     """Built from JS and accepted by `orchd plugin install` as world
-    `admission`. The policy's effect (denials as kubectl prints them) is
-    checked against the admission chain's semantics (branch `admission`):
-    until that is merged the plugin host refuses admission plugins and that
-    part is skipped."""
+    `admission`; once Active it judges pod writes, and its denials read in
+    kubectl as Kubernetes' webhook denials do."""
     p = run_orchd(cluster, "plugin", "install", str(plugin_path("admission-policy-js.wasm")),
-                  "--name", "admission-policy", "--no-wait")
+                  "--name", "admission-policy", "--resources", "pods", "--operations", "CREATE,UPDATE",
+                  "--no-wait")
     assert "is a admission plugin" in p.stdout, p.stdout
     plugin = cluster.get(f"{PLUGINS}/admission-policy")
     assert plugin["spec"]["world"] == "admission"
-    if admission_chain_missing(cluster, "admission-policy"):
-        pytest.skip("admission plugins are not run by this orchd yet (the chain is on branch `admission`)")
+    wait_until("the policy to be Active",
+               lambda: (cluster.get(f"{PLUGINS}/admission-policy").get("status") or {}).get("phase") == "Active",
+               timeout=300)
     pod = lambda name, labels, image: f"""
 apiVersion: v1
 kind: Pod
@@ -277,7 +258,9 @@ def test_plugin_new_builds_components_install_accepts(cluster, tmp_path, lang, w
         else:
             assert f"is a {world} plugin" in out, out
         if world == "admission":
-            admission_chain_missing(cluster, name)
+            wait_until(f"admission plugin {name} to be Active",
+                       lambda: (cluster.get(f"{PLUGINS}/{name}").get("status") or {}).get("phase") == "Active",
+                       timeout=300)
         else:
             assert "revision 1 is active" in out, out
     if "controller" not in worlds:
