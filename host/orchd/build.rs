@@ -11,6 +11,11 @@
 //! built without them (a warning says so, and `orchd up` tells the user how
 //! to fix it); a component that fails to compile fails the build.
 
+#![allow(
+    clippy::disallowed_macros,
+    reason = "cargo reads a build script's directives from its stdout"
+)]
+
 /// (package, file the component is built as, file embedded in OUT_DIR).
 const PLUGINS: &[(&str, &str, &str)] = &[
     (

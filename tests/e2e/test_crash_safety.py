@@ -176,3 +176,38 @@ def _create(url: str, name: str) -> int:
         return int(json.loads(payload)["metadata"]["resourceVersion"])
     finally:
         conn.close()
+
+
+def test_a_closed_stdout_does_not_crash_orchd(tmp_path):
+    """Whatever read orchd's output may go away (`orchd up | head`, a
+    closed terminal): orchd keeps serving and still stops cleanly, where a
+    plain println! would panic on the broken pipe."""
+    import signal
+    import subprocess
+
+    from helpers import orchd_bin, request
+
+    proc = subprocess.Popen([orchd_bin(), "up", "--no-node", "--data-dir", str(tmp_path / "d"),
+                             "--listen", "127.0.0.1:0"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            assert line, f"orchd exited ({proc.wait()}): {proc.stderr.read().decode()}"
+            if line.startswith("orchd: API serving on "):
+                url = line.split()[4]
+        assert url, "orchd never said where it serves"
+        proc.stdout.close()  # nobody reads orchd's output any more
+        assert request(url, "GET", "/readyz", timeout=5).status == 200
+        # Shutting down prints; that must not panic.
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        stderr = proc.stderr.read().decode()
+        assert "panicked" not in stderr, stderr
+        assert code == 0, f"exit {code}: {stderr}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -229,7 +229,7 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
         .data_dir
         .canonicalize()
         .unwrap_or(args.data_dir.clone());
-    println!("orchd: starting {what}");
+    out!("orchd: starting {what}");
     let store = open_store(&args, &data_dir).await?;
     let api = ApiServer::new(store.clone(), ApiConfig::default());
     api.bootstrap()
@@ -243,9 +243,9 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
     let server_url = format!("http://{addr}");
     let kubeconfig = data_dir.join("kubeconfig");
     write_kubeconfig(&kubeconfig, &server_url)?;
-    println!("orchd: API serving on {server_url}");
-    println!("orchd: kubeconfig written to {}", kubeconfig.display());
-    println!(
+    out!("orchd: API serving on {server_url}");
+    out!("orchd: kubeconfig written to {}", kubeconfig.display());
+    out!(
         "orchd: ready in {} ms — try: KUBECONFIG={} kubectl get namespaces",
         started.elapsed().as_millis(),
         kubeconfig.display()
@@ -273,13 +273,13 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
     {
         nodes.stop();
     }
-    println!("orchd: shutting down");
+    out!("orchd: shutting down");
     if let Some(node) = node {
         node.stop().await;
     }
     plugins.stop().await;
     drop(store);
-    println!("orchd: stopped");
+    out!("orchd: stopped");
     Ok(())
 }
 
@@ -342,7 +342,7 @@ async fn start_node(
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the node agent: {e}"))?;
     api.set_pod_logs(Arc::new(NodeLogs(node.logs())));
-    println!(
+    out!(
         "orchd: node {name} registered (wasm runtime; images: file:///PATH.wasm or NAME from {}/NAME.wasm)",
         images.display()
     );
@@ -359,9 +359,10 @@ async fn open_store(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn St
         if let Some(ms) = args.compaction_interval_ms {
             config.compaction_interval = std::time::Duration::from_millis(ms);
         }
-        println!(
+        out!(
             "orchd: opening store etcd at {} (key prefix {})",
-            config.endpoint, config.prefix
+            config.endpoint,
+            config.prefix
         );
         let endpoint = config.endpoint.clone();
         let store = EtcdStore::connect(config)
@@ -375,7 +376,7 @@ async fn open_store(args: &UpArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn St
         args.store
     );
     let store_path = data_dir.join("store.redb");
-    println!("orchd: opening store redb at {}", store_path.display());
+    out!("orchd: opening store redb at {}", store_path.display());
     let mut config = RedbStoreConfig::new(store_path.clone());
     if let Some(limit) = args.history_limit {
         config.history_limit = limit;
@@ -400,9 +401,9 @@ async fn start_plugins(
     use orchd_plugin_host::manager::{self, Ensured, ManagerConfig};
     use orchd_plugin_host::{PluginEngine, sandbox};
     if args.no_default_plugins {
-        println!("orchd: default plugins not installed (--no-default-plugins)");
+        out!("orchd: default plugins not installed (--no-default-plugins)");
     } else if DEFAULT_PLUGINS.iter().any(|p| p.bytes.is_empty()) {
-        println!(
+        out!(
             "orchd: warning: this orchd was built without its default plugins (the wasm32-wasip2 target was missing: `rustup target add wasm32-wasip2`, then rebuild); pods stay Pending until you `orchd plugin install` a scheduler"
         );
     } else {
@@ -424,7 +425,7 @@ async fn start_plugins(
             .await
             .with_context(|| format!("cannot install the default plugin {}", p.name))?;
             if ensured == Ensured::Created {
-                println!(
+                out!(
                     "orchd: installed plugin {} ({}, sha256:{}…, {} KB, built into orchd)",
                     p.name,
                     p.world,
@@ -441,7 +442,7 @@ async fn start_plugins(
         .plugin_cache
         .clone()
         .unwrap_or_else(|| default_plugin_cache(data_dir));
-    println!(
+    out!(
         "orchd: plugin host: compiled plugins cached in {}",
         cache_dir.display()
     );
@@ -478,8 +479,7 @@ async fn start_plugins(
             .clone()
             .unwrap_or_else(leader::default_identity),
     );
-    let notify: leader::Notify =
-        std::sync::Arc::new(|m: &str| println!("orchd: leader election: {m}"));
+    let notify: leader::Notify = std::sync::Arc::new(|m: &str| out!("orchd: leader election: {m}"));
     Ok(PluginRunner::Elected(leader::start(
         store_for_election,
         election,

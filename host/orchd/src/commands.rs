@@ -104,8 +104,8 @@ fn collection_path(r: &ResourceType, namespace: Option<&str>) -> String {
 
 fn print(value: &Value, output: &str) -> anyhow::Result<()> {
     match output {
-        "json" => println!("{}", serde_json::to_string_pretty(value)?),
-        "yaml" => print!("{}", serde_norway::to_string(value)?),
+        "json" => out!("{}", serde_json::to_string_pretty(value)?),
+        "yaml" => out_part!("{}", serde_norway::to_string(value)?),
         "name" => {
             let items = value["items"]
                 .as_array()
@@ -116,7 +116,7 @@ fn print(value: &Value, output: &str) -> anyhow::Result<()> {
                     .as_str()
                     .map(|n| format!("{n}/"))
                     .unwrap_or_default();
-                println!(
+                out!(
                     "{}{}",
                     ns,
                     item["metadata"]["name"].as_str().unwrap_or_default()
@@ -204,7 +204,7 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
             "configured"
         };
         answer.ok()?;
-        println!("{}/{name} {verb}", r.group_resource());
+        out!("{}/{name} {verb}", r.group_resource());
     }
     Ok(())
 }
@@ -234,7 +234,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
             )
             .await?
             .ok()?;
-        println!("{}/{name} deleted", r.group_resource());
+        out!("{}/{name} deleted", r.group_resource());
     }
     Ok(())
 }

@@ -5,6 +5,24 @@
 //! plane alone; `orchd get|apply|delete` is a small client for use without
 //! kubectl.
 
+/// Prints a line to stdout, ignoring a closed or full stdout: `orchd up`
+/// must keep serving when whatever read its output has gone away, where
+/// `println!` would panic on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`out!`] without the newline.
+macro_rules! out_part {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod client;
 mod cluster;
 mod commands;

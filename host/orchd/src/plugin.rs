@@ -254,7 +254,7 @@ fn check(bytes: Vec<u8>, cache: Option<PathBuf>, name: &str) -> anyhow::Result<C
 async fn install(args: InstallArgs) -> anyhow::Result<()> {
     let path = &args.file;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    println!(
+    out!(
         "orchd: checking {} ({} KB)",
         path.display(),
         bytes.len().div_ceil(1024)
@@ -274,12 +274,12 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
         (None, None) => default_name(path),
     };
     match &checked.scheduler_name {
-        Some(s) => println!(
+        Some(s) => out!(
             "orchd: {} is a scheduler serving schedulerName {s:?}, {}",
             path.display(),
             checked.digest
         ),
-        None => println!(
+        None => out!(
             "orchd: {} is a {} plugin, {}",
             path.display(),
             checked.world,
@@ -319,7 +319,7 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
             .as_ref()
             .is_none_or(|a| a.rules.is_empty())
     {
-        println!(
+        out!(
             "orchd: note: no --resources or --operations given: unless the Plugin's spec.admission.rules name some writes, the plugin reviews none"
         );
     }
@@ -368,8 +368,8 @@ async fn upload(client: &Client, digest: &str, bytes: &[u8]) -> anyhow::Result<(
         .send_json(Method::POST, COMPONENTS, JSON, &body)
         .await?;
     match answer.code {
-        201 | 200 => println!("orchd: uploaded component {name}"),
-        409 => println!("orchd: component {name} is already stored"),
+        201 | 200 => out!("orchd: uploaded component {name}"),
+        409 => out!("orchd: component {name} is already stored"),
         _ => {
             answer.ok().context("cannot upload the component")?;
         }
@@ -441,7 +441,7 @@ async fn add_revision(
                 continue;
             }
             let created = answer.ok().context("cannot create the plugin")?;
-            println!("orchd: plugin {name} created with revision 1");
+            out!("orchd: plugin {name} created with revision 1");
             return Ok((1, created["metadata"]["generation"].as_i64().unwrap_or(1)));
         }
         let object = answer.ok().context("cannot read the plugin")?;
@@ -465,7 +465,7 @@ async fn add_revision(
             && plugin.spec.revision == active.revision
             && settings.is_empty()
         {
-            println!(
+            out!(
                 "orchd: plugin {name} already runs this component (revision {})",
                 active.revision
             );
@@ -504,7 +504,7 @@ async fn add_revision(
             .active_revision
             .map(|r| format!(" (revision {r} runs now)"))
             .unwrap_or_default();
-        println!("orchd: plugin {name}: revision {next} requested{from}");
+        out!("orchd: plugin {name}: revision {next} requested{from}");
         return Ok((
             next,
             updated["metadata"]["generation"].as_i64().unwrap_or(0),
@@ -552,14 +552,14 @@ async fn wait(
                         .swap_millis
                         .map(|ms| format!(", first decision {ms} ms after the plugin host saw it"))
                         .unwrap_or_default();
-                    println!(
+                    out!(
                         "orchd: plugin {name}: revision {revision} is active ({elapsed} ms{swap})"
                     );
                     return Ok(());
                 }
                 "Probation" if !said_probation => {
                     said_probation = true;
-                    println!(
+                    out!(
                         "orchd: plugin {name}: revision {revision} took over ({elapsed} ms); on probation, it goes back if it keeps failing"
                     );
                 }
@@ -665,7 +665,7 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
                 line.push_str(&format!("{cell:<width$}   ", width = widths[i]));
             }
         }
-        println!("{}", line.trim_end());
+        out!("{}", line.trim_end());
     }
 }
 
@@ -705,7 +705,7 @@ async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
                 })?,
         };
         if target == active && plugin.spec.revision == active {
-            println!("orchd: plugin {name} already runs revision {active}");
+            out!("orchd: plugin {name} already runs revision {active}");
             return Ok(());
         }
         plugin.spec.revision = target;
@@ -716,7 +716,7 @@ async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
             continue;
         }
         let updated = answer.ok().context("cannot update the plugin")?;
-        println!("orchd: plugin {name}: rolling back from revision {active} to revision {target}");
+        out!("orchd: plugin {name}: rolling back from revision {active} to revision {target}");
         if args.wait.no_wait {
             return Ok(());
         }
@@ -743,7 +743,7 @@ async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
         .await?
         .ok()
         .with_context(|| format!("cannot delete plugin {name}"))?;
-    println!("orchd: plugin {name} removed");
+    out!("orchd: plugin {name} removed");
     // Components no other plugin refers to go too.
     let others = client
         .send(Method::GET, PLUGINS, None, Vec::new())

@@ -189,7 +189,7 @@ async fn run_nodes(args: NodesArgs) -> anyhow::Result<()> {
     let nodes = start_nodes(args).await?;
     crate::cluster::shutdown_signal().await;
     nodes.stop();
-    println!(
+    out!(
         "orchd: sim: stopped; the nodes stay registered and their leases expire (remove them with: kubectl delete nodes -l {HOLLOW_LABEL}=true)"
     );
     Ok(())
@@ -242,7 +242,7 @@ pub async fn start_nodes(args: NodesArgs) -> anyhow::Result<HollowNodes> {
     while let Some(joined) = registrations.join_next().await {
         joined.context("a registration task failed")??;
     }
-    println!(
+    out!(
         "orchd: sim: {} hollow node(s) registered ({}-0..{}-{}) in {} ms, {} CPU, {} memory, {} pods each",
         args.count,
         args.prefix,

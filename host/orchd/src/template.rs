@@ -191,7 +191,7 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
             "orchd: warning: componentize-qjs 0.4.5 cannot build world controller yet (it panics on a world exporting `init`); see sdk/js/README.md"
         );
     }
-    println!(
+    out!(
         "orchd: wrote a {:?} {} plugin to {} ({} files): cd there and run ./build.sh (see README.md)",
         args.lang,
         args.world.as_str(),
