@@ -19,7 +19,7 @@
 //! result) writes nothing and returns the stored object, as Kubernetes does:
 //! no new revision, no event.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Display;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +45,8 @@ use crate::{
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// How much object JSON the writer keeps decoded in memory.
+const CURRENT_OBJECTS_BYTES: usize = 64 << 20;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
@@ -358,6 +360,7 @@ impl RedbStore {
             revision_tx,
             revision,
             compacted,
+            current: CurrentObjects::new(CURRENT_OBJECTS_BYTES),
         };
         let writer = std::thread::Builder::new()
             .name("orchd-store-writer".into())
@@ -439,6 +442,61 @@ struct Writer {
     revision_tx: watch::Sender<Revision>,
     revision: Revision,
     compacted: Revision,
+    current: CurrentObjects,
+}
+
+/// An object, decoded and as its stored JSON.
+type Current = (Arc<Value>, Arc<[u8]>);
+
+/// The writer's copy of recently written objects, decoded and as stored.
+///
+/// Every update and delete needs the stored object (preconditions, the
+/// `prev` of its event); decoding it from the table was the writer
+/// thread's largest cost, and the writer thread is the store's ceiling.
+/// Invariant: an entry equals what the objects table holds for its key as
+/// of the last committed transaction — writes insert or remove entries as
+/// they go, and a failed commit clears everything. Bounded by the JSON
+/// bytes held; when full it is cleared whole (simple, and the next writes
+/// refill it with the objects that are actually changing).
+struct CurrentObjects {
+    entries: HashMap<String, Current>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl CurrentObjects {
+    fn new(max_bytes: usize) -> Self {
+        CurrentObjects {
+            entries: HashMap::new(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Current> {
+        self.entries.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: &str, object: Arc<Value>, json: Arc<[u8]>) {
+        if self.bytes + json.len() > self.max_bytes {
+            self.clear();
+        }
+        self.bytes += json.len();
+        if let Some((_, old)) = self.entries.insert(key.to_string(), (object, json)) {
+            self.bytes -= old.len();
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, old)) = self.entries.remove(key) {
+            self.bytes -= old.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
 }
 
 /// What one committed batch produced.
@@ -491,6 +549,8 @@ impl Writer {
                 }
             }
             Err(e) => {
+                // The cache may hold writes of the failed transaction.
+                self.current.clear();
                 // A commit that reported failure may still have landed;
                 // continue from what the file says so revisions never repeat.
                 if let Ok((revision, compacted)) = read_meta(&self.inner.db)
@@ -510,7 +570,7 @@ impl Writer {
         }
     }
 
-    fn commit(&self, ops: Vec<WriteOp>) -> Result<Committed> {
+    fn commit(&mut self, ops: Vec<WriteOp>) -> Result<Committed> {
         let mut txn = self.inner.db.begin_write().internal()?;
         txn.set_durability(Durability::Immediate).internal()?;
         let mut outcomes = Vec::with_capacity(ops.len());
@@ -521,6 +581,7 @@ impl Writer {
                 revision: self.revision,
                 compacted: self.compacted,
                 events: Vec::new(),
+                current: &mut self.current,
             };
             for op in ops {
                 let outcome = match op {
@@ -570,70 +631,85 @@ struct Batch<'t> {
     revision: Revision,
     compacted: Revision,
     events: Vec<Arc<StoredEvent>>,
+    current: &'t mut CurrentObjects,
 }
 
 impl Batch<'_> {
     /// The stored object at `key`, decoded, and its JSON as stored (the
     /// history record of the next write reuses it as `prev`).
-    fn load(&self, key: &str) -> Result<Option<(Value, Vec<u8>)>> {
+    fn load(&mut self, key: &str) -> Result<Option<Current>> {
+        if let Some(found) = self.current.get(key) {
+            return Ok(Some(found));
+        }
         match self.objects.get(key).internal()? {
             Some(guard) => {
-                let json = guard.value().to_vec();
-                Ok(Some((decode_object(&json)?, json)))
+                let json: Arc<[u8]> = Arc::from(guard.value());
+                let object = Arc::new(decode_object(&json)?);
+                self.current.insert(key, object.clone(), json.clone());
+                Ok(Some((object, json)))
             }
             None => Ok(None),
         }
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
+        if self.current.entries.contains_key(key) {
+            return Ok(true);
+        }
         Ok(self.objects.get(key).internal()?.is_some())
     }
 
     /// Stores `object` at `key`; returns its JSON for the history record.
-    fn put(&mut self, key: &str, object: &Value) -> Result<Vec<u8>> {
+    fn put(&mut self, key: &str, object: &Value) -> Result<Arc<[u8]>> {
         let bytes = serde_json::to_vec(object).internal()?;
         self.objects.insert(key, bytes.as_slice()).internal()?;
-        Ok(bytes)
+        Ok(Arc::from(bytes))
     }
 
-    /// Records the event of the write that took revision `self.revision`.
-    /// `object_json` and `prev`'s JSON, when the caller has them, are
-    /// spliced into the history record instead of encoding again: the
-    /// writer thread serializes every write, so its time per write is the
-    /// store's ceiling.
+    /// Removes the object at `key` from the table and the cache.
+    fn remove(&mut self, key: &str) -> Result<()> {
+        self.objects.remove(key).internal()?;
+        self.current.remove(key);
+        Ok(())
+    }
+
+    /// Records the event of the write that took revision `self.revision`,
+    /// and remembers `object` as the key's current state unless it was
+    /// deleted. `prev`'s JSON is spliced into the history record instead
+    /// of encoding again: the writer thread serializes every write, so its
+    /// time per write is the store's ceiling.
     fn emit(
         &mut self,
         event_type: EventType,
         key: &ObjectKey,
         encoded_key: &str,
-        object: Value,
-        object_json: Option<&[u8]>,
-        prev: Option<(Value, &[u8])>,
+        object: Arc<Value>,
+        object_json: Option<Arc<[u8]>>,
+        prev: Option<Current>,
     ) -> Result<()> {
-        let encoded;
         let object_json = match object_json {
             Some(json) => json,
-            None => {
-                encoded = serde_json::to_vec(&object).internal()?;
-                &encoded
-            }
+            None => Arc::from(serde_json::to_vec(&*object).internal()?),
         };
         let bytes = event_record(
             event_type.as_str(),
             encoded_key,
-            object_json,
-            prev.as_ref().map(|(_, json)| *json),
+            &object_json,
+            prev.as_ref().map(|(_, json)| &**json),
         )?;
         self.history
             .insert(self.revision, bytes.as_slice())
             .internal()?;
-        let prev = prev.map(|(value, _)| value);
+        if event_type != EventType::Deleted {
+            self.current
+                .insert(encoded_key, object.clone(), object_json);
+        }
         self.events.push(Arc::new(StoredEvent {
             revision: self.revision,
             event_type,
             key: key.clone(),
-            object: Arc::new(object),
-            prev: prev.map(Arc::new),
+            object,
+            prev: prev.map(|(value, _)| value),
         }));
         Ok(())
     }
@@ -652,15 +728,16 @@ impl Batch<'_> {
         meta::set_resource_version(&mut object, Some(revision));
         let json = self.put(&enc, &object)?;
         self.revision = revision;
+        let object = Arc::new(object);
         self.emit(
             EventType::Added,
             key,
             &enc,
             object.clone(),
-            Some(&json),
+            Some(json),
             None,
         )?;
-        Ok(object)
+        Ok(Arc::unwrap_or_clone(object))
     }
 
     fn update(&mut self, key: &ObjectKey, mut object: Value) -> Result<Value> {
@@ -680,32 +757,34 @@ impl Batch<'_> {
         if terminating {
             self.revision += 1;
             meta::set_resource_version(&mut object, Some(self.revision));
-            self.objects.remove(enc.as_str()).internal()?;
+            self.remove(&enc)?;
+            let object = Arc::new(object);
             self.emit(
                 EventType::Deleted,
                 key,
                 &enc,
                 object.clone(),
                 None,
-                Some((stored, &stored_json)),
+                Some((stored, stored_json)),
             )?;
-            return Ok(object);
+            return Ok(Arc::unwrap_or_clone(object));
         }
-        if object == stored {
-            return Ok(stored);
+        if object == *stored {
+            return Ok(Arc::unwrap_or_clone(stored));
         }
         self.revision += 1;
         meta::set_resource_version(&mut object, Some(self.revision));
         let json = self.put(&enc, &object)?;
+        let object = Arc::new(object);
         self.emit(
             EventType::Modified,
             key,
             &enc,
             object.clone(),
-            Some(&json),
-            Some((stored, &stored_json)),
+            Some(json),
+            Some((stored, stored_json)),
         )?;
-        Ok(object)
+        Ok(Arc::unwrap_or_clone(object))
     }
 
     fn delete(&mut self, key: &ObjectKey, pre: &Preconditions) -> Result<DeleteOutcome> {
@@ -717,29 +796,31 @@ impl Batch<'_> {
         meta::check_preconditions(key, &stored, pre)?;
         if meta::deletion_held(&key.resource, &stored) {
             if meta::meta_str(&stored, "deletionTimestamp").is_some() {
-                return Ok(DeleteOutcome::Finalizing(stored));
+                return Ok(DeleteOutcome::Finalizing(Arc::unwrap_or_clone(stored)));
             }
-            let mut object = stored.clone();
+            let mut object = (*stored).clone();
             meta::mark_deleting(&key.resource, &mut object)?;
             self.revision += 1;
             meta::set_resource_version(&mut object, Some(self.revision));
             let json = self.put(&enc, &object)?;
+            let object = Arc::new(object);
             self.emit(
                 EventType::Modified,
                 key,
                 &enc,
                 object.clone(),
-                Some(&json),
-                Some((stored, &stored_json)),
+                Some(json),
+                Some((stored, stored_json)),
             )?;
-            return Ok(DeleteOutcome::Finalizing(object));
+            return Ok(DeleteOutcome::Finalizing(Arc::unwrap_or_clone(object)));
         }
-        let mut object = stored;
+        let mut object = Arc::unwrap_or_clone(stored);
         self.revision += 1;
         meta::set_resource_version(&mut object, Some(self.revision));
-        self.objects.remove(enc.as_str()).internal()?;
+        self.remove(&enc)?;
+        let object = Arc::new(object);
         self.emit(EventType::Deleted, key, &enc, object.clone(), None, None)?;
-        Ok(DeleteOutcome::Deleted(object))
+        Ok(DeleteOutcome::Deleted(Arc::unwrap_or_clone(object)))
     }
 
     fn compact(&mut self, revision: Revision) -> Result<()> {
@@ -1152,6 +1233,26 @@ mod tests {
             object: Arc::new(json!({})),
             prev: None,
         })
+    }
+
+    #[test]
+    fn current_objects_count_their_bytes_and_clear_when_full() {
+        let mut current = CurrentObjects::new(10);
+        let obj = Arc::new(serde_json::json!({}));
+        current.insert("a", obj.clone(), Arc::from(&b"1234"[..]));
+        current.insert("b", obj.clone(), Arc::from(&b"1234"[..]));
+        assert_eq!(current.bytes, 8);
+        // Replacing an entry accounts for the old one.
+        current.insert("a", obj.clone(), Arc::from(&b"12"[..]));
+        assert_eq!(current.bytes, 6);
+        current.remove("b");
+        assert_eq!(current.bytes, 2);
+        assert!(current.get("b").is_none());
+        // Over the bound: everything goes, the new entry stays.
+        current.insert("c", obj.clone(), Arc::from(&b"123456789"[..]));
+        assert_eq!(current.bytes, 9);
+        assert!(current.get("a").is_none());
+        assert_eq!(&*current.get("c").unwrap().1, b"123456789");
     }
 
     #[test]
