@@ -913,9 +913,9 @@ fn settings_of(plugin: &Plugin) -> Value {
     })
 }
 
-/// The limits a Plugin asks for, on top of the defaults.
+/// The limits a Plugin asks for, on top of its world's defaults.
 fn limits_of(plugin: &Plugin) -> Limits {
-    let mut limits = Limits::default();
+    let mut limits = Limits::for_world(&plugin.spec.world);
     if let Some(l) = &plugin.spec.limits {
         if let Some(mib) = l.memory_mib {
             limits.memory_bytes = (mib as usize) << 20;

@@ -83,6 +83,26 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The defaults for a plugin of `world`. A controller reconciles one
+    /// object but may read thousands from the cache (a ReplicaSet of
+    /// 10,000 pods) and runs beside everything else on a loaded machine:
+    /// the deadline is wall-clock time, so 1 s livelocked a controller
+    /// whose reconcile needed just over it under contention. 10 s still
+    /// stops a looping controller. A scheduler's call is one decision and
+    /// keeps the tight default; admission reviews have their own timeout.
+    pub fn for_world(world: &str) -> Self {
+        let mut limits = Limits::default();
+        if world == crate::world::World::Controller.name() {
+            limits.call_deadline = CONTROLLER_CALL_DEADLINE;
+        }
+        limits
+    }
+}
+
+/// The default deadline of one call into a controller.
+pub const CONTROLLER_CALL_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Memory and table limits, remembering whether the memory cap was hit so
 /// a failure can be reported as out-of-memory rather than a bare trap.
 pub(crate) struct Limiter {
@@ -367,4 +387,22 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controllers_get_a_longer_default_deadline_than_schedulers() {
+        assert_eq!(
+            Limits::for_world("controller").call_deadline,
+            CONTROLLER_CALL_DEADLINE
+        );
+        assert_eq!(
+            Limits::for_world("scheduler").call_deadline,
+            Limits::default().call_deadline
+        );
+        assert!(Limits::default().call_deadline < CONTROLLER_CALL_DEADLINE);
+    }
 }
