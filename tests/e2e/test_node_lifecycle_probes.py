@@ -165,6 +165,7 @@ def test_delete_runs_pre_stop_then_waits_the_grace_period(node_cluster):
     wait_until("gone", lambda: c.status_of("/api/v1/namespaces/default/pods/stopper") == 404, timeout=30)
     took = time.monotonic() - started
     assert 3 <= took < 15, took
+    assert [e["message"] for e in events(c, "stopper", "Killing")] == ["Stopping container main"]
 
 
 def test_kubectl_delete_waits_through_terminating_and_force_is_immediate(node_cluster):

@@ -772,13 +772,18 @@ impl PodWorker {
                 Some(reason) = kill_rx.recv() => {
                     self.event(ctx, EventType::Normal, "Killing", &format!(
                         "Container {name} failed {reason} probe, will be restarted"));
-                    let deadline = Instant::now() + termination_grace(&self.pod);
+                    // The probe's own terminationGracePeriodSeconds wins over the pod's.
+                    let grace = spec[format!("{reason}Probe")]["terminationGracePeriodSeconds"]
+                        .as_u64()
+                        .map_or_else(|| termination_grace(&self.pod), Duration::from_secs);
+                    let deadline = Instant::now() + grace;
                     let exit = self.kill(ctx, spec, container, wait.as_mut(), Stop::Graceful(deadline), cancel).await;
                     return (exit, false);
                 }
                 _ = cancel.changed() => {
                     let stop = *cancel.borrow();
                     if stop.stopping() {
+                        self.event(ctx, EventType::Normal, "Killing", &format!("Stopping container {name}"));
                         let exit = self.kill(ctx, spec, container, wait.as_mut(), stop, cancel).await;
                         return (exit, true);
                     }
