@@ -213,3 +213,33 @@ def test_kubectl_exec_prints_output_and_returns_the_exit_code(node_cluster):
     assert r.returncode == 0, r
     r = c.kubectl("exec", "shell", "-c", "nope", "--", "x", check=False)
     assert r.returncode != 0 and "not valid" in r.stderr, r
+
+
+def test_a_terminating_pod_of_a_node_that_goes_away_is_deleted(node_cluster):
+    """No agent runs for node `ghost`: its pod stays Terminating until the
+    Node is deleted, then goes (what Kubernetes' pod GC does), and a pod
+    bound to a Node that does not exist is deleted at once."""
+    c = node_cluster
+    c.kubectl_apply_text("""apiVersion: v1
+kind: Node
+metadata:
+  name: ghost
+""")
+    for name, node in (("haunted", "ghost"), ("lost", "no-such-node")):
+        c.kubectl_apply_text(f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: {node}
+  containers:
+    - {{name: main, image: x}}
+""")
+    c.kubectl("delete", "pod", "lost", timeout=10)
+    assert c.status_of("/api/v1/namespaces/default/pods/lost") == 404
+    c.kubectl("delete", "pod", "haunted", "--wait=false")
+    p = pod(c, "haunted")
+    assert p["metadata"]["deletionGracePeriodSeconds"] == 30 and p["metadata"]["deletionTimestamp"], p["metadata"]
+    c.kubectl("delete", "node", "ghost")
+    wait_until("the pod gone with its node",
+               lambda: c.status_of("/api/v1/namespaces/default/pods/haunted") == 404, timeout=10)
