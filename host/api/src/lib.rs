@@ -9,6 +9,7 @@
 pub mod admission;
 mod codec;
 mod discovery;
+pub mod exec;
 mod objects;
 mod request;
 mod route;
@@ -74,6 +75,44 @@ pub struct ApiServer {
     admission: std::sync::OnceLock<Arc<dyn admission::Admission>>,
     /// Container logs, once an in-process node agent serves them.
     pod_logs: std::sync::OnceLock<Arc<dyn PodLogs>>,
+    /// Commands in containers, once an in-process node agent runs them.
+    pod_exec: std::sync::OnceLock<Arc<dyn PodExec>>,
+}
+
+/// What `pods/NAME/exec` asks the node to run.
+#[derive(Clone, Debug)]
+pub struct ExecRequest {
+    /// The pod's uid.
+    pub uid: String,
+    /// The container.
+    pub container: String,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// All of its stdin.
+    pub stdin: Vec<u8>,
+    /// How long it may run.
+    pub timeout: Duration,
+}
+
+/// What the command printed and its exit code.
+#[derive(Clone, Debug, Default)]
+pub struct ExecResponse {
+    /// Exit code.
+    pub code: i32,
+    /// Its stdout.
+    pub stdout: Vec<u8>,
+    /// Its stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Runs commands in containers, as a node agent in the same process does:
+/// the API reaches it through this (and so does not depend on the node).
+pub trait PodExec: Send + Sync {
+    /// Runs the request; an error is a one-line reason.
+    fn exec(
+        &self,
+        request: ExecRequest,
+    ) -> futures::future::BoxFuture<'static, Result<ExecResponse, String>>;
 }
 
 /// What `GET pods/NAME/log` asks for.
@@ -133,6 +172,7 @@ impl ApiServer {
             config,
             admission: std::sync::OnceLock::new(),
             pod_logs: std::sync::OnceLock::new(),
+            pod_exec: std::sync::OnceLock::new(),
         })
     }
 
@@ -146,6 +186,12 @@ impl ApiServer {
     /// agent).
     pub fn set_pod_logs(&self, logs: Arc<dyn PodLogs>) {
         let _ = self.pod_logs.set(logs);
+    }
+
+    /// Serves `pods/NAME/exec` through `exec` (set once, by the in-process
+    /// node agent).
+    pub fn set_pod_exec(&self, exec: Arc<dyn PodExec>) {
+        let _ = self.pod_exec.set(exec);
     }
 
     /// Creates the system namespaces that do not exist yet.
@@ -196,6 +242,7 @@ impl ApiServer {
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await;
             });
         }
@@ -203,6 +250,12 @@ impl ApiServer {
 
     /// Handles one HTTP request; never fails (errors become `Status`).
     pub async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> Response<Body> {
+        if let Some((namespace, name)) = exec::exec_path(req.uri().path())
+            && exec::wants_websocket(req.headers())
+        {
+            let (namespace, name) = (namespace.to_string(), name.to_string());
+            return self.exec_upgrade(req, &namespace, &name).await;
+        }
         let (parts, body) = req.into_parts();
         // Only component uploads may be large; every other body keeps
         // Kubernetes' limit.

@@ -895,15 +895,86 @@ impl ApiServer {
             }
             None => preconditions,
         };
+        let grace = self.grace_period(target, &key, &options).await?;
         match self
             .store
-            .delete(&key, &preconditions)
+            .delete_with_grace(&key, &preconditions, grace)
             .await
             .map_err(|e| ApiError::from_store(e, &subject))?
         {
-            DeleteOutcome::Deleted(object) => Ok(Reply::json(200, object)),
+            DeleteOutcome::Deleted(object) => {
+                if target.resource.group.is_empty() && target.resource.plural == "nodes" {
+                    self.release_terminating_pods(name).await;
+                }
+                Ok(Reply::json(200, object))
+            }
+            // A pod terminating gracefully answers 200, as in Kubernetes.
+            DeleteOutcome::Finalizing(object) if grace > 0 => Ok(Reply::json(200, object)),
             DeleteOutcome::Finalizing(object) => Ok(Reply::json(202, object)),
         }
+    }
+
+    /// After a Node is deleted: its pods still terminating have no node
+    /// agent left to confirm they stopped, so they are deleted for good now
+    /// (what Kubernetes' pod garbage collector does for pods of nodes that
+    /// are gone). Best effort: a failure leaves the pod to a later delete,
+    /// which goes at once since its node is gone (see `grace_period`).
+    async fn release_terminating_pods(&self, node: &str) {
+        let scope = Scope {
+            resource: "pods".into(),
+            namespace: None,
+            label_selector: Default::default(),
+            field_selector: orchd_store::FieldSelector::equals("spec.nodeName", node),
+        };
+        let Ok(list) = self.store.list(&scope, &ListOptions::default()).await else {
+            return;
+        };
+        for pod in list.items {
+            if meta::meta_str(&pod, "deletionTimestamp").is_none() {
+                continue;
+            }
+            let key = ObjectKey {
+                resource: "pods".into(),
+                namespace: meta::meta_str(&pod, "namespace").map(str::to_string),
+                name: object_name(&pod),
+            };
+            let held = Preconditions {
+                uid: meta::meta_str(&pod, "uid").map(str::to_string),
+                resource_version: None,
+            };
+            let _ = self.store.delete_with_grace(&key, &held, 0).await;
+        }
+    }
+
+    /// The grace period of a delete: pods only (see [`pod_grace_period`]);
+    /// everything else goes at once. A pod bound to a Node that does not
+    /// exist has no node agent to confirm it stopped: it goes at once too,
+    /// as Kubernetes' pod garbage collector would force-delete it.
+    async fn grace_period(
+        &self,
+        target: &Target,
+        key: &ObjectKey,
+        options: &Value,
+    ) -> ApiResult<u32> {
+        if !(target.resource.group.is_empty() && target.resource.plural == "pods") {
+            return Ok(0);
+        }
+        let pod = match self.store.get(key).await {
+            Ok(p) => p,
+            // The delete itself reports it.
+            Err(_) => return Ok(0),
+        };
+        let grace = pod_grace_period(&pod, options)?;
+        if grace > 0
+            && let Some(node) = pod["spec"]["nodeName"].as_str()
+            && matches!(
+                self.store.get(&ObjectKey::cluster("nodes", node)).await,
+                Err(StoreError::NotFound { .. })
+            )
+        {
+            return Ok(0);
+        }
+        Ok(grace)
     }
 
     /// Before an Orphan or Foreground delete: adds the finalizer that
@@ -994,7 +1065,13 @@ impl ApiServer {
             if self.reviews_deletes(req, target) {
                 self.admit_delete(req, target, &item).await?;
             }
-            match self.store.delete(&key, &Preconditions::default()).await {
+            let options = delete_options(req)?;
+            let grace = self.grace_period(target, &key, &options).await?;
+            match self
+                .store
+                .delete_with_grace(&key, &Preconditions::default(), grace)
+                .await
+            {
                 Ok(DeleteOutcome::Deleted(o) | DeleteOutcome::Finalizing(o)) => deleted.push(o),
                 Err(StoreError::NotFound { .. }) => {}
                 Err(e) => return Err(ApiError::from_store(e, &target.subject(&name))),
@@ -1217,12 +1294,47 @@ fn delete_options(req: &Request) -> ApiResult<Value> {
     if let Some(p) = req.query("propagationPolicy") {
         options["propagationPolicy"] = json!(p);
     }
+    if let Some(g) = req.query("gracePeriodSeconds").filter(|g| !g.is_empty()) {
+        let g: i64 = g.parse().map_err(|_| {
+            ApiError::bad_request(format!("gracePeriodSeconds must be an integer, not {g:?}"))
+        })?;
+        options["gracePeriodSeconds"] = json!(g);
+    }
     match options["propagationPolicy"].as_str() {
         None | Some("Background" | "Foreground" | "Orphan") => Ok(options),
         Some(p) => Err(ApiError::bad_request(format!(
             "propagationPolicy must be Background, Foreground or Orphan, not {p:?}"
         ))),
     }
+}
+
+/// A pod's grace period on delete, as Kubernetes computes it: the
+/// request's `gracePeriodSeconds` (DeleteOptions or query), else the pod's
+/// `terminationGracePeriodSeconds` (defaulted to 30); 0 for a pod not
+/// bound to a node or already finished (nothing runs to stop); a negative
+/// value means 1.
+pub(crate) fn pod_grace_period(pod: &Value, options: &Value) -> ApiResult<u32> {
+    let asked = match &options["gracePeriodSeconds"] {
+        Value::Null => None,
+        v => Some(v.as_i64().ok_or_else(|| {
+            ApiError::bad_request(format!("gracePeriodSeconds must be an integer, not {v}"))
+        })?),
+    };
+    let mut grace = asked
+        .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30);
+    if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
+        || matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        )
+    {
+        grace = 0;
+    }
+    if grace < 0 {
+        grace = 1;
+    }
+    Ok(u32::try_from(grace).unwrap_or(u32::MAX))
 }
 
 /// The finalizer an Orphan or Foreground delete puts on the object for the
@@ -1318,6 +1430,36 @@ mod tests {
         assert_eq!(pod_qos_class(&g), "Guaranteed");
         let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});
         assert_eq!(pod_qos_class(&b), "Burstable");
+    }
+
+    #[test]
+    fn pod_grace_periods() {
+        let bound = json!({"spec": {"nodeName": "n", "terminationGracePeriodSeconds": 12},
+            "status": {"phase": "Running"}});
+        assert_eq!(pod_grace_period(&bound, &json!({})).unwrap(), 12);
+        assert_eq!(
+            pod_grace_period(&bound, &json!({"gracePeriodSeconds": 3})).unwrap(),
+            3
+        );
+        assert_eq!(
+            pod_grace_period(&bound, &json!({"gracePeriodSeconds": 0})).unwrap(),
+            0
+        );
+        assert_eq!(
+            pod_grace_period(&bound, &json!({"gracePeriodSeconds": -5})).unwrap(),
+            1
+        );
+        assert!(pod_grace_period(&bound, &json!({"gracePeriodSeconds": "x"})).is_err());
+        let no_default = json!({"spec": {"nodeName": "n"}});
+        assert_eq!(pod_grace_period(&no_default, &json!({})).unwrap(), 30);
+        let unbound = json!({"spec": {"terminationGracePeriodSeconds": 12}});
+        assert_eq!(
+            pod_grace_period(&unbound, &json!({"gracePeriodSeconds": 9})).unwrap(),
+            0
+        );
+        let mut done = bound.clone();
+        done["status"]["phase"] = json!("Succeeded");
+        assert_eq!(pod_grace_period(&done, &json!({})).unwrap(), 0);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 pub mod lifecycle;
 pub mod logs;
 pub mod machine;
+pub mod probe;
 pub mod runtime;
 
 use std::collections::HashMap;
@@ -27,9 +28,9 @@ use orchd_store::{EventType, FieldSelector, ListOptions, Scope, Store, StoreErro
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
-use crate::lifecycle::{PodContext, PodRun, PodWorker};
+use crate::lifecycle::{PodContext, PodRun, PodWorker, Stop};
 use crate::logs::LogFiles;
-use crate::runtime::Runtime;
+use crate::runtime::{ExecOutput, Runtime};
 
 /// How long a Lease lasts without renewal (the kubelet's default).
 const LEASE_SECONDS: i64 = 40;
@@ -93,8 +94,9 @@ struct Inner {
 
 /// One pod being run.
 struct Worker {
-    cancel: watch::Sender<bool>,
-    done: tokio::task::JoinHandle<()>,
+    cancel: watch::Sender<Stop>,
+    /// Taken by the task that finishes a graceful deletion.
+    done: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl NodeAgent {
@@ -114,6 +116,9 @@ impl NodeAgent {
             ctx: Arc::new(PodContext {
                 runtime,
                 logs: logs.clone(),
+                events: orchd_plugin_host::events::EventRecorder::new(store.clone(), "kubelet"),
+                containers: Arc::new(Mutex::new(HashMap::new())),
+                pod_ip: "127.0.0.1".into(),
             }),
             config,
             api,
@@ -155,6 +160,11 @@ impl NodeAgent {
         self.logs.clone()
     }
 
+    /// The node's running containers (for the API's `pods/exec`).
+    pub fn execs(&self) -> NodeExec {
+        NodeExec(self.inner.ctx.containers.clone())
+    }
+
     /// Stops heartbeats and every container; the Node object stays (its
     /// Lease expires, as for a machine that went away).
     pub async fn stop(self) {
@@ -166,11 +176,39 @@ impl NodeAgent {
             Err(_) => Vec::new(),
         };
         for w in &workers {
-            let _ = w.cancel.send(true);
+            let _ = w.cancel.send(Stop::Now);
         }
         for w in workers {
-            let _ = tokio::time::timeout(Duration::from_secs(5), w.done).await;
+            if let Some(done) = w.done {
+                let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
+            }
         }
+    }
+}
+
+/// Runs commands in a node's running containers.
+#[derive(Clone)]
+pub struct NodeExec(Arc<lifecycle::Containers>);
+
+impl NodeExec {
+    /// Runs `command` in container `container` of the pod `uid` (see
+    /// [`runtime::RunningContainer::exec`]); an error when it is not
+    /// running here.
+    pub async fn exec(
+        &self,
+        uid: &str,
+        container: &str,
+        command: Vec<String>,
+        stdin: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, String> {
+        let running = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(uid.to_string(), container.to_string())).cloned())
+            .ok_or_else(|| format!("container {container} is not running"))?;
+        running.exec(command, stdin, timeout).await
     }
 }
 
@@ -446,42 +484,71 @@ impl Inner {
     fn forget(&self, uid: &str) {
         let worker = self.workers.lock().ok().and_then(|mut w| w.remove(uid));
         if let Some(w) = worker {
-            let _ = w.cancel.send(true);
+            let _ = w.cancel.send(Stop::Now);
             let logs = self.ctx.logs.clone();
             let uid = uid.to_string();
-            tokio::spawn(async move {
-                let _ = w.done.await;
-                logs.remove_pod(&uid);
-            });
+            // A graceful deletion's own task cleans up after its worker.
+            if let Some(done) = w.done {
+                tokio::spawn(async move {
+                    let _ = done.await;
+                    logs.remove_pod(&uid);
+                });
+            }
         }
     }
 
-    /// Starts a worker for a pod new to this node, or stops one being
+    /// Starts a worker for a pod new to this node, or ends one being
     /// deleted gracefully.
     fn handle(self: &Arc<Self>, pod: &Value) {
         let Some(uid) = pod["metadata"]["uid"].as_str().map(str::to_string) else {
             return;
         };
+        let Ok(mut workers) = self.workers.lock() else {
+            return;
+        };
         if pod["metadata"]["deletionTimestamp"].is_string() {
-            // Graceful deletion: stop the containers, then delete the pod
-            // for good, as a kubelet does.
-            let worker = self.workers.lock().ok().and_then(|mut w| w.remove(&uid));
+            // Graceful deletion, as a kubelet does it: PreStop, terminate,
+            // the grace period, kill; then the pod is deleted for good.
+            let stop = lifecycle::grace_deadline(pod);
+            let worker = workers.entry(uid.clone()).or_insert_with(|| {
+                let (cancel, _) = watch::channel(Stop::Run);
+                Worker { cancel, done: None }
+            });
+            let current = *worker.cancel.borrow();
+            let sooner = match (current, stop) {
+                (Stop::Run, _) | (_, Stop::Now) => true,
+                (Stop::Graceful(a), Stop::Graceful(b)) => b < a,
+                (Stop::Now, _) | (_, Stop::Run) => false,
+            };
+            let first = current == Stop::Run;
+            if sooner {
+                worker.cancel.send_replace(stop);
+            }
+            if !first {
+                return;
+            }
+            let done = worker.done.take();
             let me = self.clone();
             let path = pod_path(pod);
             tokio::spawn(async move {
-                if let Some(w) = worker {
-                    let _ = w.cancel.send(true);
-                    let _ = w.done.await;
+                if let Some(done) = done {
+                    let _ = done.await;
                 }
                 let body = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
-                let _ = me.send("DELETE", &path, &body, JSON).await;
+                let (code, answer) = me.send("DELETE", &path, &body, JSON).await;
+                if !(200..300).contains(&code) && code != 404 && code != 409 {
+                    eprintln!(
+                        "orchd: node {}: cannot delete pod {path}: {code} {}",
+                        me.config.name, answer["message"]
+                    );
+                }
+                if let Ok(mut w) = me.workers.lock() {
+                    w.remove(&uid);
+                }
                 me.ctx.logs.remove_pod(&uid);
             });
             return;
         }
-        let Ok(mut workers) = self.workers.lock() else {
-            return;
-        };
         if workers.contains_key(&uid)
             || matches!(
                 pod["status"]["phase"].as_str(),
@@ -490,18 +557,29 @@ impl Inner {
         {
             return;
         }
-        let (cancel, cancelled) = watch::channel(false);
+        let (cancel, cancelled) = watch::channel(Stop::Run);
         let done = tokio::spawn(self.clone().run_pod(pod.clone(), cancelled));
-        workers.insert(uid, Worker { cancel, done });
+        workers.insert(
+            uid,
+            Worker {
+                cancel,
+                done: Some(done),
+            },
+        );
     }
 
     /// Runs one pod and keeps its status posted until its containers are
     /// done or it is stopped.
-    async fn run_pod(self: Arc<Self>, pod: Value, cancel: watch::Receiver<bool>) {
+    async fn run_pod(self: Arc<Self>, pod: Value, cancel: watch::Receiver<Stop>) {
         let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
         let worker = Arc::new(PodWorker {
             run: Arc::new(Mutex::new(PodRun::new(&pod))),
             changed: Arc::new(Notify::new()),
+            pod: json!({"metadata": {
+                "name": pod["metadata"]["name"],
+                "namespace": pod["metadata"]["namespace"],
+                "uid": pod["metadata"]["uid"],
+            }}),
         });
         let scheduled = pod["status"]["conditions"]
             .as_array()
@@ -521,7 +599,9 @@ impl Inner {
                 Ok(mut run) => run.status(&uid, self.host_ip(), scheduled.clone()),
                 Err(_) => return,
             };
-            if !*cancel.borrow() {
+            // A pod being deleted gracefully still reports its containers
+            // ending; one deleted for good has nowhere to report to.
+            if *cancel.borrow() != Stop::Now {
                 let (code, body) = self
                     .send(
                         "PATCH",

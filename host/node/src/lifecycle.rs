@@ -4,20 +4,69 @@
 //! CrashLoopBackOff (the first restart at once, then 10 s doubling to
 //! 5 min, reset after 10 min of running fine, as the kubelet); the pod's
 //! status (phase, conditions, container states) computed from what the
-//! containers did.
+//! containers did; probes (startup holds liveness and readiness until it
+//! succeeds, readiness gates `ready` and the Ready conditions, liveness
+//! failures restart the container), PostStart and PreStop hooks, and
+//! graceful termination (PreStop, `terminate`, the grace period, then
+//! `stopper`), with the kubelet's Events (`Unhealthy`, `Killing`,
+//! `FailedPostStartHook`, `FailedPreStopHook`).
 //!
-//! Wasm pods share the host's network view (the wasm shim grants no
-//! sockets yet), so their podIP is 127.0.0.1.
+//! Wasm pods share the host's network (the wasm shim grants TCP), so
+//! their podIP is 127.0.0.1.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use orchd_plugin_host::events::{EventRecorder, EventType};
 use serde_json::{Value, json};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
 
-use crate::runtime::{ContainerConfig, ExitReason, Runtime, StartError};
+use crate::probe::{self, Probe, Threshold};
+use crate::runtime::{
+    ContainerConfig, ContainerExit, ExitReason, RunningContainer, Runtime, StartError,
+};
+
+/// How long a PostStart hook may run.
+pub const POST_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the node wants of a pod's containers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep them running.
+    Run,
+    /// End them by this deadline: PreStop, `terminate`, then `stopper`.
+    Graceful(Instant),
+    /// Stop them now (the pod is gone).
+    Now,
+}
+
+impl Stop {
+    /// Whether the containers are to end.
+    pub fn stopping(self) -> bool {
+        self != Stop::Run
+    }
+
+    /// The deadline by which they must be gone (now for `Now`).
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Stop::Run => None,
+            Stop::Graceful(at) => Some(at),
+            Stop::Now => Some(Instant::now()),
+        }
+    }
+}
+
+/// A deletion's deadline from its grace period, as the kubelet counts it:
+/// from when the node sees the deletion.
+pub fn grace_deadline(pod: &Value) -> Stop {
+    match pod["metadata"]["deletionGracePeriodSeconds"].as_u64() {
+        Some(0) | None => Stop::Now,
+        Some(secs) => Stop::Graceful(Instant::now() + Duration::from_secs(secs)),
+    }
+}
 
 /// The first backoff after a crash that follows an immediate restart.
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
@@ -111,6 +160,10 @@ pub struct ContainerStatus {
     pub last: Option<Terminated>,
     /// Restarts so far.
     pub restart_count: u32,
+    /// The readiness result of the current run (true without a probe).
+    pub ready: bool,
+    /// The startup result of the current run (true without a probe).
+    pub started: bool,
 }
 
 impl ContainerStatus {
@@ -124,11 +177,18 @@ impl ContainerStatus {
             },
             last: None,
             restart_count: 0,
+            ready: false,
+            started: false,
         }
     }
 
     fn running(&self) -> bool {
         matches!(self.state, State::Running(_))
+    }
+
+    /// Running and ready (readiness passed, startup done).
+    fn is_ready(&self) -> bool {
+        self.running() && self.ready && self.started
     }
 
     fn to_json(&self, uid: &str, init: bool) -> Value {
@@ -154,7 +214,7 @@ impl ContainerStatus {
         let ready = if init {
             matches!(&self.state, State::Terminated(t) if t.exit_code == 0)
         } else {
-            self.running()
+            self.is_ready()
         };
         let mut v = json!({
             "name": self.name,
@@ -162,7 +222,7 @@ impl ContainerStatus {
             "imageID": format!("orchd-wasm://{}", self.image),
             "containerID": format!("orchd-wasm://{uid}/{}", self.name),
             "ready": ready,
-            "started": self.running(),
+            "started": self.running() && self.started,
             "restartCount": self.restart_count,
             "state": state,
             "lastState": self.last.as_ref().map_or_else(|| json!({}), terminated),
@@ -300,7 +360,7 @@ impl PodRun {
         let phase = self.phase();
         let done = matches!(phase, "Succeeded" | "Failed");
         let initialized = self.initialized();
-        let all_running = !self.main.is_empty() && self.main.iter().all(|c| c.running());
+        let all_running = !self.main.is_empty() && self.main.iter().all(|c| c.is_ready());
         let not_ready = if done {
             "PodCompleted"
         } else {
@@ -344,12 +404,22 @@ fn start_reason(e: &StartError) -> &'static str {
     }
 }
 
+/// The running containers of a node, by pod uid and container name (for
+/// `kubectl exec`).
+pub type Containers = Mutex<HashMap<(String, String), Arc<dyn RunningContainer>>>;
+
 /// What a pod worker needs from the agent.
 pub struct PodContext {
     /// The runtime.
     pub runtime: Arc<dyn Runtime>,
     /// Where container logs go: `<logs>/<uid>/<container>/<restart>.log`.
     pub logs: crate::logs::LogFiles,
+    /// Records the kubelet's Events.
+    pub events: Arc<EventRecorder>,
+    /// The containers running now.
+    pub containers: Arc<Containers>,
+    /// The pod IP probes and hooks reach by default.
+    pub pod_ip: String,
 }
 
 /// The containers of one pod, as a worker runs them.
@@ -358,6 +428,17 @@ pub struct PodWorker {
     pub run: Arc<Mutex<PodRun>>,
     /// Signalled on every state change.
     pub changed: Arc<Notify>,
+    /// The pod (what its Events are about).
+    pub pod: Value,
+}
+
+/// The pod's `terminationGracePeriodSeconds` (30 if unset).
+fn termination_grace(pod: &Value) -> Duration {
+    Duration::from_secs(
+        pod["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30),
+    )
 }
 
 /// Resolves a container spec into what the runtime needs.
@@ -410,7 +491,7 @@ impl PodWorker {
         self: Arc<Self>,
         ctx: Arc<PodContext>,
         pod: Value,
-        mut cancel: watch::Receiver<bool>,
+        mut cancel: watch::Receiver<Stop>,
     ) {
         let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
         let inits: Vec<Value> = pod["spec"]["initContainers"]
@@ -466,7 +547,7 @@ impl PodWorker {
         spec: &Value,
         slot: Slot,
         until_success: bool,
-        cancel: &mut watch::Receiver<bool>,
+        cancel: &mut watch::Receiver<Stop>,
     ) -> bool {
         let policy = self
             .run
@@ -476,7 +557,7 @@ impl PodWorker {
         let mut step: u32 = 0;
         let mut attempt: u32 = 0;
         loop {
-            if *cancel.borrow() {
+            if cancel.borrow().stopping() {
                 return false;
             }
             let config = container_config(ctx, uid, spec, attempt);
@@ -505,24 +586,47 @@ impl PodWorker {
                     continue;
                 }
             };
+            let container: Arc<dyn RunningContainer> = Arc::from(container);
+            let name = spec["name"].as_str().unwrap_or("").to_string();
             let started_at = container.started_at();
-            self.update(slot, |c| c.state = State::Running(started_at));
-            let stop = container.stopper();
-            let wait = container.wait();
-            tokio::pin!(wait);
-            let exit = tokio::select! {
-                exit = &mut wait => exit,
-                _ = wait_cancel(cancel) => {
-                    stop();
-                    let exit = wait.await;
-                    ctx.logs.set_live(&log_path, false);
-                    self.update(slot, |c| c.state = State::Terminated(Terminated {
-                        exit_code: exit.code, reason: exit.reason.as_k8s().into(),
-                        message: exit.message, started_at, finished_at: exit.finished_at,
-                    }));
-                    return false;
-                }
+            let probes = if until_success {
+                Probes::default()
+            } else {
+                Probes::of(spec, &ctx.pod_ip)
             };
+            self.update(slot, |c| {
+                c.state = State::Running(started_at);
+                c.started = probes.startup.is_none();
+                c.ready = probes.readiness.is_none();
+            });
+            if let Ok(mut running) = ctx.containers.lock() {
+                running.insert((uid.to_string(), name.clone()), container.clone());
+            }
+            let (exit, stopped) = self
+                .watch_container(ctx, spec, slot, &container, probes, cancel)
+                .await;
+            if let Ok(mut running) = ctx.containers.lock() {
+                let key = (uid.to_string(), name.clone());
+                if running
+                    .get(&key)
+                    .is_some_and(|c| Arc::ptr_eq(c, &container))
+                {
+                    running.remove(&key);
+                }
+            }
+            if stopped {
+                ctx.logs.set_live(&log_path, false);
+                self.update(slot, |c| {
+                    c.state = State::Terminated(Terminated {
+                        exit_code: exit.code,
+                        reason: exit.reason.as_k8s().into(),
+                        message: exit.message,
+                        started_at,
+                        finished_at: exit.finished_at,
+                    })
+                });
+                return false;
+            }
             ctx.logs.set_live(&log_path, false);
             let terminated = Terminated {
                 exit_code: exit.code,
@@ -573,6 +677,300 @@ impl PodWorker {
     }
 }
 
+/// The probes of one container.
+#[derive(Default)]
+struct Probes {
+    startup: Option<Probe>,
+    liveness: Option<Probe>,
+    readiness: Option<Probe>,
+    /// A probe spec that cannot run (a port name that is not there...).
+    broken: Vec<String>,
+}
+
+impl Probes {
+    fn of(spec: &Value, pod_ip: &str) -> Self {
+        let mut p = Probes::default();
+        for (field, slot) in [
+            ("startupProbe", &mut p.startup),
+            ("livenessProbe", &mut p.liveness),
+            ("readinessProbe", &mut p.readiness),
+        ] {
+            match Probe::of(spec, field, pod_ip) {
+                Some(Ok(probe)) => *slot = Some(probe),
+                Some(Err(e)) => p.broken.push(format!("{field}: {e}")),
+                None => {}
+            }
+        }
+        p
+    }
+}
+
+impl PodWorker {
+    fn event(&self, ctx: &PodContext, kind: EventType, reason: &str, message: &str) {
+        let mut object = self.pod.clone();
+        object["kind"] = json!("Pod");
+        object["apiVersion"] = json!("v1");
+        ctx.events.record(&object, kind, reason, message);
+    }
+
+    /// Watches one run of a container: runs its PostStart hook and probes,
+    /// kills it on a failed hook or liveness, and ends it when the pod is
+    /// deleted. Returns its exit and whether the node stopped it for good.
+    async fn watch_container(
+        &self,
+        ctx: &PodContext,
+        spec: &Value,
+        slot: Slot,
+        container: &Arc<dyn RunningContainer>,
+        probes: Probes,
+        cancel: &mut watch::Receiver<Stop>,
+    ) -> (ContainerExit, bool) {
+        let name = spec["name"].as_str().unwrap_or("").to_string();
+        let wait = container.wait();
+        tokio::pin!(wait);
+        for problem in &probes.broken {
+            self.event(
+                ctx,
+                EventType::Warning,
+                "Unhealthy",
+                &format!("Probe errored: {problem}"),
+            );
+        }
+        if let Some(hook) = spec["lifecycle"]["postStart"].as_object() {
+            let hook = Value::Object(hook.clone());
+            let result = match probe::action(&hook, spec, &ctx.pod_ip) {
+                Ok(action) => tokio::select! {
+                    r = probe::run(&action, container.as_ref(), POST_START_TIMEOUT) => r,
+                    exit = &mut wait => return (exit, false),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                self.event(ctx, EventType::Warning, "FailedPostStartHook", &e);
+                self.event(
+                    ctx,
+                    EventType::Normal,
+                    "Killing",
+                    &format!("FailedPostStartHook: stopping container {name}"),
+                );
+                (container.stopper())();
+                return (wait.await, false);
+            }
+        }
+        let (kill_tx, mut kill_rx) = mpsc::channel::<String>(1);
+        let prober = tokio::spawn(self.clone_for_probes().probe_loop(
+            ctx.events.clone(),
+            slot,
+            container.clone(),
+            probes,
+            kill_tx,
+        ));
+        let _abort = AbortOnDrop(prober);
+        loop {
+            tokio::select! {
+                exit = &mut wait => return (exit, false),
+                Some(reason) = kill_rx.recv() => {
+                    self.event(ctx, EventType::Normal, "Killing", &format!(
+                        "Container {name} failed {reason} probe, will be restarted"));
+                    // The probe's own terminationGracePeriodSeconds wins over the pod's.
+                    let grace = spec[format!("{reason}Probe")]["terminationGracePeriodSeconds"]
+                        .as_u64()
+                        .map_or_else(|| termination_grace(&self.pod), Duration::from_secs);
+                    let deadline = Instant::now() + grace;
+                    let exit = self.kill(ctx, spec, container, wait.as_mut(), Stop::Graceful(deadline), cancel).await;
+                    return (exit, false);
+                }
+                _ = cancel.changed() => {
+                    let stop = *cancel.borrow();
+                    if stop.stopping() {
+                        self.event(ctx, EventType::Normal, "Killing", &format!("Stopping container {name}"));
+                        let exit = self.kill(ctx, spec, container, wait.as_mut(), stop, cancel).await;
+                        return (exit, true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a container as the kubelet does: its PreStop hook, then
+    /// `terminate`, then `stopper` once the deadline passes (a later,
+    /// shorter deadline from `cancel` applies at once).
+    async fn kill(
+        &self,
+        ctx: &PodContext,
+        spec: &Value,
+        container: &Arc<dyn RunningContainer>,
+        mut wait: std::pin::Pin<&mut (impl std::future::Future<Output = ContainerExit> + ?Sized)>,
+        stop: Stop,
+        cancel: &mut watch::Receiver<Stop>,
+    ) -> ContainerExit {
+        let mut deadline = stop.deadline().unwrap_or_else(Instant::now);
+        if let Some(hook) = spec["lifecycle"]["preStop"].as_object()
+            && deadline > Instant::now()
+        {
+            let hook = Value::Object(hook.clone());
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = match probe::action(&hook, spec, &ctx.pod_ip) {
+                Ok(action) => tokio::select! {
+                    r = probe::run(&action, container.as_ref(), left) => Some(r),
+                    exit = &mut wait => return exit,
+                    _ = tokio::time::sleep_until(deadline) => Some(Err(format!(
+                        "the PreStop hook did not finish within the grace period ({}s)", left.as_secs()))),
+                },
+                Err(e) => Some(Err(e)),
+            };
+            if let Some(Err(e)) = result {
+                self.event(ctx, EventType::Warning, "FailedPreStopHook", &e);
+            }
+        }
+        container.terminate();
+        loop {
+            tokio::select! {
+                exit = &mut wait => return exit,
+                _ = tokio::time::sleep_until(deadline) => break,
+                changed = cancel.changed() => {
+                    match changed {
+                        Ok(()) => if let Some(sooner) = cancel.borrow().deadline() {
+                            deadline = deadline.min(sooner);
+                        },
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        (container.stopper())();
+        wait.await
+    }
+
+    fn clone_for_probes(&self) -> ProbeTarget {
+        ProbeTarget {
+            run: self.run.clone(),
+            changed: self.changed.clone(),
+            pod: self.pod.clone(),
+        }
+    }
+}
+
+/// Aborts a task when dropped (the probes of a container that ended).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the probe loop of a container updates.
+struct ProbeTarget {
+    run: Arc<Mutex<PodRun>>,
+    changed: Arc<Notify>,
+    pod: Value,
+}
+
+impl ProbeTarget {
+    fn update(&self, slot: Slot, f: impl FnOnce(&mut ContainerStatus)) {
+        if let Ok(mut run) = self.run.lock() {
+            let c = match slot {
+                Slot::Init(i) => run.init.get_mut(i),
+                Slot::Main(i) => run.main.get_mut(i),
+            };
+            if let Some(c) = c {
+                f(c);
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    /// Runs the startup probe until it succeeds, then liveness and
+    /// readiness; sends the failed probe's name on `kill` when the
+    /// container must be restarted.
+    async fn probe_loop(
+        self,
+        events: Arc<EventRecorder>,
+        slot: Slot,
+        container: Arc<dyn RunningContainer>,
+        probes: Probes,
+        kill: mpsc::Sender<String>,
+    ) {
+        let record = |kind: &str, message: &str| {
+            let mut object = self.pod.clone();
+            object["kind"] = json!("Pod");
+            object["apiVersion"] = json!("v1");
+            events.record(
+                &object,
+                EventType::Warning,
+                "Unhealthy",
+                &format!("{kind} probe failed: {message}"),
+            );
+        };
+        if let Some(startup) = &probes.startup {
+            tokio::time::sleep(startup.initial_delay).await;
+            let mut t = Threshold::new(startup, false);
+            let mut failures = 0u32;
+            loop {
+                let result = probe::run(&startup.action, container.as_ref(), startup.timeout).await;
+                if let Err(e) = &result {
+                    record("Startup", e);
+                    failures += 1;
+                    if failures >= startup.failure_threshold {
+                        let _ = kill.send("startup".into()).await;
+                        return;
+                    }
+                } else {
+                    failures = 0;
+                }
+                if t.record(result.is_ok()) == Some(true) {
+                    break;
+                }
+                tokio::time::sleep(startup.period).await;
+            }
+            self.update(slot, |c| c.started = true);
+        }
+        let started = Instant::now();
+        let mut live = probes
+            .liveness
+            .as_ref()
+            .map(|p| (Threshold::new(p, true), started + p.initial_delay));
+        let mut ready = probes
+            .readiness
+            .as_ref()
+            .map(|p| (Threshold::new(p, false), started + p.initial_delay));
+        loop {
+            let next = [live.as_ref().map(|l| l.1), ready.as_ref().map(|r| r.1)]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else { return };
+            tokio::time::sleep_until(next).await;
+            if let (Some(p), Some((t, due))) = (&probes.liveness, live.as_mut())
+                && *due <= Instant::now()
+            {
+                let result = probe::run(&p.action, container.as_ref(), p.timeout).await;
+                if let Err(e) = &result {
+                    record("Liveness", e);
+                }
+                *due = Instant::now() + p.period;
+                if t.record(result.is_ok()) == Some(false) {
+                    let _ = kill.send("liveness".into()).await;
+                    return;
+                }
+            }
+            if let (Some(p), Some((t, due))) = (&probes.readiness, ready.as_mut())
+                && *due <= Instant::now()
+            {
+                let result = probe::run(&p.action, container.as_ref(), p.timeout).await;
+                if let Err(e) = &result {
+                    record("Readiness", e);
+                }
+                *due = Instant::now() + p.period;
+                if let Some(ok) = t.record(result.is_ok()) {
+                    self.update(slot, |c| c.ready = ok);
+                }
+            }
+        }
+    }
+}
+
 /// Which container of the pod.
 #[derive(Clone, Copy, Debug)]
 enum Slot {
@@ -580,15 +978,15 @@ enum Slot {
     Main(usize),
 }
 
-/// Resolves when `cancel` becomes true (or its sender goes away).
-async fn wait_cancel(cancel: &mut watch::Receiver<bool>) {
-    let _ = cancel.wait_for(|c| *c).await;
+/// Resolves when the containers are to stop (or the sender goes away).
+async fn wait_cancel(cancel: &mut watch::Receiver<Stop>) {
+    let _ = cancel.wait_for(|c| c.stopping()).await;
 }
 
-/// Sleeps `d`; false if cancelled first.
-async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> bool {
+/// Sleeps `d`; false if stopped first.
+async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<Stop>) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(d) => !*cancel.borrow(),
+        _ = tokio::time::sleep(d) => !cancel.borrow().stopping(),
         _ = wait_cancel(cancel) => false,
     }
 }
@@ -698,6 +1096,10 @@ mod tests {
         p.main[0].state = State::Running(Timestamp::now());
         p.main[1].state = State::Running(Timestamp::now());
         p.main[1].restart_count = 2;
+        for c in &mut p.main {
+            c.ready = true;
+            c.started = true;
+        }
         let s = p.status(
             "u1",
             "127.0.0.1",
@@ -747,5 +1149,55 @@ mod tests {
             .unwrap();
         assert_eq!(ready["status"], "False");
         assert_eq!(ready["reason"], "ContainersNotReady");
+
+        // Running but its readiness probe not passed: not ready.
+        p.main[1].state = State::Running(Timestamp::now());
+        p.main[1].ready = false;
+        let s = p.status("u1", "127.0.0.1", json!({}));
+        assert_eq!(s["containerStatuses"][1]["ready"], false);
+        assert_eq!(s["containerStatuses"][1]["started"], true);
+        assert_eq!(s["containerStatuses"][0]["ready"], true);
+        let ready = |s: &Value| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap()["status"]
+                .clone()
+        };
+        assert_eq!(ready(&s), "False");
+        p.main[1].ready = true;
+        assert_eq!(ready(&p.status("u1", "127.0.0.1", json!({}))), "True");
+        // Startup not done: neither started nor ready.
+        p.main[1].started = false;
+        let s = p.status("u1", "127.0.0.1", json!({}));
+        assert_eq!(s["containerStatuses"][1]["started"], false);
+        assert_eq!(ready(&s), "False");
+    }
+
+    #[test]
+    fn deletion_deadlines_follow_the_grace_period() {
+        let now = Instant::now();
+        match grace_deadline(&json!({"metadata": {"deletionGracePeriodSeconds": 7}})) {
+            Stop::Graceful(at) => {
+                let d = at.duration_since(now);
+                assert!(
+                    d >= Duration::from_secs(7) && d < Duration::from_secs(8),
+                    "{d:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            grace_deadline(&json!({"metadata": {"deletionGracePeriodSeconds": 0}})),
+            Stop::Now
+        );
+        assert!(Stop::Now.stopping() && !Stop::Run.stopping());
+        assert_eq!(
+            termination_grace(&json!({"spec": {"terminationGracePeriodSeconds": 3}})),
+            Duration::from_secs(3)
+        );
+        assert_eq!(termination_grace(&json!({})), Duration::from_secs(30));
     }
 }

@@ -37,15 +37,44 @@ pub struct ContainerExit {
     pub finished_at: jiff::Timestamp,
 }
 
+/// What a command run inside a container printed and how it ended.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOutput {
+    /// Exit code.
+    pub code: i32,
+    /// Its stdout.
+    pub stdout: Vec<u8>,
+    /// Its stderr.
+    pub stderr: Vec<u8>,
+}
+
 /// A started container.
+///
+/// `wait` borrows (rather than consumes) the container and the trait is
+/// `Sync`, so that `exec` and `terminate` stay callable while the
+/// lifecycle waits for the end: probes, hooks and `kubectl exec` need that.
 #[async_trait::async_trait]
-pub trait RunningContainer: Send {
+pub trait RunningContainer: Send + Sync {
     /// When it started.
     fn started_at(&self) -> jiff::Timestamp;
     /// A function that stops it (callable many times, from any thread).
     fn stopper(&self) -> Box<dyn Fn() + Send + Sync>;
-    /// Waits for it to end.
-    async fn wait(self: Box<Self>) -> ContainerExit;
+    /// Waits for it to end (every call answers the same exit).
+    async fn wait(&self) -> ContainerExit;
+    /// Asks the container to end gracefully (SIGTERM to a process). The default does nothing:
+    /// a runtime without signals is ended by `stopper()` when the grace period runs out.
+    fn terminate(&self) {}
+    /// Runs `command` inside the running container (exec probes, hooks, `kubectl exec`),
+    /// feeding it `stdin`, waiting at most `timeout`.
+    async fn exec(
+        &self,
+        command: Vec<String>,
+        stdin: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<ExecOutput, String> {
+        let _ = (command, stdin, timeout);
+        Err("exec is not supported by this runtime".into())
+    }
 }
 
 /// A container runtime (a RuntimeClass handler).
@@ -75,27 +104,88 @@ impl WasmShim {
     }
 }
 
-struct WasmContainer(orchd_runtime_wasm::Container);
+/// A wasm container: the running instance, and what a new instance for
+/// `exec` needs (see [`orchd_runtime_wasm::WasmRuntime::exec`]).
+struct WasmContainer {
+    started_at: jiff::Timestamp,
+    stopper: orchd_runtime_wasm::Stopper,
+    /// The instance until the first `wait` takes it.
+    running: tokio::sync::Mutex<Option<orchd_runtime_wasm::Container>>,
+    exit: std::sync::OnceLock<ContainerExit>,
+    runtime: orchd_runtime_wasm::WasmRuntime,
+    image: PathBuf,
+    env: Vec<(String, String)>,
+    memory_limit: Option<u64>,
+    cpu_millis: Option<u64>,
+}
 
 #[async_trait::async_trait]
 impl RunningContainer for WasmContainer {
     fn started_at(&self) -> jiff::Timestamp {
-        self.0.started_at
+        self.started_at
     }
 
     fn stopper(&self) -> Box<dyn Fn() + Send + Sync> {
-        let stopper = self.0.stopper();
+        let stopper = self.stopper.clone();
         Box::new(move || stopper.stop())
     }
 
-    async fn wait(self: Box<Self>) -> ContainerExit {
-        let exit = self.0.wait().await;
-        ContainerExit {
-            code: exit.code,
-            reason: exit.reason,
-            message: exit.message,
-            finished_at: exit.finished_at,
+    async fn wait(&self) -> ContainerExit {
+        let mut running = self.running.lock().await;
+        if let Some(container) = running.take() {
+            let exit = container.wait().await;
+            let _ = self.exit.set(ContainerExit {
+                code: exit.code,
+                reason: exit.reason,
+                message: exit.message,
+                finished_at: exit.finished_at,
+            });
         }
+        drop(running);
+        self.exit.get().cloned().unwrap_or_else(|| ContainerExit {
+            code: 128,
+            reason: ExitReason::Error,
+            message: Some("the container's exit was lost".into()),
+            finished_at: jiff::Timestamp::now(),
+        })
+    }
+
+    /// A wasm container has no processes to join: the command runs in a
+    /// new instance of the container's component, its words as the whole
+    /// argv (see the wasm runtime's crate doc).
+    async fn exec(
+        &self,
+        command: Vec<String>,
+        stdin: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<ExecOutput, String> {
+        if command.is_empty() {
+            return Err("no command given".into());
+        }
+        let result = self
+            .runtime
+            .exec(orchd_runtime_wasm::ExecSpec {
+                image: self.image.clone(),
+                argv: command,
+                env: self.env.clone(),
+                memory_limit: self.memory_limit,
+                cpu_millis: self.cpu_millis,
+                stdin,
+                timeout,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if result.timed_out {
+            return Err(format!(
+                "command timed out after {}s",
+                timeout.as_secs_f64()
+            ));
+        }
+        Ok(ExecOutput {
+            code: result.exit.code,
+            stdout: result.stdout,
+            stderr: result.stderr,
+        })
     }
 }
 
@@ -113,15 +203,25 @@ impl Runtime for WasmShim {
         let container = self
             .runtime
             .start(orchd_runtime_wasm::ContainerSpec {
-                image,
+                image: image.clone(),
                 program: config.image.clone(),
                 args: config.args,
-                env: config.env,
+                env: config.env.clone(),
                 memory_limit: config.memory_limit,
                 cpu_millis: config.cpu_millis,
                 log_path: config.log_path,
             })
             .await?;
-        Ok(Box::new(WasmContainer(container)))
+        Ok(Box::new(WasmContainer {
+            started_at: container.started_at,
+            stopper: container.stopper(),
+            running: tokio::sync::Mutex::new(Some(container)),
+            exit: std::sync::OnceLock::new(),
+            runtime: self.runtime.clone(),
+            image,
+            env: config.env,
+            memory_limit: config.memory_limit,
+            cpu_millis: config.cpu_millis,
+        }))
     }
 }

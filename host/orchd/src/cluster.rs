@@ -323,6 +323,28 @@ impl orchd_api::PodLogs for NodeLogs {
     }
 }
 
+/// The API's `pods/exec` over the node agent's running containers.
+struct NodeExecs(orchd_node::NodeExec);
+
+impl orchd_api::PodExec for NodeExecs {
+    fn exec(
+        &self,
+        r: orchd_api::ExecRequest,
+    ) -> futures::future::BoxFuture<'static, Result<orchd_api::ExecResponse, String>> {
+        let node = self.0.clone();
+        Box::pin(async move {
+            let out = node
+                .exec(&r.uid, &r.container, r.command, r.stdin, r.timeout)
+                .await?;
+            Ok(orchd_api::ExecResponse {
+                code: out.code,
+                stdout: out.stdout,
+                stderr: out.stderr,
+            })
+        })
+    }
+}
+
 /// Starts the in-process node agent and lets the API serve its logs.
 async fn start_node(
     args: &UpArgs,
@@ -342,6 +364,7 @@ async fn start_node(
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the node agent: {e}"))?;
     api.set_pod_logs(Arc::new(NodeLogs(node.logs())));
+    api.set_pod_exec(Arc::new(NodeExecs(node.execs())));
     out!(
         "orchd: node {name} registered (wasm runtime; images: file:///PATH.wasm or NAME from {}/NAME.wasm)",
         images.display()

@@ -561,12 +561,34 @@ fn handle_pod(sim: &Arc<Sim>, pod: &Value) {
     else {
         return;
     };
-    if pod["metadata"]["deletionTimestamp"].is_string() {
-        return;
-    }
     let Some(uid) = pod["metadata"]["uid"].as_str().map(str::to_string) else {
         return;
     };
+    if pod["metadata"]["deletionTimestamp"].is_string() {
+        // Nothing really runs: confirm the deletion at once (grace 0), as
+        // kubemark's hollow kubelet does.
+        if pod["metadata"]["deletionGracePeriodSeconds"].as_i64() != Some(0) {
+            let sim = sim.clone();
+            let path = format!(
+                "/api/v1/namespaces/{}/pods/{}",
+                pod["metadata"]["namespace"].as_str().unwrap_or("default"),
+                pod["metadata"]["name"].as_str().unwrap_or("")
+            );
+            let body = serde_json::json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
+            tokio::spawn(async move {
+                let _permit = sim.permits.acquire().await;
+                let body = serde_json::to_vec(&body).unwrap_or_default();
+                if let Err(e) = sim
+                    .client
+                    .send(Method::DELETE, &path, Some("application/json"), body)
+                    .await
+                {
+                    eprintln!("orchd: sim: cannot confirm the deletion of {path}: {e:#}");
+                }
+            });
+        }
+        return;
+    }
     let phase = pod["status"]["phase"]
         .as_str()
         .unwrap_or("Pending")

@@ -57,6 +57,7 @@ macro_rules! each_conformance_check {
             guaranteed_update_under_concurrency,
             concurrent_writers_and_watchers,
             namespace_finalizers,
+            graceful_delete,
         );
     };
 }
@@ -352,6 +353,75 @@ pub async fn unconditional_update(store: Arc<dyn Store>) {
     assert_eq!(v4["spec"]["n"], json!(4));
     assert!(rv(&v4) > rv(&v3));
     assert_eq!(v4["metadata"]["uid"], v1["metadata"]["uid"]);
+}
+
+/// A delete with a grace period marks the object and keeps it (updates
+/// do not remove it), a later one may only shorten the period, and a
+/// delete with grace 0 removes it.
+pub async fn graceful_delete(store: Arc<dyn Store>) {
+    let ns = unique_ns("graceful");
+    let k = key(&ns, "a");
+    let v1 = store
+        .create(&k, widget(&ns, "a", json!({}), json!({})))
+        .await
+        .expect("create");
+    let none = Preconditions::default();
+    let marked = match store
+        .delete_with_grace(&k, &none, 30)
+        .await
+        .expect("delete")
+    {
+        DeleteOutcome::Finalizing(o) => o,
+        other => panic!("a graceful delete keeps the object: {other:?}"),
+    };
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+    let deadline: jiff::Timestamp = meta::meta_str(&marked, "deletionTimestamp")
+        .expect("deletionTimestamp")
+        .parse()
+        .expect("a timestamp");
+    let ahead = deadline.duration_since(jiff::Timestamp::now()).as_secs();
+    assert!((27..=31).contains(&ahead), "{ahead}");
+    // A status update while terminating keeps it, and its deletion fields.
+    let mut next = marked.clone();
+    next["status"] = json!({"phase": "Running"});
+    let updated = store.update(&k, next).await.expect("update");
+    assert_eq!(
+        updated["metadata"]["deletionTimestamp"],
+        marked["metadata"]["deletionTimestamp"]
+    );
+    // Longer: kept as it is; shorter: the deadline moves closer.
+    match store
+        .delete_with_grace(&k, &none, 60)
+        .await
+        .expect("delete")
+    {
+        DeleteOutcome::Finalizing(o) => assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 30),
+        other => panic!("{other:?}"),
+    }
+    match store.delete_with_grace(&k, &none, 5).await.expect("delete") {
+        DeleteOutcome::Finalizing(o) => assert_eq!(o["metadata"]["deletionGracePeriodSeconds"], 5),
+        other => panic!("{other:?}"),
+    }
+    let wrong = Preconditions {
+        uid: Some("other".into()),
+        resource_version: None,
+    };
+    assert!(matches!(
+        store.delete_with_grace(&k, &wrong, 0).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let same = Preconditions {
+        uid: meta::meta_str(&v1, "uid").map(str::to_string),
+        resource_version: None,
+    };
+    assert!(matches!(
+        store.delete_with_grace(&k, &same, 0).await.expect("delete"),
+        DeleteOutcome::Deleted(_)
+    ));
+    assert!(matches!(
+        store.get(&k).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 /// Delete honours uid and resourceVersion preconditions; the deleted

@@ -1154,27 +1154,34 @@ impl Store for EtcdStore {
         key: &ObjectKey,
         preconditions: &Preconditions,
     ) -> Result<DeleteOutcome> {
+        self.delete_with_grace(key, preconditions, 0).await
+    }
+
+    async fn delete_with_grace(
+        &self,
+        key: &ObjectKey,
+        preconditions: &Preconditions,
+        grace: u32,
+    ) -> Result<DeleteOutcome> {
         validate_key(key)?;
         let ek = self.etcd_key(key);
         let mut kv = self.read(key, &ek).await?;
         for _ in 0..MAX_ATTEMPTS {
             let stored = kv.object()?;
             meta::check_preconditions(key, &stored, preconditions)?;
-            let finalizing = meta::deletion_held(&key.resource, &stored);
-            if finalizing && meta::meta_str(&stored, "deletionTimestamp").is_some() {
-                return Ok(DeleteOutcome::Finalizing(stored));
-            }
-            let mut next = stored.clone();
-            if finalizing {
-                meta::mark_deleting(&key.resource, &mut next)?;
-            }
+            let (mut next, keep) =
+                match meta::plan_delete(&key.resource, &stored, grace, jiff::Timestamp::now())? {
+                    meta::DeletePlan::Keep => return Ok(DeleteOutcome::Finalizing(stored)),
+                    meta::DeletePlan::Mark(next) => (next, true),
+                    meta::DeletePlan::Remove => (stored.clone(), false),
+                };
             match self
-                .put_if(key, &ek, kv.mod_revision, finalizing.then_some(&next))
+                .put_if(key, &ek, kv.mod_revision, keep.then_some(&next))
                 .await?
             {
                 Ok(revision) => {
                     meta::set_resource_version(&mut next, Some(revision));
-                    return Ok(if finalizing {
+                    return Ok(if keep {
                         DeleteOutcome::Finalizing(next)
                     } else {
                         DeleteOutcome::Deleted(next)

@@ -99,8 +99,9 @@ pub enum DeleteOutcome {
     /// The object is gone; this is its last state (resourceVersion = the
     /// revision of the delete).
     Deleted(Value),
-    /// The object has finalizers: `deletionTimestamp` is now set and the
-    /// object stays until its finalizers are removed by updates.
+    /// The object has finalizers, or a grace period runs: `deletionTimestamp`
+    /// is set and the object stays until its finalizers are removed by
+    /// updates (and, for a grace period, a delete with grace 0).
     Finalizing(Value),
 }
 
@@ -191,6 +192,18 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the object at `key`, honouring `preconditions` and finalizers.
     async fn delete(&self, key: &ObjectKey, preconditions: &Preconditions)
     -> Result<DeleteOutcome>;
+
+    /// Deletes the object at `key` with a grace period of `grace` seconds
+    /// (see [`meta::plan_delete`]): 0 is [`Store::delete`]; more marks the
+    /// object (`deletionTimestamp`, `deletionGracePeriodSeconds`) and keeps
+    /// it, answered as [`DeleteOutcome::Finalizing`], until a delete with
+    /// grace 0 (a pod's node confirming its containers stopped).
+    async fn delete_with_grace(
+        &self,
+        key: &ObjectKey,
+        preconditions: &Preconditions,
+        grace: u32,
+    ) -> Result<DeleteOutcome>;
 
     /// Watches `scope`. Events come in revision order with no gap and no
     /// duplicate. With a label or field selector, an object that starts to

@@ -2,7 +2,7 @@
 //!
 //! Shared by every backend so they stamp objects the same way.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::{Revision, StoreError};
 
@@ -171,11 +171,94 @@ pub fn stamp_update(stored: &Value, object: &mut Value) -> Result<(), StoreError
 }
 
 /// Whether an update leaves nothing to keep the object (of `resource`):
-/// it was already marked for deletion and nothing holds it any more (see
+/// it was already marked for deletion with no grace period left to run
+/// (`deletionGracePeriodSeconds` 0: a pod being terminated gracefully
+/// stays until its node confirms) and nothing holds it any more (see
 /// [`deletion_held`]).
 pub fn update_removes(resource: &str, stored: &Value, object: &Value) -> bool {
-    metadata(stored).is_some_and(|m| m.contains_key("deletionTimestamp"))
-        && !deletion_held(resource, object)
+    metadata(stored).is_some_and(|m| {
+        m.contains_key("deletionTimestamp")
+            && m.get("deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                == 0
+    }) && !deletion_held(resource, object)
+}
+
+/// What a delete with a grace period does to a stored object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeletePlan {
+    /// Remove it now.
+    Remove,
+    /// Write this state (marked for deletion) and keep the object.
+    Mark(Value),
+    /// Leave it as it is (already marked, nothing to shorten).
+    Keep,
+}
+
+/// Plans a delete of `stored` (of `resource`) with `grace` seconds, as
+/// Kubernetes does: 0 removes the object unless finalizers hold it (then
+/// it is marked, its grace period ended); more than 0 marks it with
+/// `deletionTimestamp` = now + grace and `deletionGracePeriodSeconds` =
+/// grace (bumping `generation`), and a later delete may only shorten that.
+pub fn plan_delete(
+    resource: &str,
+    stored: &Value,
+    grace: u32,
+    now: jiff::Timestamp,
+) -> Result<DeletePlan, StoreError> {
+    let held = deletion_held(resource, stored);
+    let marked = meta_str(stored, "deletionTimestamp").map(str::to_string);
+    let current_grace = metadata(stored)
+        .and_then(|m| m.get("deletionGracePeriodSeconds"))
+        .and_then(Value::as_i64);
+    if grace == 0 {
+        if !held {
+            return Ok(DeletePlan::Remove);
+        }
+        let mut next = stored.clone();
+        if marked.is_none() {
+            mark_deleting(resource, &mut next)?;
+            return Ok(DeletePlan::Mark(next));
+        }
+        if current_grace.unwrap_or(0) != 0 {
+            metadata_mut(&mut next)?.insert("deletionGracePeriodSeconds".into(), json!(0));
+            return Ok(DeletePlan::Mark(next));
+        }
+        return Ok(DeletePlan::Keep);
+    }
+    let deadline = now
+        .checked_add(jiff::SignedDuration::from_secs(i64::from(grace)))
+        .unwrap_or(now);
+    let stamp = deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut next = stored.clone();
+    match marked {
+        None => {
+            let m = metadata_mut(&mut next)?;
+            m.insert("deletionTimestamp".into(), json!(stamp));
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            if let Some(g) = m.get("generation").and_then(Value::as_i64)
+                && g > 0
+            {
+                m.insert("generation".into(), json!(g.saturating_add(1)));
+            }
+            Ok(DeletePlan::Mark(next))
+        }
+        Some(existing) => {
+            // Finalizing already, or the running grace period ends sooner.
+            let sooner = existing
+                .parse::<jiff::Timestamp>()
+                .map(|t| deadline < t)
+                .unwrap_or(false);
+            if current_grace.unwrap_or(0) == 0 || !sooner {
+                return Ok(DeletePlan::Keep);
+            }
+            let m = metadata_mut(&mut next)?;
+            m.insert("deletionTimestamp".into(), json!(stamp));
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            Ok(DeletePlan::Mark(next))
+        }
+    }
 }
 
 /// Checks a delete's preconditions against the stored object; `key` names
@@ -248,5 +331,68 @@ pub fn conflict(key: &crate::ObjectKey) -> StoreError {
     StoreError::Conflict {
         key: key.to_string(),
         message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn graceful_deletes_mark_then_only_shorten_and_finalizers_hold() {
+        let now = at("2026-01-01T00:00:00Z");
+        let pod = json!({"metadata": {"name": "p", "generation": 1}});
+        assert_eq!(
+            plan_delete("pods", &pod, 0, now).unwrap(),
+            DeletePlan::Remove
+        );
+        let DeletePlan::Mark(marked) = plan_delete("pods", &pod, 30, now).unwrap() else {
+            panic!("marks");
+        };
+        assert_eq!(
+            marked["metadata"]["deletionTimestamp"],
+            "2026-01-01T00:00:30Z"
+        );
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+        assert_eq!(marked["metadata"]["generation"], 2);
+        // Not removed by an update while its grace period runs.
+        assert!(!update_removes("pods", &marked, &marked));
+        let later = at("2026-01-01T00:00:10Z");
+        assert_eq!(
+            plan_delete("pods", &marked, 30, later).unwrap(),
+            DeletePlan::Keep
+        );
+        let DeletePlan::Mark(shorter) = plan_delete("pods", &marked, 5, later).unwrap() else {
+            panic!("shortens");
+        };
+        assert_eq!(
+            shorter["metadata"]["deletionTimestamp"],
+            "2026-01-01T00:00:15Z"
+        );
+        assert_eq!(shorter["metadata"]["generation"], 2);
+        assert_eq!(
+            plan_delete("pods", &marked, 0, later).unwrap(),
+            DeletePlan::Remove
+        );
+
+        // With a finalizer: grace 0 ends the grace period, the object stays
+        // until the finalizer goes.
+        let mut held = marked.clone();
+        held["metadata"]["finalizers"] = json!(["x"]);
+        let DeletePlan::Mark(ended) = plan_delete("pods", &held, 0, later).unwrap() else {
+            panic!("ends the grace period");
+        };
+        assert_eq!(ended["metadata"]["deletionGracePeriodSeconds"], 0);
+        assert_eq!(
+            plan_delete("pods", &ended, 0, later).unwrap(),
+            DeletePlan::Keep
+        );
+        let mut released = ended.clone();
+        released["metadata"]["finalizers"] = json!([]);
+        assert!(update_removes("pods", &ended, &released));
     }
 }

@@ -195,7 +195,7 @@ impl Tail {
 enum WriteOp {
     Create(ObjectKey, Value),
     Update(ObjectKey, Value),
-    Delete(ObjectKey, Preconditions),
+    Delete(ObjectKey, Preconditions, u32),
     Compact(Revision),
 }
 
@@ -591,7 +591,9 @@ impl Writer {
                     WriteOp::Update(key, object) => {
                         batch.update(&key, object).map(WriteOutput::Object)
                     }
-                    WriteOp::Delete(key, pre) => batch.delete(&key, &pre).map(WriteOutput::Delete),
+                    WriteOp::Delete(key, pre, grace) => {
+                        batch.delete(&key, &pre, grace).map(WriteOutput::Delete)
+                    }
                     WriteOp::Compact(rev) => batch.compact(rev).map(|()| WriteOutput::Done),
                 };
                 // Refused requests fail alone (they change nothing before
@@ -787,40 +789,45 @@ impl Batch<'_> {
         Ok(Arc::unwrap_or_clone(object))
     }
 
-    fn delete(&mut self, key: &ObjectKey, pre: &Preconditions) -> Result<DeleteOutcome> {
+    fn delete(
+        &mut self,
+        key: &ObjectKey,
+        pre: &Preconditions,
+        grace: u32,
+    ) -> Result<DeleteOutcome> {
         validate_key(key)?;
         let enc = key.encode();
         let (stored, stored_json) = self.load(&enc)?.ok_or_else(|| StoreError::NotFound {
             key: key.to_string(),
         })?;
         meta::check_preconditions(key, &stored, pre)?;
-        if meta::deletion_held(&key.resource, &stored) {
-            if meta::meta_str(&stored, "deletionTimestamp").is_some() {
-                return Ok(DeleteOutcome::Finalizing(Arc::unwrap_or_clone(stored)));
+        match meta::plan_delete(&key.resource, &stored, grace, jiff::Timestamp::now())? {
+            meta::DeletePlan::Keep => Ok(DeleteOutcome::Finalizing(Arc::unwrap_or_clone(stored))),
+            meta::DeletePlan::Mark(mut object) => {
+                self.revision += 1;
+                meta::set_resource_version(&mut object, Some(self.revision));
+                let json = self.put(&enc, &object)?;
+                let object = Arc::new(object);
+                self.emit(
+                    EventType::Modified,
+                    key,
+                    &enc,
+                    object.clone(),
+                    Some(json),
+                    Some((stored, stored_json)),
+                )?;
+                Ok(DeleteOutcome::Finalizing(Arc::unwrap_or_clone(object)))
             }
-            let mut object = (*stored).clone();
-            meta::mark_deleting(&key.resource, &mut object)?;
-            self.revision += 1;
-            meta::set_resource_version(&mut object, Some(self.revision));
-            let json = self.put(&enc, &object)?;
-            let object = Arc::new(object);
-            self.emit(
-                EventType::Modified,
-                key,
-                &enc,
-                object.clone(),
-                Some(json),
-                Some((stored, stored_json)),
-            )?;
-            return Ok(DeleteOutcome::Finalizing(Arc::unwrap_or_clone(object)));
+            meta::DeletePlan::Remove => {
+                let mut object = Arc::unwrap_or_clone(stored);
+                self.revision += 1;
+                meta::set_resource_version(&mut object, Some(self.revision));
+                self.remove(&enc)?;
+                let object = Arc::new(object);
+                self.emit(EventType::Deleted, key, &enc, object.clone(), None, None)?;
+                Ok(DeleteOutcome::Deleted(Arc::unwrap_or_clone(object)))
+            }
         }
-        let mut object = Arc::unwrap_or_clone(stored);
-        self.revision += 1;
-        meta::set_resource_version(&mut object, Some(self.revision));
-        self.remove(&enc)?;
-        let object = Arc::new(object);
-        self.emit(EventType::Deleted, key, &enc, object.clone(), None, None)?;
-        Ok(DeleteOutcome::Deleted(Arc::unwrap_or_clone(object)))
     }
 
     fn compact(&mut self, revision: Revision) -> Result<()> {
@@ -1160,8 +1167,17 @@ impl Store for RedbStore {
         key: &ObjectKey,
         preconditions: &Preconditions,
     ) -> Result<DeleteOutcome> {
+        self.delete_with_grace(key, preconditions, 0).await
+    }
+
+    async fn delete_with_grace(
+        &self,
+        key: &ObjectKey,
+        preconditions: &Preconditions,
+        grace: u32,
+    ) -> Result<DeleteOutcome> {
         match self
-            .submit(WriteOp::Delete(key.clone(), preconditions.clone()))
+            .submit(WriteOp::Delete(key.clone(), preconditions.clone(), grace))
             .await?
         {
             WriteOutput::Delete(d) => Ok(d),

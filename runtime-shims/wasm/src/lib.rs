@@ -7,8 +7,18 @@
 //!   version), see [`resolve_image`].
 //! * **Process**: `command` then `args` become the guest's arguments after
 //!   argv\[0\] (the image name), `env` its environment. No directories are
-//!   preopened and no sockets allowed: a wasm container sees only its
-//!   arguments, environment, clocks, randomness and stdout/stderr.
+//!   preopened: a wasm container sees its arguments, environment, clocks,
+//!   randomness, stdout/stderr and TCP sockets (`wasi:sockets`, no UDP, no
+//!   name lookup). Wasm pods share the host's network (their pod IP is
+//!   127.0.0.1), so a container may listen on a host port: that is what
+//!   httpGet and tcpSocket probes reach.
+//! * **Exec** ([`WasmRuntime::exec`]): a wasm container has no processes
+//!   to join, so running a command "in" it starts a NEW instance of the
+//!   container's own component with the command as its whole argv (the
+//!   first word is argv\[0\], as for a multi-call binary), the
+//!   container's environment and limits, the given stdin, and its
+//!   stdout/stderr captured; the instance shares nothing with the running
+//!   one but the network.
 //! * **Output**: stdout and stderr go line by line into the container's log
 //!   file, each line as `RFC3339-nano-timestamp STREAM text` (the CRI log
 //!   format without its partial-line tag).
@@ -129,6 +139,43 @@ pub struct Exit {
     pub message: Option<String>,
     /// When it ended.
     pub finished_at: Timestamp,
+}
+
+/// Most bytes of stdout (and of stderr) an exec keeps; the rest is
+/// dropped.
+pub const MAX_EXEC_OUTPUT: usize = 4 << 20;
+
+/// A command run in a new instance of a container's component (see the
+/// crate doc).
+#[derive(Clone, Debug)]
+pub struct ExecSpec {
+    /// The component file.
+    pub image: PathBuf,
+    /// The whole argv (its first word is argv\[0\]).
+    pub argv: Vec<String>,
+    /// Environment variables (the container's).
+    pub env: Vec<(String, String)>,
+    /// Largest linear memory (the container's limit).
+    pub memory_limit: Option<u64>,
+    /// Share of one core (the container's limit).
+    pub cpu_millis: Option<u64>,
+    /// What the command reads on stdin.
+    pub stdin: Vec<u8>,
+    /// How long it may run before it is stopped.
+    pub timeout: Duration,
+}
+
+/// What an exec printed and how it ended.
+#[derive(Clone, Debug)]
+pub struct ExecResult {
+    /// Its exit, as a container's.
+    pub exit: Exit,
+    /// Its stdout.
+    pub stdout: Vec<u8>,
+    /// Its stderr.
+    pub stderr: Vec<u8>,
+    /// Whether it was stopped because its timeout ran out.
+    pub timed_out: bool,
 }
 
 /// Stops a running container.
@@ -309,7 +356,25 @@ impl WasmRuntime {
                     }
                 };
                 let _ = ready_tx.send(Ok(Timestamp::now()));
-                let exit = run(&runtime.engine, &pre, &spec, &thread_stop, log);
+                let io = Io {
+                    stdin: None,
+                    output: Output::Log(log),
+                };
+                let limits = Limits {
+                    memory: spec.memory_limit,
+                    cpu_millis: spec.cpu_millis,
+                };
+                let mut argv = vec![spec.program.clone()];
+                argv.extend(spec.args.iter().cloned());
+                let exit = run(
+                    &runtime.engine,
+                    &pre,
+                    &argv,
+                    &spec.env,
+                    limits,
+                    io,
+                    &thread_stop,
+                );
                 let _ = exit_tx.send(exit);
             })
             .map_err(|e| StartError::Create(format!("cannot start a container thread: {e}")))?;
@@ -322,6 +387,95 @@ impl WasmRuntime {
             exit: exit_rx,
         })
     }
+}
+
+impl WasmRuntime {
+    /// Runs `spec` to its end in a new instance (see the crate doc) on a
+    /// thread of its own; stops it when its timeout runs out. An error is
+    /// a component that cannot be loaded.
+    pub async fn exec(&self, spec: ExecSpec) -> Result<ExecResult, StartError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stop = Stopper(Arc::new(AtomicBool::new(false)));
+        let runtime = self.clone();
+        let thread_stop = stop.clone();
+        let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(MAX_EXEC_OUTPUT);
+        let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(MAX_EXEC_OUTPUT);
+        let (out, err) = (stdout.clone(), stderr.clone());
+        let timeout = spec.timeout;
+        std::thread::Builder::new()
+            .name("orchd-wasm-exec".into())
+            .spawn(move || {
+                let pre = match runtime.prepare(&spec.image) {
+                    Ok(pre) => pre,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let io = Io {
+                    stdin: Some(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(spec.stdin)),
+                    output: Output::Memory(out, err),
+                };
+                let limits = Limits {
+                    memory: spec.memory_limit,
+                    cpu_millis: spec.cpu_millis,
+                };
+                let exit = run(
+                    &runtime.engine,
+                    &pre,
+                    &spec.argv,
+                    &spec.env,
+                    limits,
+                    io,
+                    &thread_stop,
+                );
+                let _ = tx.send(Ok(exit));
+            })
+            .map_err(|e| StartError::Create(format!("cannot start an exec thread: {e}")))?;
+        let mut rx = rx;
+        let mut timed_out = false;
+        let exit = tokio::select! {
+            r = &mut rx => r,
+            _ = tokio::time::sleep(timeout) => {
+                timed_out = true;
+                stop.stop();
+                rx.await
+            }
+        };
+        let exit =
+            exit.map_err(|_| StartError::Create("the exec thread ended without an exit".into()))??;
+        Ok(ExecResult {
+            exit,
+            stdout: stdout.contents().to_vec(),
+            stderr: stderr.contents().to_vec(),
+            timed_out,
+        })
+    }
+}
+
+/// The standard streams of one instance.
+struct Io {
+    /// None: an empty stdin.
+    stdin: Option<wasmtime_wasi::p2::pipe::MemoryInputPipe>,
+    output: Output,
+}
+
+/// Where stdout and stderr go.
+enum Output {
+    /// Into the container's log file.
+    Log(log::LogFile),
+    /// Kept in memory (stdout, stderr).
+    Memory(
+        wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+        wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+    ),
+}
+
+/// The resource limits of one instance.
+#[derive(Clone, Copy)]
+struct Limits {
+    memory: Option<u64>,
+    cpu_millis: Option<u64>,
 }
 
 /// The file an image names: `file:///abs/path.wasm`, or `NAME[:TAG]` as
@@ -451,21 +605,32 @@ pub fn throttle_pause(cpu: Duration, wall: Duration, millis: u64) -> Duration {
 fn run(
     engine: &Engine,
     pre: &InstancePre<State>,
-    spec: &ContainerSpec,
+    argv: &[String],
+    env: &[(String, String)],
+    limits: Limits,
+    io: Io,
     stop: &Stopper,
-    log: log::LogFile,
 ) -> Exit {
     let mut wasi = WasiCtx::builder();
-    wasi.arg(&spec.program)
-        .args(&spec.args)
-        .envs(&spec.env)
-        .stdout(log.stream("stdout"))
-        .stderr(log.stream("stderr"))
+    wasi.args(argv).envs(env);
+    match io.output {
+        Output::Log(log) => wasi
+            .stdout(log.stream("stdout"))
+            .stderr(log.stream("stderr")),
+        Output::Memory(out, err) => wasi.stdout(out).stderr(err),
+    };
+    wasi
+        // Wasm pods share the host's network: TCP to and from any address
+        // (probes reach a server this way), no UDP, no name lookup.
+        .inherit_network()
         .allow_ip_name_lookup(false)
-        .allow_tcp(false)
+        .allow_tcp(true)
         .allow_udp(false);
+    if let Some(stdin) = io.stdin {
+        wasi.stdin(stdin);
+    }
     let memory =
-        usize::try_from(spec.memory_limit.unwrap_or(DEFAULT_MEMORY_LIMIT)).unwrap_or(usize::MAX);
+        usize::try_from(limits.memory.unwrap_or(DEFAULT_MEMORY_LIMIT)).unwrap_or(usize::MAX);
     let state = State {
         wasi: wasi.build(),
         table: ResourceTable::new(),
@@ -481,7 +646,7 @@ fn run(
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
     let flag = stop.0.clone();
-    let cpu_millis = spec.cpu_millis;
+    let cpu_millis = limits.cpu_millis;
     let wall_start = Instant::now();
     let cpu_start = thread_cpu_time().unwrap_or_default();
     store.epoch_deadline_callback(move |_| {
