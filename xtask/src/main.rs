@@ -390,6 +390,12 @@ const LANG_PLUGINS: &[LangPlugin] = &[
         world: "admission",
         file: "admission-policy-js.wasm",
     },
+    LangPlugin {
+        dir: "plugins/examples/configmap-replicator-js",
+        lang: Lang::Js,
+        world: "controller",
+        file: "configmap-replicator-js.wasm",
+    },
 ];
 
 /// The language toolchains, once installed.
