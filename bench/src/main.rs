@@ -17,11 +17,16 @@
 //!   plugins doing the work: time until all pods are Running and Ready,
 //!   per-pod startup latency against Kubernetes' SLO, control-plane memory
 //!   (see `controllers.rs`).
+//! * `orchd-bench plugins ORCHD_BIN RUST_WASM PYTHON_WASM JS_WASM`: one
+//!   admission policy built from Rust, Python and JavaScript: size, cold
+//!   compile, load, per-review latency, and API latency with and without it
+//!   (see `plugins.rs`).
 
 mod controllers;
 mod etcd;
 mod http;
 mod native;
+mod plugins;
 mod scheduler;
 
 use std::path::PathBuf;
@@ -54,11 +59,15 @@ fn main() -> anyhow::Result<()> {
             let options = controllers::Args::parse(&args[1..])?;
             runtime.block_on(controllers::run(options))
         }
+        Some("plugins") => {
+            let options = plugins::Args::parse(&args[1..])?;
+            runtime.block_on(plugins::run(options))
+        }
         Some(other) => {
-            bail!("unknown benchmark {other:?} (available: store, scheduler, controllers)")
+            bail!("unknown benchmark {other:?} (available: store, scheduler, controllers, plugins)")
         }
         None => bail!(
-            "usage: orchd-bench store [ORCHD_BIN] | orchd-bench scheduler ORCHD_BIN SCHEDULER_WASM FIRST_FIT_WASM [--nodes N] [--pods N] [--max-seconds S] | orchd-bench controllers ORCHD_BIN [--nodes N] [--replicas N] [--max-seconds S]"
+            "usage: orchd-bench store [ORCHD_BIN] | orchd-bench scheduler ORCHD_BIN SCHEDULER_WASM FIRST_FIT_WASM [--nodes N] [--pods N] [--max-seconds S] | orchd-bench controllers ORCHD_BIN [--nodes N] [--replicas N] [--max-seconds S] | orchd-bench plugins ORCHD_BIN RUST_WASM PYTHON_WASM JS_WASM [--reviews N] [--requests N] [--concurrency N]"
         ),
     }
 }

@@ -1,13 +1,13 @@
-// Writing a controller: pass `{ init(config), reconcile(key) }` to
+// Writing a controller: pass `{ setup(config), reconcile(key) }` to
 // `exportController` and re-export what it returns from the entry module:
 //
 //   import { exportController, spec, done } from "orchd-sdk/controller.js";
-//   export const { init, reconcile } = exportController({
-//     init: (config) => spec("configmaps"),
+//   export const { setup, reconcile } = exportController({
+//     setup: (config) => spec("configmaps"),
 //     reconcile: (key) => done(),
 //   });
 //
-// The host runs the informers and workqueue: `init` once (what to watch),
+// The host runs the informers and workqueue: `setup` once (what to watch),
 // then `reconcile` with one key at a time. A thrown error is logged by the
 // host and the key retried with backoff.
 
@@ -60,13 +60,13 @@ function message(e) {
   return e && e.stack ? `${e}\n${e.stack}` : String(e);
 }
 
-/** The world's exports (`{ init, reconcile }`) serving `controller`. */
+/** The world's exports (`{ setup, reconcile }`) serving `controller`. */
 export function exportController(controller) {
   return {
-    init(config) {
+    setup(config) {
       let s;
       try {
-        s = controller.init(config);
+        s = controller.setup(config);
       } catch (e) {
         throw message(e);
       }

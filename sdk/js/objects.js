@@ -22,9 +22,11 @@ function call(f) {
   try {
     return f();
   } catch (e) {
-    // A WIT `error` variant arrives as `{ tag, val }`.
-    if (e && typeof e === "object" && typeof e.tag === "string") {
-      throw new ApiError(e.tag, String(e.val));
+    // componentize-qjs throws a WIT `result`'s error as an Error whose
+    // `payload` is the `error` variant, `{ tag, val }`.
+    const v = e && typeof e === "object" && "payload" in e ? e.payload : e;
+    if (v && typeof v === "object" && typeof v.tag === "string") {
+      throw new ApiError(v.tag, String(v.val));
     }
     throw e;
   }

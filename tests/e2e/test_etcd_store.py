@@ -2,7 +2,10 @@
 create/get/watch/delete from etcd, two `orchd server` processes on the
 same etcd serve the same objects (a write through one reaches a watch
 through the other), and only the replica holding the plugins' Lease runs
-the plugins: the other stands by and takes over when the lease lapses.
+the schedulers and controllers: the other stands by and takes over when
+the lease lapses. Admission plugins run in every replica (each one's API
+enforces them), and components far larger than etcd's 1.5 MiB request
+limit install, stored in chunks.
 
 etcd is Debian's etcd-server (`cargo xtask test` installs it); without it
 these tests fail saying so, unless ORCHD_SKIP_ETCD_TESTS=1.
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Cluster, Orchd, request, wait_until
+from helpers import Cluster, HollowNodes, Orchd, plugin_path, request, run_orchd, wait_until
 from test_kubectl import Lines
 
 
@@ -205,3 +208,95 @@ def test_one_replica_runs_the_plugins_and_another_takes_over(etcd, tmp_path):
             stop(a)
     # A clean stop gives the lease up.
     assert "released the lease kube-system/orchd-plugins" in b.orchd.log()
+
+
+POD = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {labels}
+spec:
+  containers:
+  - name: app
+    image: busybox
+"""
+
+
+def test_every_replica_enforces_the_admission_plugins(etcd, tmp_path):
+    """A policy installed through the leader is enforced by the replica
+    that does not lead: a denied create through it prints the policy's
+    message in kubectl, and nothing is stored."""
+    store = ["--store", f"etcd://{etcd}/e2e-admission"]
+    a = start(tmp_path, "a", [*store, "--identity", "replica-a"], command="server")
+    wait_until("replica a to lead", lambda: "replica-a leads" in a.orchd.log(), timeout=20)
+    b = start(tmp_path, "b", [*store, "--identity", "replica-b"], command="server")
+    try:
+        wait_until("replica b to stand by",
+                   lambda: "standing by: lease kube-system/orchd-plugins is held by replica-a" in b.orchd.log(),
+                   timeout=20)
+        out = run_orchd(a, "plugin", "install", str(plugin_path("required-labels.wasm")),
+                        "--resources", "pods", "--operations", "CREATE,UPDATE").stdout
+        assert "admission plugin" in out, out
+        wait_until("replica b to load the policy",
+                   lambda: "plugin required-labels: [info] revision 1 reviews API writes" in b.orchd.log(), timeout=60)
+        assert "replica-b leads" not in b.orchd.log()
+
+        denied = b.kubectl("apply", "-f", "-", input=POD.format(name="anonymous", labels="{}"), check=False)
+        assert denied.returncode != 0, denied.stdout
+        assert ('admission webhook "required-labels" denied the request: '
+                'pods "anonymous" is missing the required label "owner"') in denied.stderr, denied.stderr
+        assert a.status_of("/api/v1/namespaces/default/pods/anonymous") == 404
+        b.kubectl("apply", "-f", "-", input=POD.format(name="owned", labels="{owner: team-a}"))
+        assert a.get("/api/v1/namespaces/default/pods/owned")["metadata"]["labels"] == {"owner": "team-a"}
+
+        # Deleting the Plugin (through b) lifts the policy in both replicas.
+        run_orchd(b, "plugin", "remove", "required-labels")
+        for replica in (a, b):
+            wait_until("the policy lifted", lambda: replica.kubectl(
+                "apply", "-f", "-", input=POD.format(name="free", labels="{}"), check=False).returncode == 0,
+                timeout=30)
+            replica.kubectl("delete", "pod", "free", "--wait=false")
+    finally:
+        stop(b)
+        stop(a)
+
+
+def test_a_python_plugin_installs_on_etcd_in_chunks(etcd, tmp_path):
+    """A Python component (~18 MB, far past etcd's 1.5 MiB request limit)
+    installs on an etcd-backed cluster, stored as 1 MiB chunks and a head,
+    and runs: the Python scheduler binds a pod. Removing the plugin
+    removes the chunks with the head."""
+    component = plugin_path("zone-packer-py.wasm")
+    size = component.stat().st_size
+    chunks = -(-size // (1 << 20))
+    assert chunks > 2, f"{component} is only {size} bytes"
+    c = start(tmp_path, "big", ["--store", f"etcd://{etcd}/e2e-big"])
+    nodes = HollowNodes(c.url, 2, "--labels", "topology.kubernetes.io/zone=zone-a")
+    try:
+        out = run_orchd(c, "plugin", "install", str(component), "--timeout", "300", timeout=360).stdout
+        assert f"({size} bytes in {chunks} chunks)" in out, out
+        assert 'serving schedulerName "zone-packer"' in out and "revision 1 is active" in out, out
+        digest = c.get("/apis/orchd.dev/v1/plugins/zone-packer")["spec"]["revisions"][0]["digest"]
+        head = "sha256-" + digest.removeprefix("sha256:")
+        keys = [k for k in etcd_keys(etcd, "/e2e-big/plugincomponents.orchd.dev/") if head in k]
+        assert sorted(keys) == sorted([f"/e2e-big/plugincomponents.orchd.dev/{head}"]
+                                      + [f"/e2e-big/plugincomponents.orchd.dev/{head}-{i}" for i in range(chunks)]), keys
+        stored = c.get(f"/apis/orchd.dev/v1/plugincomponents/{head}")
+        assert stored["size"] == size and len(stored["chunks"]) == chunks and not stored.get("data"), \
+            {k: v for k, v in stored.items() if k != "chunks"}
+
+        c.create("/api/v1/namespaces/default/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "packed"},
+            "spec": {"schedulerName": "zone-packer", "containers": [{"name": "c", "image": "busybox"}]}})
+        wait_until("the Python scheduler to bind the pod",
+                   lambda: c.get("/api/v1/namespaces/default/pods/packed")["spec"].get("nodeName"), timeout=60)
+
+        # The same bytes again (revision 2): nothing is uploaded.
+        again = run_orchd(c, "plugin", "install", str(component), "--no-wait").stdout
+        assert f"component {head} is already stored" in again, again
+        run_orchd(c, "plugin", "remove", "zone-packer")
+        assert [k for k in etcd_keys(etcd, "/e2e-big/plugincomponents.orchd.dev/") if head in k] == []
+    finally:
+        nodes.stop()
+        stop(c)

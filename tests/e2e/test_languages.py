@@ -13,6 +13,7 @@ on a loaded 2-core machine with the dev profile's optimized cranelift;
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import urllib.parse
@@ -215,19 +216,89 @@ spec:
     assert cluster.status_of(f"{PODS}/fine") == 200
 
 
-# componentize-qjs 0.4.3-0.4.5 panics ("one or more duplicate items detected
-# when collecting into set or map", wit-component's linker) on any world
-# that exports a function named `init`, as `world controller` does: a JS
-# controller cannot be built with it. Strict, so a fixed release shows up.
-JS_CONTROLLER_BROKEN = pytest.mark.xfail(
-    strict=True, reason="componentize-qjs 0.4.5 cannot build a world exporting `init` (world controller)")
+def test_js_controller_replicates_a_configmap_into_every_namespace(cluster):
+    """A JavaScript controller (world controller, componentize-qjs): a
+    ConfigMap labelled `orchd.dev/replicate=true` is copied into every
+    namespace, new ones included; copies follow the source's data, a copy
+    deleted by hand comes back, a ConfigMap of that name that is not a copy
+    is left alone, and the copies go when the source loses its label."""
+    out = install(cluster, "configmap-replicator-js.wasm", "--name", "configmap-replicator",
+                  "--read", "configmaps,namespaces", "--write", "configmaps",
+                  "--config", '{"exclude": ["kube-node-lease"]}')
+    assert "is a controller plugin" in out and "revision 1 is active" in out, out
+    cluster.kubectl("create", "namespace", "team-a")
+    cluster.kubectl_apply_text("""
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: team-b
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: shared
+  namespace: team-b
+data:
+  owner: team-b
+""")
+    cluster.kubectl_apply_text("""
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: shared
+  labels: {orchd.dev/replicate: "true", app: settings}
+data:
+  region: eu
+  level: "3"
+""")
+
+    def data(ns: str) -> dict | None:
+        """The data of ConfigMap `shared` in `ns`, read with kubectl; None if there is none."""
+        p = cluster.kubectl("get", "configmap", "shared", "-n", ns, "-o", "json", check=False)
+        if p.returncode != 0:
+            assert "NotFound" in p.stderr, p.stderr
+            return None
+        return json.loads(p.stdout).get("data") or {}
+    expected = {"region": "eu", "level": "3"}
+    wait_until("copies in team-a, kube-system and kube-public",
+               lambda: all(data(ns) == expected for ns in ("team-a", "kube-system", "kube-public")), timeout=60)
+    copy = cluster.kubectl_json("get", "configmap", "shared", "-n", "team-a")
+    assert copy["metadata"]["annotations"]["orchd.dev/replicated-from"] == "default/shared"
+    assert copy["metadata"]["labels"] == {"app": "settings", "orchd.dev/replica": "true"}, copy["metadata"]
+    assert data("kube-node-lease") is None, "excluded by the plugin's configuration"
+    assert data("team-b") == {"owner": "team-b"}, "a ConfigMap that is not a copy is never overwritten"
+    events = cluster.kubectl_json("get", "events", "--field-selector", "involvedObject.name=shared")["items"]
+    assert any(e["reason"] == "ReplicationBlocked" and "team-b" in e["message"] for e in events), events
+
+    # A namespace created later gets its copy; a changed source (a key
+    # dropped, one changed) changes every copy.
+    cluster.kubectl("create", "namespace", "team-c")
+    wait_until("a copy in the new namespace", lambda: data("team-c") == expected, timeout=60)
+    cluster.kubectl("patch", "configmap", "shared", "--type=json",
+                    "-p", '[{"op": "remove", "path": "/data/level"}, {"op": "replace", "path": "/data/region", "value": "us"}]')
+    wait_until("every copy updated", lambda: all(data(ns) == {"region": "us"} for ns in ("team-a", "team-c", "kube-system")),
+               timeout=60)
+
+    # A copy deleted by hand comes back; a copy edited by hand is put back.
+    cluster.kubectl("delete", "configmap", "shared", "-n", "team-a")
+    wait_until("the deleted copy back", lambda: data("team-a") == {"region": "us"}, timeout=60)
+    cluster.kubectl("patch", "configmap", "shared", "-n", "team-c", "--type=merge", "-p", '{"data": {"region": "mars"}}')
+    wait_until("the edited copy put back", lambda: data("team-c") == {"region": "us"}, timeout=60)
+
+    # Without the label it is no longer a source: its copies go, the
+    # foreign one and the source stay.
+    cluster.kubectl("label", "configmap", "shared", "orchd.dev/replicate-")
+    wait_until("the copies deleted", lambda: all(data(ns) is None for ns in ("team-a", "team-c", "kube-system", "kube-public")),
+               timeout=60)
+    assert data("team-b") == {"owner": "team-b"} and data("default") == {"region": "us"}
+    plugin = cluster.get(f"{PLUGINS}/configmap-replicator")
+    assert plugin["status"]["phase"] == "Active" and not plugin["status"].get("restarts"), plugin["status"]
 
 
 @pytest.mark.parametrize("lang,worlds", [
     ("rust", ["controller", "scheduler", "admission"]),
     ("python", ["controller", "scheduler", "admission"]),
-    ("js", ["scheduler", "admission"]),
-    pytest.param("js", ["controller"], marks=JS_CONTROLLER_BROKEN, id="js-controller"),
+    ("js", ["controller", "scheduler", "admission"]),
 ])
 def test_plugin_new_builds_components_install_accepts(cluster, tmp_path, lang, worlds):
     """`orchd plugin new` for each world: build.sh gives a component that

@@ -7,7 +7,8 @@
 //!   `examples/`, shows it with kubectl, and keeps it running in the
 //!   foreground until Ctrl-C;
 //! * `bench store`: release builds of orchd and the benchmark driver, then
-//!   orchd's store and API beside a real etcd on this machine.
+//!   orchd's store and API beside a real etcd on this machine (and `bench
+//!   scheduler|controllers|plugins`, see USAGE).
 //!
 //! Only the standard library: this crate must build before anything else.
 
@@ -51,7 +52,7 @@ tasks:
   demo [--listen 127.0.0.1:PORT]
         builds orchd, starts a cluster in .orchd/, applies examples/, shows it
         with kubectl, and keeps it running until Ctrl-C
-  bench [store|scheduler|controllers] [-- OPTIONS]
+  bench [store|scheduler|controllers|plugins] [-- OPTIONS]
         release builds, then the benchmark named, or with no name each in turn:
         store: durable write throughput of orchd's store (trait and HTTP API)
           beside etcd (Debian's etcd-server, installed if missing), watch
@@ -64,7 +65,14 @@ tasks:
         controllers: `orchd up` and 1,000 hollow nodes; a Deployment scaled
           from 0 to 10,000 replicas: time until all are Running and Ready,
           pod startup latency p50/p99 against Kubernetes' 5 s SLO, control
-          plane RSS (options after `--`: --nodes N --replicas N)";
+          plane RSS (options after `--`: --nodes N --replicas N)
+        plugins: one admission policy (required labels) built from Rust,
+          Python (componentize-py) and JavaScript (componentize-qjs): component
+          size, cold compile (no artifact cache), load (link + first instance),
+          per-review latency p50/p99 through the admission chain; then pod
+          creates through `orchd up` at concurrency 16 with no admission
+          plugin, the Rust one and the Python one: p50/p99 and ratios
+          (options after `--`: --reviews N --requests N --concurrency N)";
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -390,6 +398,12 @@ const LANG_PLUGINS: &[LangPlugin] = &[
         world: "admission",
         file: "admission-policy-js.wasm",
     },
+    LangPlugin {
+        dir: "plugins/examples/configmap-replicator-js",
+        lang: Lang::Js,
+        world: "controller",
+        file: "configmap-replicator-js.wasm",
+    },
 ];
 
 /// The language toolchains, once installed.
@@ -535,41 +549,64 @@ fn build_lang_plugins(target: &Path, dir: &Path, tools: &Toolchains) -> Result {
             println!("xtask: plugin {file} is up to date");
             continue;
         }
-        match lang {
-            Lang::Python => run(
-                &format!("build plugin {file} (Python, componentize-py)"),
-                Command::new(&tools.componentize_py)
-                    .current_dir(&root)
-                    .args(["-d", "wit", "-w", world, "componentize", "app", "-p"])
-                    .arg(&src)
-                    .arg("-p")
-                    .arg(&sdk)
-                    .arg("-o")
-                    .arg(&out),
-            )?,
-            Lang::Js => {
-                // componentize-qjs resolves bare imports (`orchd-sdk/...`)
-                // under `<module root>/node_modules` and follows no link
-                // out of the root: stage the sources and the SDK together.
-                let stage = target.join("js-build").join(file.trim_end_matches(".wasm"));
-                if stage.exists() {
-                    std::fs::remove_dir_all(&stage)
-                        .map_err(|e| format!("cannot clear {}: {e}", stage.display()))?;
-                }
-                copy_js(&src, &stage)?;
-                copy_js(&sdk, &stage.join("node_modules").join("orchd-sdk"))?;
-                run(
-                    &format!("build plugin {file} (JavaScript, componentize-qjs)"),
-                    Command::new(&tools.componentize_qjs)
-                        .current_dir(&root)
-                        .args(["--wit", "wit", "--world", world, "--sync", "--js"])
-                        .arg(stage.join("app.js"))
-                        .arg("--module-root")
-                        .arg(&stage)
-                        .arg("-o")
-                        .arg(&out),
-                )?
+        build_lang_plugin(target, tools, &src, *lang, world, &out)?;
+    }
+    Ok(())
+}
+
+/// Builds one Python or JavaScript plugin from `src` (its `app.py` or
+/// `app.js`) into `out`, over the SDK of its language.
+fn build_lang_plugin(
+    target: &Path,
+    tools: &Toolchains,
+    src: &Path,
+    lang: Lang,
+    world: &str,
+    out: &Path,
+) -> Result {
+    let root = root();
+    let file = out
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sdk = root.join("sdk").join(match lang {
+        Lang::Python => "python",
+        Lang::Js => "js",
+    });
+    match lang {
+        Lang::Python => run(
+            &format!("build plugin {file} (Python, componentize-py)"),
+            Command::new(&tools.componentize_py)
+                .current_dir(&root)
+                .args(["-d", "wit", "-w", world, "componentize", "app", "-p"])
+                .arg(src)
+                .arg("-p")
+                .arg(&sdk)
+                .arg("-o")
+                .arg(out),
+        )?,
+        Lang::Js => {
+            // componentize-qjs resolves bare imports (`orchd-sdk/...`)
+            // under `<module root>/node_modules` and follows no link
+            // out of the root: stage the sources and the SDK together.
+            let stage = target.join("js-build").join(file.trim_end_matches(".wasm"));
+            if stage.exists() {
+                std::fs::remove_dir_all(&stage)
+                    .map_err(|e| format!("cannot clear {}: {e}", stage.display()))?;
             }
+            copy_js(src, &stage)?;
+            copy_js(&sdk, &stage.join("node_modules").join("orchd-sdk"))?;
+            run(
+                &format!("build plugin {file} (JavaScript, componentize-qjs)"),
+                Command::new(&tools.componentize_qjs)
+                    .current_dir(&root)
+                    .args(["--wit", "wit", "--world", world, "--sync", "--js"])
+                    .arg(stage.join("app.js"))
+                    .arg("--module-root")
+                    .arg(&stage)
+                    .arg("-o")
+                    .arg(out),
+            )?
         }
     }
     Ok(())
@@ -1073,7 +1110,7 @@ Press Ctrl-C here to stop the cluster.",
 /// builds, then the benchmark driver; with no name, every benchmark.
 fn bench(args: &[String]) -> Result {
     // In the order a bare `cargo xtask bench` runs them.
-    const BENCHMARKS: &[&str] = &["store", "scheduler", "controllers"];
+    const BENCHMARKS: &[&str] = &["store", "scheduler", "controllers", "plugins"];
     let (names, extra) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (args, &[][..]),
@@ -1097,7 +1134,7 @@ fn bench(args: &[String]) -> Result {
     };
     if !extra.is_empty() && (chosen.len() != 1 || chosen == ["store"]) {
         return Err(format!(
-            "options after `--` are for `bench scheduler` or `bench controllers` alone\n{USAGE}"
+            "options after `--` are for `bench scheduler`, `bench controllers` or `bench plugins` alone\n{USAGE}"
         ));
     }
     let root = root();
@@ -1105,7 +1142,10 @@ fn bench(args: &[String]) -> Result {
         // The baseline is a real etcd from Debian, as a user would install it.
         ensure_etcd()?;
     }
-    if chosen.contains(&"scheduler") || chosen.contains(&"controllers") {
+    if chosen.contains(&"scheduler")
+        || chosen.contains(&"controllers")
+        || chosen.contains(&"plugins")
+    {
         // orchd's build script embeds the scheduler component only when
         // the target is there; the benchmark needs the components too.
         ensure_wasm_target()?;
@@ -1132,6 +1172,18 @@ fn bench(args: &[String]) -> Result {
                     .arg("store")
                     .arg(release.join("orchd")),
             )?,
+            "plugins" => {
+                let components = bench_plugin_components(&target)?;
+                run(
+                    "plugins benchmark",
+                    Command::new(release.join("orchd-bench"))
+                        .current_dir(&root)
+                        .arg("plugins")
+                        .arg(release.join("orchd"))
+                        .args(&components)
+                        .args(extra),
+                )?
+            }
             "controllers" => run(
                 "controllers benchmark",
                 Command::new(release.join("orchd-bench"))
@@ -1186,6 +1238,52 @@ fn bench(args: &[String]) -> Result {
         }
     }
     Ok(())
+}
+
+/// Release builds of the same admission policy, required labels, from
+/// Rust (plugins/examples/required-labels), Python and JavaScript
+/// (bench/plugins/required-labels-py, -js, ports of it), in
+/// `<target>/bench-plugins`; returns their paths in that order.
+fn bench_plugin_components(target: &Path) -> Result<Vec<PathBuf>> {
+    let root = root();
+    let wasm_target = target.join("wasm-plugins");
+    run(
+        "build the Rust admission policy (required-labels) for Wasm",
+        Command::new(cargo())
+            .current_dir(&root)
+            .args(["build", "--release", "--target", WASM_TARGET])
+            .args(["-p", "orchd-required-labels"])
+            .arg("--target-dir")
+            .arg(&wasm_target),
+    )?;
+    let dir = target.join("bench-plugins");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let rust = dir.join("required-labels-rust.wasm");
+    let built = wasm_target
+        .join(WASM_TARGET)
+        .join("release")
+        .join("orchd_required_labels.wasm");
+    std::fs::copy(&built, &rust)
+        .map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), rust.display()))?;
+    let tools = Toolchains {
+        componentize_py: ensure_componentize_py(target)?,
+        componentize_qjs: ensure_js_sdk(target)?,
+    };
+    let mut out = vec![rust];
+    for (src, lang, file) in [
+        (
+            "required-labels-py",
+            Lang::Python,
+            "required-labels-python.wasm",
+        ),
+        ("required-labels-js", Lang::Js, "required-labels-js.wasm"),
+    ] {
+        let to = dir.join(file);
+        let src = root.join("bench").join("plugins").join(src);
+        build_lang_plugin(target, &tools, &src, lang, "admission", &to)?;
+        out.push(to);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

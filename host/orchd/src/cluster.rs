@@ -421,7 +421,7 @@ async fn start_plugins(
     api: std::sync::Arc<ApiServer>,
 ) -> anyhow::Result<PluginRunner> {
     use orchd_plugin_host::leader::{self, ElectionConfig};
-    use orchd_plugin_host::manager::{self, Ensured, ManagerConfig};
+    use orchd_plugin_host::manager::{self, Ensured, ManagerConfig, PluginSet};
     use orchd_plugin_host::{PluginEngine, sandbox};
     if args.no_default_plugins {
         out!("orchd: default plugins not installed (--no-default-plugins)");
@@ -478,53 +478,69 @@ async fn start_plugins(
     let config = ManagerConfig {
         probation: std::time::Duration::from_millis(args.plugin_probation_ms),
         admission: Some(chain),
+        plugins: PluginSet::All,
     };
     let api: std::sync::Arc<dyn orchd_plugin_host::access::ObjectApi> =
         std::sync::Arc::new(crate::inprocess::InProcessApi(api));
     let shared = args.store.starts_with("etcd://");
     let store_for_election = store.clone();
-    let start = move || {
+    let start = move |config: ManagerConfig| {
         manager::start(
             store.clone(),
             Some(api.clone()),
             engine.clone(),
             sandbox::stderr_sink(),
-            config.clone(),
+            config,
         )
     };
     if !shared {
-        return Ok(PluginRunner::Alone(start()));
+        return Ok(PluginRunner::Alone(start(config)));
     }
-    // On a shared store the plugins run in one control-plane replica at a
-    // time: the one holding the lease.
+    // On a shared store every replica's API enforces the admission
+    // plugins, so every replica loads them, unelected; schedulers and
+    // controllers run in one replica at a time: the one holding the lease.
+    let admission = start(ManagerConfig {
+        plugins: PluginSet::Admission,
+        ..config.clone()
+    });
+    let elected = ManagerConfig {
+        plugins: PluginSet::Elected,
+        admission: None,
+        ..config
+    };
     let election = ElectionConfig::new(
         args.identity
             .clone()
             .unwrap_or_else(leader::default_identity),
     );
     let notify: leader::Notify = std::sync::Arc::new(|m: &str| out!("orchd: leader election: {m}"));
-    Ok(PluginRunner::Elected(leader::start(
-        store_for_election,
-        election,
-        notify,
-        move || Box::new(start()),
-    )))
+    let elector = leader::start(store_for_election, election, notify, move || {
+        Box::new(start(elected.clone()))
+    });
+    Ok(PluginRunner::Elected { admission, elector })
 }
 
 /// What runs the plugins. On the embedded store, which only this process
 /// can open, the manager itself: there is no other replica to elect
-/// against (and no lease to renew every 2 s). On etcd, an elector that
-/// runs the manager while this replica holds the lease.
+/// against (and no lease to renew every 2 s). On etcd, a manager of the
+/// admission plugins in every replica, and an elector that runs the
+/// manager of the others while this replica holds the lease.
 enum PluginRunner {
     Alone(orchd_plugin_host::manager::ManagerHandle),
-    Elected(orchd_plugin_host::leader::ElectorHandle),
+    Elected {
+        admission: orchd_plugin_host::manager::ManagerHandle,
+        elector: orchd_plugin_host::leader::ElectorHandle,
+    },
 }
 
 impl PluginRunner {
     async fn stop(self) {
         match self {
             PluginRunner::Alone(manager) => manager.stop().await,
-            PluginRunner::Elected(elector) => elector.stop().await,
+            PluginRunner::Elected { admission, elector } => {
+                elector.stop().await;
+                admission.stop().await;
+            }
         }
     }
 }

@@ -11,11 +11,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use base64::Engine as _;
 use hyper::Method;
 use orchd_plugin_host::{Limits, PluginEngine, SchedulerPlugin, World, sandbox};
 use orchd_resources::orchd_v1::{self, Plugin};
-use serde_json::json;
 
 use crate::ServerArgs;
 use crate::client::Client;
@@ -355,19 +353,46 @@ fn default_name(path: &std::path::Path) -> String {
     }
 }
 
-/// Stores the component's bytes (once per digest).
+/// Stores the component's bytes (once per digest): a large one as chunks,
+/// then the head naming them (see `orchd_v1::component_objects`), so it
+/// fits etcd's request limit and a head never lacks its chunks.
 async fn upload(client: &Client, digest: &str, bytes: &[u8]) -> anyhow::Result<()> {
     let name = orchd_v1::component_name(digest);
-    let body = json!({
-        "apiVersion": "orchd.dev/v1",
-        "kind": "PluginComponent",
-        "metadata": {"name": name},
-        "data": base64::engine::general_purpose::STANDARD.encode(bytes),
-    });
+    let path = format!("{COMPONENTS}/{name}");
+    if client
+        .send(Method::GET, &path, None, Vec::new())
+        .await?
+        .code
+        == 200
+    {
+        out!("orchd: component {name} is already stored");
+        return Ok(());
+    }
+    let (chunks, head) = orchd_v1::component_objects(bytes);
+    let count = chunks.len();
+    for chunk in chunks {
+        let answer = client
+            .send_json(Method::POST, COMPONENTS, JSON, &chunk)
+            .await?;
+        // 409: left by an upload that stopped halfway; the plugin host
+        // checks every chunk's bytes when it loads the component.
+        if answer.code != 409 {
+            answer.ok().with_context(|| {
+                format!(
+                    "cannot upload {}",
+                    chunk["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })?;
+        }
+    }
     let answer = client
-        .send_json(Method::POST, COMPONENTS, JSON, &body)
+        .send_json(Method::POST, COMPONENTS, JSON, &head)
         .await?;
     match answer.code {
+        201 | 200 if count > 0 => out!(
+            "orchd: uploaded component {name} ({} bytes in {count} chunks)",
+            bytes.len()
+        ),
         201 | 200 => out!("orchd: uploaded component {name}"),
         409 => out!("orchd: component {name} is already stored"),
         _ => {
@@ -767,18 +792,33 @@ async fn remove(args: RemoveArgs) -> anyhow::Result<()> {
             continue;
         }
         let component = orchd_v1::component_name(&revision.digest);
-        let answer = client
+        let head = client
             .send(
-                Method::DELETE,
+                Method::GET,
                 &format!("{COMPONENTS}/{component}"),
                 None,
                 Vec::new(),
             )
             .await?;
-        if answer.code != 404 {
-            answer
-                .ok()
-                .with_context(|| format!("cannot delete component {component}"))?;
+        let chunks = head.body["chunks"].as_array().map_or(0, Vec::len);
+        // The head first: once it is gone no one starts loading the
+        // component, and its chunks can go.
+        let names = std::iter::once(component.clone())
+            .chain((0..chunks).map(|i| orchd_v1::chunk_name(&component, i)));
+        for name in names {
+            let answer = client
+                .send(
+                    Method::DELETE,
+                    &format!("{COMPONENTS}/{name}"),
+                    None,
+                    Vec::new(),
+                )
+                .await?;
+            if answer.code != 404 {
+                answer
+                    .ok()
+                    .with_context(|| format!("cannot delete component {name}"))?;
+            }
         }
     }
     Ok(())

@@ -185,12 +185,6 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot make {} executable", to.display()))?;
         }
     }
-    if args.lang == Lang::Js && args.world == TemplateWorld::Controller {
-        // Written anyway: the code is right and a fixed toolchain builds it.
-        eprintln!(
-            "orchd: warning: componentize-qjs 0.4.5 cannot build world controller yet (it panics on a world exporting `init`); see sdk/js/README.md"
-        );
-    }
     out!(
         "orchd: wrote a {:?} {} plugin to {} ({} files): cd there and run ./build.sh (see README.md)",
         args.lang,
@@ -404,7 +398,7 @@ use orchd_sdk::{events, objects};
 struct Labeler;
 
 impl Controller for Labeler {
-    fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(_config: &str) -> Result<ControllerSpec, BoxError> {
         Ok(ControllerSpec::new("configmaps"))
     }
 
@@ -498,7 +492,7 @@ from orchd_sdk.controller import Controller, ControllerSpec, done, export
 
 
 class Labeler(Controller):
-    def init(self, config):
+    def setup(self, config):
         return ControllerSpec("configmaps")
 
     def reconcile(self, key):
@@ -569,8 +563,8 @@ import { exportController, spec, done } from "orchd-sdk/controller.js";
 import * as objects from "orchd-sdk/objects.js";
 import * as events from "orchd-sdk/events.js";
 
-export const { init, reconcile } = exportController({
-  init: (config) => spec("configmaps"),
+export const { setup, reconcile } = exportController({
+  setup: (config) => spec("configmaps"),
   reconcile(key) {
     let cm;
     try {

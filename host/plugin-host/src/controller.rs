@@ -1,7 +1,7 @@
 //! The host side of `world controller`: linking a controller component,
 //! its `log`, `events` and `objects` imports (every object call checked
 //! against the plugin's capabilities, then sent through the API), and
-//! supervised calls to `init` and `reconcile`.
+//! supervised calls to `setup` and `reconcile`.
 
 use std::sync::Arc;
 
@@ -319,7 +319,7 @@ pub struct ControllerPlugin {
 
 impl ControllerPlugin {
     /// Links `compiled` as a controller called `name`, starts an instance
-    /// and calls `init(config)` (every later instance is initialized the
+    /// and calls `setup(config)` (every later instance is initialized the
     /// same way). Fails with a one-line reason if the component is not a
     /// controller, does not link, refuses its configuration, or asks to
     /// watch what its capabilities do not let it read.
@@ -359,14 +359,14 @@ impl ControllerPlugin {
             log,
             Box::new(move |store| {
                 let instance = pre.instantiate(&mut *store)?;
-                match instance.call_init(&mut *store, &config)? {
+                match instance.call_setup(&mut *store, &config)? {
                     Ok(spec) => {
                         if let Ok(mut slot) = spec_slot.lock() {
                             slot.get_or_insert(spec);
                         }
                         Ok(instance)
                     }
-                    Err(message) => Err(wasmtime::Error::msg(format!("init refused: {message}"))),
+                    Err(message) => Err(wasmtime::Error::msg(format!("setup refused: {message}"))),
                 }
             }),
         )
@@ -376,7 +376,7 @@ impl ControllerPlugin {
             .lock()
             .ok()
             .and_then(|mut s| s.take())
-            .ok_or_else(|| PluginError::Internal(format!("{name}: init gave no spec")))?;
+            .ok_or_else(|| PluginError::Internal(format!("{name}: setup gave no spec")))?;
         for resource in
             std::iter::once(&spec.primary).chain(spec.watches.iter().map(|w| &w.resource))
         {

@@ -22,6 +22,7 @@
 pub mod access;
 pub mod admission;
 mod cache;
+pub mod component;
 pub mod controller;
 pub mod engine;
 pub mod events;

@@ -18,12 +18,15 @@
 //! [`AdmissionChain`] given in [`ManagerConfig::admission`] (a new
 //! revision replaces the old one in the chain in one step, once loaded and
 //! instantiated), and their failed reviews become Events on the Plugin.
+//!
+//! A manager runs one [`PluginSet`]: on a shared store each replica runs
+//! the admission plugins itself (its API enforces them) while schedulers
+//! and controllers run in the replica holding the lease.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use orchd_resources::orchd_v1::{self, Plugin, PluginStatus};
 use orchd_store::{ObjectKey, Store, StoreError, meta};
 use serde_json::Value;
@@ -48,6 +51,34 @@ pub const PLUGINS: &str = "plugins.orchd.dev";
 /// The store resource of PluginComponent objects.
 pub const COMPONENTS: &str = "plugincomponents.orchd.dev";
 
+/// Which Plugins a manager runs; it leaves the others alone (no load, no
+/// status write), for another manager to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PluginSet {
+    /// Every Plugin: a replica alone on its store.
+    All,
+    /// Only Plugins of world `admission`. Each API replica enforces its
+    /// own chain, so every replica runs one of these, unelected: a replica
+    /// that does not hold the plugins' lease must still enforce policy.
+    Admission,
+    /// Every Plugin but admission ones (schedulers, controllers, and
+    /// Plugins whose world is wrong, to be refused): what the replica
+    /// holding the lease runs, since two replicas must never both decide.
+    Elected,
+}
+
+impl PluginSet {
+    /// Whether a Plugin of `world` (its `spec.world`) belongs to this set.
+    pub fn runs(self, world: &str) -> bool {
+        let admission = world == World::Admission.name();
+        match self {
+            PluginSet::All => true,
+            PluginSet::Admission => admission,
+            PluginSet::Elected => !admission,
+        }
+    }
+}
+
 /// How the manager runs plugins.
 #[derive(Clone, Debug)]
 pub struct ManagerConfig {
@@ -56,6 +87,8 @@ pub struct ManagerConfig {
     /// The API's admission chain, where admission plugins are put; without
     /// one, admission plugins are refused.
     pub admission: Option<Arc<AdmissionChain>>,
+    /// The Plugins this manager runs.
+    pub plugins: PluginSet,
 }
 
 impl Default for ManagerConfig {
@@ -63,6 +96,7 @@ impl Default for ManagerConfig {
         ManagerConfig {
             probation: Duration::from_secs(3),
             admission: None,
+            plugins: PluginSet::All,
         }
     }
 }
@@ -106,7 +140,9 @@ pub fn start(
     ));
     let (report_tx, report_rx) = mpsc::unbounded_channel();
     let (failure_tx, failure_rx) = mpsc::unbounded_channel();
-    if let Some(chain) = &config.admission {
+    if let Some(chain) = &config.admission
+        && config.plugins.runs(World::Admission.name())
+    {
         chain.report_failures_to(failure_tx);
     }
     let manager = Manager {
@@ -254,7 +290,7 @@ impl Manager {
                     .cloned()
                     .collect();
                 for name in gone {
-                    self.remove(&name).await;
+                    self.remove(&name, "the Plugin was deleted").await;
                 }
                 for plugin in plugins {
                     self.reconcile(plugin).await;
@@ -263,20 +299,16 @@ impl Manager {
             Change::Upsert((), plugin) => self.reconcile(plugin).await,
             Change::Delete((), plugin) => {
                 if let Some(name) = meta::meta_str(&plugin, "name") {
-                    self.remove(name).await;
+                    self.remove(name, "the Plugin was deleted").await;
                 }
             }
         }
     }
 
-    async fn remove(&mut self, name: &str) {
+    async fn remove(&mut self, name: &str, why: &str) {
         if let Some(running) = self.running.remove(name) {
             running.runner.stop().await;
-            (self.log)(
-                name,
-                crate::LogLevel::Info,
-                "stopped: the Plugin was deleted",
-            );
+            (self.log)(name, crate::LogLevel::Info, &format!("stopped: {why}"));
         }
     }
 
@@ -286,7 +318,7 @@ impl Manager {
             return;
         };
         if meta::meta_str(&object, "deletionTimestamp").is_some() {
-            self.remove(&name).await;
+            self.remove(&name, "the Plugin was deleted").await;
             return;
         }
         let generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
@@ -297,6 +329,13 @@ impl Manager {
                 return;
             }
         };
+        if !self.config.plugins.runs(&plugin.spec.world) {
+            // Another manager's (its world changed, say): stop what runs
+            // here, and leave its status to that manager.
+            self.remove(&name, "the Plugin's world is run elsewhere")
+                .await;
+            return;
+        }
         let status = plugin.status.clone().unwrap_or_default();
         let wanted = plugin.spec.revision;
         let current = self
@@ -360,23 +399,14 @@ impl Manager {
             .find(|r| r.revision == wanted)
             .ok_or_else(|| PluginError::Invalid(format!("revision {wanted} is not installed")))?;
         let digest = revision.digest.clone();
-        let key = ObjectKey::cluster(COMPONENTS, &orchd_v1::component_name(&digest));
-        let component = self.store.get(&key).await.map_err(|e| match e {
-            StoreError::NotFound { .. } => PluginError::Invalid(format!(
-                "revision {wanted}: no PluginComponent holds {digest}"
-            )),
-            e => PluginError::Internal(format!("reading the component of revision {wanted}: {e}")),
-        })?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(component["data"].as_str().unwrap_or_default())
-            .map_err(|_| {
-                PluginError::Invalid(format!("revision {wanted}: component is not base64"))
+        let bytes = crate::component::read(self.store.as_ref(), &digest)
+            .await
+            .map_err(|e| match e {
+                crate::component::ReadError::Store(m) => {
+                    PluginError::Internal(format!("revision {wanted}: {m}"))
+                }
+                e => PluginError::Invalid(format!("revision {wanted}: {e}")),
             })?;
-        if format!("sha256:{}", orchd_v1::sha256_hex(&bytes)) != digest {
-            return Err(PluginError::Invalid(format!(
-                "revision {wanted}: the component's bytes do not match {digest}"
-            )));
-        }
         let world = plugin.spec.world.clone();
         let limits = limits_of(plugin);
         let engine = self.engine.clone();
@@ -953,22 +983,8 @@ pub async fn ensure_plugin(
         Err(StoreError::NotFound { .. }) => {}
         Err(e) => return Err(e),
     }
-    let hex = orchd_v1::sha256_hex(bytes);
-    let digest = format!("sha256:{hex}");
-    let component_name = orchd_v1::component_name(&digest);
-    let component = serde_json::json!({
-        "apiVersion": "orchd.dev/v1",
-        "kind": "PluginComponent",
-        "metadata": {"name": component_name},
-        "data": base64::engine::general_purpose::STANDARD.encode(bytes),
-    });
-    match store
-        .create(&ObjectKey::cluster(COMPONENTS, &component_name), component)
-        .await
-    {
-        Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
-        Err(e) => return Err(e),
-    }
+    // The same path as `orchd plugin install`: in chunks if it is large.
+    let digest = crate::component::write(store, bytes).await?;
     let plugin = serde_json::json!({
         "apiVersion": "orchd.dev/v1",
         "kind": "Plugin",
@@ -989,5 +1005,27 @@ pub async fn ensure_plugin(
         Ok(_) => Ok(Ensured::Created),
         Err(StoreError::AlreadyExists { .. }) => Ok(Ensured::Exists),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_sets_split_admission_from_the_elected_worlds() {
+        for world in ["scheduler", "controller", "admission", "", "bogus"] {
+            assert!(PluginSet::All.runs(world));
+            // Exactly one of the two split managers runs each Plugin, so
+            // none is run twice and none is left without a manager.
+            assert_ne!(
+                PluginSet::Admission.runs(world),
+                PluginSet::Elected.runs(world),
+                "{world}"
+            );
+        }
+        assert!(PluginSet::Admission.runs("admission"));
+        assert!(PluginSet::Elected.runs("controller"));
+        assert!(PluginSet::Elected.runs("bogus"), "refused by the leader");
     }
 }

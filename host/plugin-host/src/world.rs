@@ -37,7 +37,7 @@ impl World {
     pub fn exports(self) -> &'static [&'static str] {
         match self {
             World::Scheduler => &["scheduler-name", "update", "schedule"],
-            World::Controller => &["init", "reconcile"],
+            World::Controller => &["setup", "reconcile"],
             World::Admission => &["review"],
         }
     }
@@ -87,7 +87,7 @@ pub fn detect(engine: &Engine, component: &Component) -> Result<World, PluginErr
         [world] => Ok(*world),
         [] => Err(PluginError::Invalid(format!(
             "the component matches no known world of orchd:plugin@0.1.0: it exports {} \
-             (a scheduler exports scheduler-name, update and schedule, a controller init and reconcile, \
+             (a scheduler exports scheduler-name, update and schedule, a controller setup and reconcile, \
              an admission plugin review)",
             if funcs.is_empty() {
                 "no functions".to_string()

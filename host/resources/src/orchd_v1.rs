@@ -9,7 +9,13 @@
 //! * `PluginComponent` (cluster-scoped): the bytes of one component, named
 //!   by their digest (`sha256-<hex>`), so every control-plane replica loads
 //!   the same code. Immutable by construction: a name is a digest, and the
-//!   API checks that the bytes hash to it.
+//!   API checks that the bytes hash to it. A component larger than
+//!   [`COMPONENT_CHUNK_BYTES`] (Python and JavaScript ones are 12-24 MB;
+//!   etcd refuses requests over 1.5 MiB) is stored in chunks: objects
+//!   `sha256-<hex>-0`, `-1`, ... of at most that many bytes each, written
+//!   first, then the head `sha256-<hex>`, which lists the chunks' digests
+//!   and holds no data. Whoever loads it checks each chunk and the whole
+//!   against the digests; whoever deletes the head deletes its chunks.
 //!
 //! Both are plain serde types with schemars schemas, so they go through the
 //! same validation, defaults, OpenAPI and Table code as Kubernetes' kinds.
@@ -23,6 +29,12 @@ pub const GROUP: &str = "orchd.dev";
 
 /// Prefix of a `PluginComponent` name; the lower-case hex digest follows.
 pub const COMPONENT_NAME_PREFIX: &str = "sha256-";
+
+/// Largest component stored in one object, and the size of each chunk of
+/// a larger one. Base64 makes a chunk ~1.4 MB of JSON: under etcd's default
+/// 1.5 MiB request limit (`--max-request-bytes`) with room for the
+/// object's metadata.
+pub const COMPONENT_CHUNK_BYTES: usize = 1 << 20;
 
 /// A policy plugin.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -67,7 +79,7 @@ pub struct PluginSpec {
     /// nothing when absent. Checked on every host call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<PluginCapabilities>,
-    /// Configuration handed to the plugin at start (a controller's `init`).
+    /// Configuration handed to the plugin at start (a controller's `setup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
     /// For `world: admission`: which API writes it reviews and how, in the
@@ -227,12 +239,73 @@ pub struct PluginComponent {
     /// `PluginComponent`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
-    /// Standard object metadata; the name is `sha256-<hex>`.
+    /// Standard object metadata; the name is `sha256-<hex>`, or
+    /// `sha256-<hex>-<index>` for a chunk of a component stored in chunks.
     #[serde(default)]
     pub metadata: ObjectMeta,
-    /// The component's bytes, base64-encoded (standard alphabet, padded).
+    /// The component's bytes (or this chunk's), base64-encoded (standard
+    /// alphabet, padded). Empty on the head of a component in chunks.
     #[serde(default)]
     pub data: String,
+    /// For a component stored in chunks: the digest (`sha256:<hex>`) of
+    /// each chunk, in order; chunk `i` is the object named `<name>-<i>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<String>,
+    /// For a component stored in chunks: its size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// The name of chunk `index` of the component named `component`.
+pub fn chunk_name(component: &str, index: usize) -> String {
+    format!("{component}-{index}")
+}
+
+/// Whether `name` names a chunk (`sha256-<64 hex>-<index>`), and which.
+pub fn parse_chunk_name(name: &str) -> Option<(&str, usize)> {
+    let (component, index) = name.rsplit_once('-')?;
+    let hex = component.strip_prefix(COMPONENT_NAME_PREFIX)?;
+    let is_hex = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let is_index = !index.is_empty()
+        && index.bytes().all(|b| b.is_ascii_digit())
+        && (index == "0" || !index.starts_with('0'));
+    (is_hex && is_index)
+        .then(|| Some((component, index.parse().ok()?)))
+        .flatten()
+}
+
+/// The `PluginComponent` objects that store `bytes`, in the order to
+/// write them: the chunks (none for a component of at most
+/// [`COMPONENT_CHUNK_BYTES`]), then the head named by the digest, so a
+/// head that exists always has its chunks.
+pub fn component_objects(bytes: &[u8]) -> (Vec<serde_json::Value>, serde_json::Value) {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let name = component_name(&format!("sha256:{}", sha256_hex(bytes)));
+    let object = |name: &str| {
+        serde_json::json!({
+            "apiVersion": "orchd.dev/v1",
+            "kind": "PluginComponent",
+            "metadata": {"name": name},
+        })
+    };
+    if bytes.len() <= COMPONENT_CHUNK_BYTES {
+        let mut head = object(&name);
+        head["data"] = b64(bytes).into();
+        return (Vec::new(), head);
+    }
+    let mut chunks = Vec::new();
+    let mut digests = Vec::new();
+    for (i, part) in bytes.chunks(COMPONENT_CHUNK_BYTES).enumerate() {
+        let mut chunk = object(&chunk_name(&name, i));
+        chunk["data"] = b64(part).into();
+        chunks.push(chunk);
+        digests.push(format!("sha256:{}", sha256_hex(part)));
+    }
+    let mut head = object(&name);
+    head["chunks"] = digests.into();
+    head["size"] = (bytes.len() as u64).into();
+    (chunks, head)
 }
 
 /// The `PluginComponent` name holding the bytes of `digest`
@@ -258,6 +331,63 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_components_are_chunks_then_a_head() {
+        use base64::Engine as _;
+        let decode = |v: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v["data"].as_str().unwrap())
+                .unwrap()
+        };
+        let small = vec![7u8; COMPONENT_CHUNK_BYTES];
+        let (chunks, head) = component_objects(&small);
+        assert!(chunks.is_empty());
+        assert_eq!(decode(&head), small);
+        assert!(head.get("chunks").is_none());
+
+        let big: Vec<u8> = (0..2 * COMPONENT_CHUNK_BYTES + 5)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (chunks, head) = component_objects(&big);
+        let name = format!("sha256-{}", sha256_hex(&big));
+        assert_eq!(head["metadata"]["name"], name.as_str());
+        assert!(head.get("data").is_none());
+        assert_eq!(head["size"], big.len() as u64);
+        assert_eq!(chunks.len(), 3);
+        let mut joined = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            assert_eq!(chunk["metadata"]["name"], chunk_name(&name, i).as_str());
+            let part = decode(chunk);
+            assert!(part.len() <= COMPONENT_CHUNK_BYTES);
+            assert_eq!(
+                head["chunks"][i],
+                format!("sha256:{}", sha256_hex(&part)).as_str()
+            );
+            joined.extend(part);
+        }
+        assert_eq!(joined, big);
+        // Under etcd's 1.5 MiB request limit, as JSON.
+        assert!(serde_json::to_vec(&chunks[0]).unwrap().len() < 1_500_000);
+    }
+
+    #[test]
+    fn chunk_names_parse() {
+        let hex = sha256_hex(b"x");
+        let head = format!("sha256-{hex}");
+        assert_eq!(
+            parse_chunk_name(&format!("{head}-12")),
+            Some((head.as_str(), 12))
+        );
+        assert_eq!(
+            parse_chunk_name(&format!("{head}-0")),
+            Some((head.as_str(), 0))
+        );
+        assert_eq!(parse_chunk_name(&head), None);
+        assert_eq!(parse_chunk_name(&format!("{head}-01")), None);
+        assert_eq!(parse_chunk_name(&format!("{head}-")), None);
+        assert_eq!(parse_chunk_name("sha256-abc-1"), None);
+    }
 
     #[test]
     fn component_names_follow_digests() {

@@ -470,7 +470,11 @@ fn row(kind: &str, object: &Value, include: IncludeObject, now: Timestamp) -> Va
         "RuntimeClass" => vec![p.name(), json!(p.str(&["handler"])), p.age()],
         "Plugin" => p.plugin(),
         "PluginComponent" => {
-            let size = base64_len(p.str(&["data"]));
+            // A component in chunks says its size; others hold their bytes.
+            let size = p
+                .get(&["size"])
+                .and_then(Value::as_u64)
+                .map_or_else(|| base64_len(p.str(&["data"])), |s| s as usize);
             vec![p.name(), json!(size), p.age()]
         }
         _ => vec![p.name(), json!(p.str(&["metadata", "creationTimestamp"]))],

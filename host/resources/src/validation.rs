@@ -383,11 +383,21 @@ fn check_plugin(object: &Value, errors: &mut Vec<FieldError>) {
     }
 }
 
-/// A PluginComponent's name is the digest of its bytes.
+/// A PluginComponent's name is the digest of its bytes; a chunk
+/// (`<name>-<index>`) holds at most a chunk's bytes; the head of a
+/// component in chunks holds no bytes but the digests of its chunks (its
+/// own digest is checked by whoever loads it: the chunks are elsewhere).
 fn check_plugin_component(object: &Value, errors: &mut Vec<FieldError>) {
+    use crate::orchd_v1::{
+        COMPONENT_CHUNK_BYTES, COMPONENT_NAME_PREFIX, parse_chunk_name, sha256_hex,
+    };
     use base64::Engine as _;
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let data = object["data"].as_str().unwrap_or_default();
+    let chunks = object["chunks"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) else {
         errors.push(FieldError::new(
             "FieldValueInvalid",
@@ -396,11 +406,72 @@ fn check_plugin_component(object: &Value, errors: &mut Vec<FieldError>) {
         ));
         return;
     };
-    let expected = format!(
-        "{}{}",
-        crate::orchd_v1::COMPONENT_NAME_PREFIX,
-        crate::orchd_v1::sha256_hex(&bytes)
-    );
+    if parse_chunk_name(name).is_some() {
+        if bytes.is_empty() || bytes.len() > COMPONENT_CHUNK_BYTES {
+            errors.push(FieldError::new(
+                "FieldValueInvalid",
+                "data",
+                format!(
+                    "Invalid value: a chunk holds 1 to {COMPONENT_CHUNK_BYTES} bytes, not {}",
+                    bytes.len()
+                ),
+            ));
+        }
+        if !chunks.is_empty() {
+            errors.push(FieldError::new(
+                "FieldValueForbidden",
+                "chunks",
+                "Forbidden: a chunk has no chunks",
+            ));
+        }
+        return;
+    }
+    if !chunks.is_empty() {
+        let hex = name.strip_prefix(COMPONENT_NAME_PREFIX).unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            errors.push(FieldError::new(
+                "FieldValueInvalid",
+                "metadata.name",
+                format!("Invalid value: {name:?}: must be sha256- and 64 lower-case hex digits"),
+            ));
+        }
+        if !bytes.is_empty() {
+            errors.push(FieldError::new(
+                "FieldValueForbidden",
+                "data",
+                "Forbidden: a component in chunks holds its bytes in the chunks",
+            ));
+        }
+        for (i, c) in chunks.iter().enumerate() {
+            let hex = c
+                .as_str()
+                .and_then(|c| c.strip_prefix("sha256:"))
+                .unwrap_or_default();
+            if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                errors.push(FieldError::new(
+                    "FieldValueInvalid",
+                    format!("chunks[{i}]"),
+                    format!("Invalid value: {c}: must be sha256: and 64 lower-case hex digits"),
+                ));
+            }
+        }
+        let size = object["size"].as_u64().unwrap_or(0);
+        let max = (chunks.len() as u64).saturating_mul(COMPONENT_CHUNK_BYTES as u64);
+        let min = max.saturating_sub(COMPONENT_CHUNK_BYTES as u64);
+        if size <= min || size > max {
+            errors.push(FieldError::new(
+                "FieldValueInvalid",
+                "size",
+                format!(
+                    "Invalid value: {size}: {} chunks of {COMPONENT_CHUNK_BYTES} bytes hold {} to {max} bytes",
+                    chunks.len(),
+                    min + 1
+                ),
+            ));
+        }
+        return;
+    }
+    let expected = format!("{COMPONENT_NAME_PREFIX}{}", sha256_hex(&bytes));
     if name != expected {
         errors.push(FieldError::new(
             "FieldValueInvalid",
@@ -608,5 +679,40 @@ mod tests {
         assert!(check_qualified_name("bad key").is_err());
         assert!(check_label_value("").is_ok());
         assert!(check_label_value("x".repeat(64).as_str()).is_err());
+    }
+
+    #[test]
+    fn plugin_components_are_whole_chunks_or_heads_of_chunks() {
+        use crate::orchd_v1::{COMPONENT_CHUNK_BYTES, component_objects};
+        let rt = find_by_kind("orchd.dev/v1", "PluginComponent").unwrap();
+        let (chunks, head) = component_objects(b"small");
+        assert!(chunks.is_empty());
+        validate(rt, &head).unwrap();
+        let mut wrong = head.clone();
+        wrong["data"] = json!("b3RoZXI=");
+        assert_eq!(validate(rt, &wrong).unwrap_err()[0].field, "metadata.name");
+
+        let big = vec![1u8; COMPONENT_CHUNK_BYTES + 1];
+        let (chunks, head) = component_objects(&big);
+        for chunk in &chunks {
+            validate(rt, chunk).unwrap();
+        }
+        validate(rt, &head).unwrap();
+        let mut lying = head.clone();
+        lying["size"] = json!(5);
+        assert_eq!(validate(rt, &lying).unwrap_err()[0].field, "size");
+        let mut stuffed = head.clone();
+        stuffed["data"] = json!("eA==");
+        assert_eq!(validate(rt, &stuffed).unwrap_err()[0].field, "data");
+        let mut bad = head.clone();
+        bad["chunks"][0] = json!("md5:x");
+        assert_eq!(validate(rt, &bad).unwrap_err()[0].field, "chunks[0]");
+        // A chunk holds at most a chunk's bytes.
+        let mut fat = chunks[0].clone();
+        fat["data"] = json!(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            vec![0u8; COMPONENT_CHUNK_BYTES + 1]
+        ));
+        assert_eq!(validate(rt, &fat).unwrap_err()[0].field, "data");
     }
 }

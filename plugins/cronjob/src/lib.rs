@@ -42,7 +42,7 @@ const JOBS: &str = "jobs.batch";
 struct CronJobs;
 
 impl Controller for CronJobs {
-    fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(_config: &str) -> Result<ControllerSpec, BoxError> {
         Ok(ControllerSpec::new(CRONJOBS).watch_owned(JOBS, "CronJob"))
     }
 

@@ -69,7 +69,7 @@ thread_local! {
 }
 
 impl Controller for DaemonSets {
-    fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(_config: &str) -> Result<ControllerSpec, BoxError> {
         Ok(ControllerSpec::new(DAEMONSETS)
             .watch_owned("pods", "DaemonSet")
             // Orphans it may adopt.

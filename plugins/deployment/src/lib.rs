@@ -43,7 +43,7 @@ const REPLICASETS: &str = "replicasets.apps";
 struct Deployments;
 
 impl Controller for Deployments {
-    fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(_config: &str) -> Result<ControllerSpec, BoxError> {
         Ok(ControllerSpec::new(DEPLOYMENTS).watch_owned(REPLICASETS, "Deployment"))
     }
 

@@ -34,7 +34,7 @@ const ENDPOINTS: &str = "endpoints";
 struct Endpoints;
 
 impl Controller for Endpoints {
-    fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(_config: &str) -> Result<ControllerSpec, BoxError> {
         Ok(ControllerSpec::new(SERVICES).watch_selected("pods"))
     }
 

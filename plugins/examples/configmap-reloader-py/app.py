@@ -19,7 +19,7 @@ import logic
 
 
 class ConfigMapReloader(Controller):
-    def init(self, config):
+    def setup(self, config):
         return ControllerSpec("deployments.apps").watch_all("configmaps")
 
     def reconcile(self, key):

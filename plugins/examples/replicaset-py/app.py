@@ -30,7 +30,7 @@ WRITE_BUDGET = 0.4
 
 
 class ReplicaSets(Controller):
-    def init(self, config):
+    def setup(self, config):
         return ControllerSpec(REPLICASETS).watch_owned("pods", "ReplicaSet").watch_selected("pods")
 
     def reconcile(self, key):

@@ -72,7 +72,7 @@ fn again_now() -> ReconcileResult {
 struct GarbageCollector;
 
 impl Controller for GarbageCollector {
-    fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(_config: &str) -> Result<ControllerSpec, BoxError> {
         let mut spec = ControllerSpec::new("pods");
         for owner in logic::OWNER_RESOURCES {
             spec = spec.watch(*owner);

@@ -58,7 +58,7 @@ const SETTLE_POLL: Duration = Duration::from_millis(500);
 struct Jobs;
 
 impl Controller for Jobs {
-    fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(_config: &str) -> Result<ControllerSpec, BoxError> {
         Ok(ControllerSpec::new(JOBS).watch_owned("pods", "Job"))
     }
 

@@ -38,13 +38,13 @@ const NAMESPACES: &str = "namespaces";
 /// How soon a namespace whose content is still going is looked at again.
 const RECHECK: Duration = Duration::from_millis(500);
 
-/// The resources to sweep, from `init`'s configuration.
+/// The resources to sweep, from `setup`'s configuration.
 static RESOURCES: OnceLock<Vec<String>> = OnceLock::new();
 
 struct Namespaces;
 
 impl Controller for Namespaces {
-    fn init(config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(config: &str) -> Result<ControllerSpec, BoxError> {
         let resources = logic::resources_from_config(config)?;
         log::info(&format!(
             "sweeping {} namespaced resources",

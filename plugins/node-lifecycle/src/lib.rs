@@ -41,7 +41,7 @@ const NODES: &str = "nodes";
 const LEASES: &str = "leases.coordination.k8s.io";
 const LEASE_NAMESPACE: &str = "kube-node-lease";
 
-/// The configuration `init` was given.
+/// The configuration `setup` was given.
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
 fn config() -> &'static Config {
@@ -67,7 +67,7 @@ fn until(at: i64, now: i64) -> Duration {
 struct NodeLifecycle;
 
 impl Controller for NodeLifecycle {
-    fn init(config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(config: &str) -> Result<ControllerSpec, BoxError> {
         let parsed = Config::parse(config)?;
         log::info(&format!(
             "node monitor grace period: {} ms",

@@ -42,7 +42,7 @@ const WRITE_BUDGET: Duration = Duration::from_millis(400);
 struct ReplicaSets;
 
 impl Controller for ReplicaSets {
-    fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(_config: &str) -> Result<ControllerSpec, BoxError> {
         // Pods it controls map to it by owner; orphans (to adopt) by selector.
         Ok(ControllerSpec::new(REPLICASETS)
             .watch_owned("pods", "ReplicaSet")

@@ -17,7 +17,7 @@ const DEFAULT_ACCOUNT: &str = "default";
 struct ServiceAccounts;
 
 impl Controller for ServiceAccounts {
-    fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(_config: &str) -> Result<ControllerSpec, BoxError> {
         let mut spec = ControllerSpec::new("namespaces");
         spec.watches.push(Watch {
             resource: "serviceaccounts".into(),

@@ -51,7 +51,7 @@ const WRITE_BUDGET: Duration = Duration::from_millis(400);
 struct StatefulSets;
 
 impl Controller for StatefulSets {
-    fn init(_config: &str) -> Result<ControllerSpec, BoxError> {
+    fn setup(_config: &str) -> Result<ControllerSpec, BoxError> {
         Ok(ControllerSpec::new(STATEFULSETS)
             .watch_owned("pods", "StatefulSet")
             // Orphans it may adopt.

@@ -3,7 +3,7 @@
     from orchd_sdk.controller import Controller, ControllerSpec, done, export
 
     class Labeler(Controller):
-        def init(self, config):
+        def setup(self, config):
             return ControllerSpec("configmaps")
 
         def reconcile(self, key):
@@ -12,7 +12,7 @@
 
     WitWorld = export(Labeler)
 
-The host runs the informers and the workqueue: it calls ``init`` once to
+The host runs the informers and the workqueue: it calls ``setup`` once to
 learn what to watch, then ``reconcile`` with one key at a time (never the
 same key twice at once). A reconcile reads the world through
 :mod:`orchd_sdk.objects`, writes what brings it in line, and returns; an
@@ -83,9 +83,9 @@ def requeue_after(seconds: float) -> "_wit.ReconcileResult":
 
 
 class Controller:
-    """A controller plugin: override ``init`` and ``reconcile``."""
+    """A controller plugin: override ``setup`` and ``reconcile``."""
 
-    def init(self, config: str) -> ControllerSpec:
+    def setup(self, config: str) -> ControllerSpec:
         """Called once with the plugin's configuration text: what to watch."""
         raise NotImplementedError
 
@@ -109,9 +109,9 @@ def export(cls):
     plugin = cls()
 
     class WitWorld:
-        def init(self, config: str):
+        def setup(self, config: str):
             try:
-                spec = plugin.init(config)
+                spec = plugin.setup(config)
             except Exception as e:
                 raise Err(_message(e))
             if isinstance(spec, str):

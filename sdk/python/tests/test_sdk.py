@@ -78,7 +78,7 @@ def test_controller_spec_results_and_errors_map_to_the_generated_types(world):
     from orchd_sdk.controller import Controller, ControllerSpec, export, requeue_after
 
     class C(Controller):
-        def init(self, config):
+        def setup(self, config):
             if config == "bad":
                 raise ValueError("bad config")
             return ControllerSpec("deployments.apps").watch_owned("pods", "ReplicaSet").read("nodes")
@@ -91,10 +91,10 @@ def test_controller_spec_results_and_errors_map_to_the_generated_types(world):
             return None
 
     w = export(C)()
-    spec = w.init("")
+    spec = w.setup("")
     assert spec == t.ControllerSpec("deployments.apps", [t.Watch("pods", "owner:ReplicaSet"), t.Watch("nodes", "none")], 1)
     with pytest.raises(Err, match="bad config"):
-        w.init("bad")
+        w.setup("bad")
     from orchd_sdk.objects import ref
     assert w.reconcile(ref("deployments.apps", "default", "x")) == t.ReconcileResult_Done()
     assert w.reconcile(ref("deployments.apps", "default", "later")) == t.ReconcileResult_RequeueAfter(1500)

@@ -2,7 +2,7 @@
 //! [`export_controller!`](crate::export_controller).
 //!
 //! The host runs the informers and the workqueue: it calls
-//! [`Controller::init`] once to learn what to watch, then
+//! [`Controller::setup`] once to learn what to watch, then
 //! [`Controller::reconcile`] with one key at a time (never the same key
 //! twice at once). A reconcile reads the world through [`crate::objects`],
 //! writes the changes that bring it in line, and returns; an error is
@@ -23,7 +23,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub trait Controller {
     /// Called once after instantiation with the plugin's configuration
     /// (from its Plugin object, often empty): what to watch.
-    fn init(config: &str) -> Result<ControllerSpec, BoxError>;
+    fn setup(config: &str) -> Result<ControllerSpec, BoxError>;
 
     /// Brings the world in line with the primary object at `key`, which may
     /// no longer exist (then clean up, or do nothing).
@@ -31,8 +31,8 @@ pub trait Controller {
 }
 
 impl<T: Controller> crate::bindings::controller::Guest for T {
-    fn init(config: String) -> Result<ControllerSpec, String> {
-        <T as Controller>::init(&config).map_err(|e| e.to_string())
+    fn setup(config: String) -> Result<ControllerSpec, String> {
+        <T as Controller>::setup(&config).map_err(|e| e.to_string())
     }
 
     fn reconcile(key: ObjectRef) -> Result<ReconcileResult, String> {
