@@ -1,5 +1,6 @@
 //! The container runtime as the node agent sees it: a CRI-shaped trait the
-//! embedded wasm shim implements today and the containerd shim will.
+//! embedded wasm shim and the containerd shim ([`crate::containerd`])
+//! implement; a node holds one per RuntimeClass handler.
 
 use std::path::PathBuf;
 
@@ -22,6 +23,32 @@ pub struct ContainerConfig {
     pub cpu_millis: Option<u64>,
     /// Where its stdout/stderr go.
     pub log_path: PathBuf,
+    /// The pod's uid (the sandbox it joins).
+    pub pod_uid: String,
+    /// Which run of the container this is (0 first).
+    pub attempt: u32,
+    /// The container's spec as the pod writes it, for what a runtime needs
+    /// beyond the fields above (the containerd shim: `command` and `args`
+    /// apart, `workingDir`, CPU requests).
+    pub spec: serde_json::Value,
+}
+
+/// What a pod's containers share, as [`Runtime::create_sandbox`] set it up.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    /// The pod's IP address.
+    pub pod_ip: String,
+}
+
+/// What a command run inside a container printed and how it ended.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOutput {
+    /// Exit code.
+    pub code: i32,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
 }
 
 /// How a container ended.
@@ -46,6 +73,20 @@ pub trait RunningContainer: Send {
     fn stopper(&self) -> Box<dyn Fn() + Send + Sync>;
     /// Waits for it to end.
     async fn wait(self: Box<Self>) -> ContainerExit;
+    /// Asks the container to end gracefully (SIGTERM to a process). The default does nothing:
+    /// a runtime without signals is ended by `stopper()` when the grace period runs out.
+    fn terminate(&self) {}
+    /// Runs `command` inside the running container (exec probes, hooks, `kubectl exec`),
+    /// feeding it `stdin`, waiting at most `timeout`.
+    async fn exec(
+        &self,
+        command: Vec<String>,
+        stdin: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<ExecOutput, String> {
+        let _ = (command, stdin, timeout);
+        Err("exec is not supported by this runtime".into())
+    }
 }
 
 /// A container runtime (a RuntimeClass handler).
@@ -56,6 +97,21 @@ pub trait Runtime: Send + Sync {
     /// Starts a container; returns once it runs.
     async fn start(&self, config: ContainerConfig)
     -> Result<Box<dyn RunningContainer>, StartError>;
+    /// Sets up what the containers of `pod` share (network namespace, pod
+    /// IP, pod cgroup) before the first starts. The default fits a runtime
+    /// without sandboxes (the wasm shim): the pod shares the host's
+    /// network view, its IP is 127.0.0.1.
+    async fn create_sandbox(&self, pod: &serde_json::Value) -> Result<Sandbox, String> {
+        let _ = pod;
+        Ok(Sandbox {
+            pod_ip: "127.0.0.1".into(),
+        })
+    }
+    /// Tears down the sandbox of pod `uid` once its containers have
+    /// stopped (safe to call for a pod without one).
+    async fn remove_sandbox(&self, uid: &str) {
+        let _ = uid;
+    }
 }
 
 /// The embedded wasm runtime: images are component files.

@@ -8,6 +8,7 @@
 mod client;
 mod cluster;
 mod commands;
+mod image;
 mod inprocess;
 mod plugin;
 mod sim;
@@ -46,6 +47,8 @@ enum Command {
     Plugin(plugin::PluginArgs),
     /// Simulations for tests and benchmarks: `orchd sim nodes --count 100`.
     Sim(sim::SimArgs),
+    /// Container images in containerd: `orchd image import FILE.tar`.
+    Image(image::ImageArgs),
 }
 
 /// Where the client commands find the API server.
@@ -88,6 +91,7 @@ fn main() {
             Command::Delete(args) => commands::delete(args).await,
             Command::Plugin(args) => plugin::run(args).await,
             Command::Sim(args) => sim::run(args).await,
+            Command::Image(args) => image::run(args).await,
         }
     });
     // Blocking work still running (a plugin compiling) must not hold the
