@@ -40,7 +40,9 @@ usage: cargo xtask <task> [options]
 
 tasks:
   test [--e2e-only] [-- PYTEST_ARGS...]
-        every test: installs etcd (Debian's etcd-server) if missing, builds
+        every test: installs etcd (Debian's etcd-server) and containerd,
+        runc, busybox-static, protobuf-compiler, containernetworking-plugins
+        and iproute2 if missing, builds
         orchd, installs componentize-py (PyPI, target/plugin-sdk-venv) and
         sdk/js's npm packages (target/js-sdk) and builds the Python and
         JavaScript example plugins with them, runs `cargo test --workspace`
@@ -777,6 +779,48 @@ fn ensure_etcd() -> Result {
     })
 }
 
+/// Debian packages the containerd end-to-end tests need, each with a file
+/// that shows it is installed: containerd and runc (real containers),
+/// busybox-static (the test image is built from it), protobuf-compiler
+/// (containerd-client's build), the CNI plugins and iproute2 (the pod
+/// network).
+const CONTAINERD_PACKAGES: &[(&str, &str)] = &[
+    ("containerd", "/usr/bin/containerd"),
+    ("runc", "/usr/sbin/runc"),
+    ("busybox-static", "/bin/busybox"),
+    ("protobuf-compiler", "/usr/bin/protoc"),
+    ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+    ("iproute2", "/usr/bin/ip"),
+];
+
+/// Installs with apt whichever of [`CONTAINERD_PACKAGES`] is missing.
+fn ensure_containerd() -> Result {
+    let missing: Vec<&str> = CONTAINERD_PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = || {
+        run(
+            "install containerd and what real containers need",
+            Command::new("apt-get")
+                .args(["install", "-y"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    install().or_else(|_| {
+        run(
+            "refresh package lists",
+            Command::new("apt-get").arg("update"),
+        )?;
+        install()
+    })
+}
+
 /// `cargo xtask test`.
 fn test(args: &[String]) -> Result {
     let mut e2e_only = false;
@@ -800,6 +844,7 @@ fn test(args: &[String]) -> Result {
 
     ensure_wasm_target()?;
     ensure_etcd()?;
+    ensure_containerd()?;
     let orchd = build_orchd(&target)?;
     let plugins = build_test_plugins(&target)?;
     let tools = Toolchains {
@@ -839,6 +884,9 @@ fn test(args: &[String]) -> Result {
         .env("COMPONENTIZE_PY", &tools.componentize_py)
         .env("COMPONENTIZE_QJS", &tools.componentize_qjs)
         .env("ORCHD_WASM_TARGET_DIR", target.join("wasm-plugins"))
+        // The containerd the e2e suite starts keeps its socket, root and
+        // state here, never in the system's /run/containerd.
+        .env("ORCHD_CONTAINERD_DIR", target.join("e2e-containerd"))
         .env("PATH", path_with(&venv_bin)?)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("KUBECONFIG");

@@ -792,3 +792,49 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_state_changes_become_kubelet_events() {
+        let status = |state: Value| json!({"containerStatuses": [{"name": "c", "image": "img", "state": state}]});
+        let waiting = |reason: &str, message: &str| {
+            status(json!({"waiting": {"reason": reason, "message": message}}))
+        };
+        let reasons = |before: &Value, now: &Value| -> Vec<(&'static str, String)> {
+            container_events(before, now)
+                .into_iter()
+                .map(|(_, r, m)| (r, m))
+                .collect()
+        };
+        let pulling = waiting("ErrImagePull", "image \"img\" not found");
+        assert_eq!(
+            reasons(&Value::Null, &pulling),
+            vec![(
+                "Failed",
+                "Failed to pull image \"img\": image \"img\" not found".to_string()
+            )]
+        );
+        assert!(
+            reasons(&pulling, &pulling).is_empty(),
+            "no repeat without a change"
+        );
+        let running = status(json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}));
+        assert_eq!(reasons(&pulling, &running)[0].0, "Started");
+        assert!(reasons(&running, &running).is_empty());
+        let backoff = waiting("CrashLoopBackOff", "back-off 10s");
+        assert_eq!(reasons(&running, &backoff)[0].0, "BackOff");
+        let longer = waiting("CrashLoopBackOff", "back-off 20s");
+        assert!(
+            reasons(&backoff, &longer).is_empty(),
+            "one BackOff per entry into it"
+        );
+        let create = waiting("CreateContainerError", "exec: \"x\": not found");
+        assert_eq!(
+            reasons(&backoff, &create),
+            vec![("Failed", "Error: exec: \"x\": not found".to_string())]
+        );
+    }
+}
