@@ -347,3 +347,23 @@ def test_deleted_pods_leave_no_containers_snapshots_netns_or_cgroups(cluster):
     assert len([d for d in left["pod cgroups"] if "/memory/" in d or "/sys/fs/cgroup/orchd/" in d]) == 3, left
     c.kubectl("delete", "pods", "short0", "short1", "short2", "--wait=true", timeout=90)
     wait_until("nothing left behind", lambda: not nothing_left(c.ctrd, c.orchd.data_dir), timeout=30, interval=0.2)
+
+
+def test_a_runtime_class_overhead_and_scheduling_are_added_at_admission(cluster):
+    c = cluster
+    c.kubectl_apply_text(f"""apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: runc-metered
+handler: runc
+overhead:
+  podFixed: {{cpu: 100m, memory: 20Mi}}
+scheduling:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
+""")
+    c.kubectl_apply_text(manifest("metered", ["sleep", "3600"], runtime_class="runc-metered"))
+    p = wait_phase(c, "metered", "Running")
+    assert p["spec"]["overhead"] == {"cpu": "100m", "memory": "20Mi"}, p["spec"]
+    assert p["spec"]["nodeSelector"] == {"kubernetes.io/hostname": NODE}, p["spec"]
+    # Its handler is runc: a real task in containerd.
+    assert any("RUNNING" in line for line in c.ctrd.ctr("tasks", "ls").stdout.splitlines())
