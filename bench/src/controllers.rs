@@ -97,7 +97,7 @@ impl Args {
 }
 
 /// A child process whose stdout is scanned for a line, then drained.
-async fn spawn_and_wait_for(
+pub(crate) async fn spawn_and_wait_for(
     what: &str,
     mut command: Command,
     marker: &str,
@@ -234,7 +234,7 @@ async fn watch_pods(
     Ok(pods)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

@@ -17,11 +17,16 @@
 //!   plugins doing the work: time until all pods are Running and Ready,
 //!   per-pod startup latency against Kubernetes' SLO, control-plane memory
 //!   (see `controllers.rs`).
+//! * `orchd-bench pods ORCHD_BIN HELLO_WASM`: pod startup latency (create
+//!   -> Running, p50/p99 over 200 pods) on the wasm shim and on
+//!   containerd/runc, beside bare `ctr run -d`; node Ready time (see
+//!   `pods.rs`).
 
 mod controllers;
 mod etcd;
 mod http;
 mod native;
+mod pods;
 mod scheduler;
 
 use std::path::PathBuf;
@@ -54,11 +59,15 @@ fn main() -> anyhow::Result<()> {
             let options = controllers::Args::parse(&args[1..])?;
             runtime.block_on(controllers::run(options))
         }
+        Some("pods") => {
+            let options = pods::Args::parse(&args[1..])?;
+            runtime.block_on(pods::run(options))
+        }
         Some(other) => {
-            bail!("unknown benchmark {other:?} (available: store, scheduler, controllers)")
+            bail!("unknown benchmark {other:?} (available: store, scheduler, controllers, pods)")
         }
         None => bail!(
-            "usage: orchd-bench store [ORCHD_BIN] | orchd-bench scheduler ORCHD_BIN SCHEDULER_WASM FIRST_FIT_WASM [--nodes N] [--pods N] [--max-seconds S] | orchd-bench controllers ORCHD_BIN [--nodes N] [--replicas N] [--max-seconds S]"
+            "usage: orchd-bench store [ORCHD_BIN] | orchd-bench scheduler ORCHD_BIN SCHEDULER_WASM FIRST_FIT_WASM [--nodes N] [--pods N] [--max-seconds S] | orchd-bench controllers ORCHD_BIN [--nodes N] [--replicas N] [--max-seconds S] | orchd-bench pods ORCHD_BIN HELLO_WASM [--pods N]"
         ),
     }
 }

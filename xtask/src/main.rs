@@ -53,7 +53,7 @@ tasks:
   demo [--listen 127.0.0.1:PORT]
         builds orchd, starts a cluster in .orchd/, applies examples/, shows it
         with kubectl, and keeps it running until Ctrl-C
-  bench [store|scheduler|controllers] [-- OPTIONS]
+  bench [store|scheduler|controllers|pods] [-- OPTIONS]
         release builds, then the benchmark named, or with no name each in turn:
         store: durable write throughput of orchd's store (trait and HTTP API)
           beside etcd (Debian's etcd-server, installed if missing), watch
@@ -66,7 +66,11 @@ tasks:
         controllers: `orchd up` and 1,000 hollow nodes; a Deployment scaled
           from 0 to 10,000 replicas: time until all are Running and Ready,
           pod startup latency p50/p99 against Kubernetes' 5 s SLO, control
-          plane RSS (options after `--`: --nodes N --replicas N)";
+          plane RSS (options after `--`: --nodes N --replicas N)
+        pods: pod startup latency (create -> Running, p50/p99 over 200 pods)
+          on the wasm shim and on containerd/runc (a containerd of its own),
+          beside bare `ctr run -d`; node Ready time (options after `--`:
+          --pods N)";
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -1121,7 +1125,7 @@ Press Ctrl-C here to stop the cluster.",
 /// builds, then the benchmark driver; with no name, every benchmark.
 fn bench(args: &[String]) -> Result {
     // In the order a bare `cargo xtask bench` runs them.
-    const BENCHMARKS: &[&str] = &["store", "scheduler", "controllers"];
+    const BENCHMARKS: &[&str] = &["store", "scheduler", "controllers", "pods"];
     let (names, extra) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (args, &[][..]),
@@ -1145,8 +1149,13 @@ fn bench(args: &[String]) -> Result {
     };
     if !extra.is_empty() && (chosen.len() != 1 || chosen == ["store"]) {
         return Err(format!(
-            "options after `--` are for `bench scheduler` or `bench controllers` alone\n{USAGE}"
+            "options after `--` are for `bench scheduler`, `bench controllers` or `bench pods` alone\n{USAGE}"
         ));
+    }
+    if chosen.contains(&"pods") {
+        // Real containers: containerd, runc and the busybox image's source.
+        ensure_containerd()?;
+        ensure_wasm_target()?;
     }
     let root = root();
     if chosen.contains(&"store") {
@@ -1180,6 +1189,19 @@ fn bench(args: &[String]) -> Result {
                     .arg("store")
                     .arg(release.join("orchd")),
             )?,
+            "pods" => {
+                // The wasm pods run the hello-wasm example component.
+                let plugins = build_test_plugins(&target)?;
+                run(
+                    "pods benchmark",
+                    Command::new(release.join("orchd-bench"))
+                        .current_dir(&root)
+                        .arg("pods")
+                        .arg(release.join("orchd"))
+                        .arg(plugins.join("hello-wasm.wasm"))
+                        .args(extra),
+                )?
+            }
             "controllers" => run(
                 "controllers benchmark",
                 Command::new(release.join("orchd-bench"))

@@ -105,6 +105,8 @@ struct Inner {
     runtimes: HashMap<String, Arc<dyn Runtime>>,
     events: Arc<orchd_plugin_host::events::EventRecorder>,
     workers: Mutex<HashMap<String, Worker>>,
+    /// Pods being stopped after their deletion.
+    draining: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Condition type → (status, last transition time).
     transitions: Mutex<HashMap<String, (String, String)>>,
 }
@@ -172,6 +174,7 @@ impl NodeAgent {
             runtimes,
             events,
             workers: Mutex::new(HashMap::new()),
+            draining: Mutex::new(Vec::new()),
             transitions: Mutex::new(HashMap::new()),
         });
         inner.register().await?;
@@ -224,6 +227,14 @@ impl NodeAgent {
         for w in workers {
             let _ = tokio::time::timeout(Duration::from_secs(5), w.done).await;
         }
+        let draining: Vec<_> = match self.inner.draining.lock() {
+            Ok(mut d) => d.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        // Together, with one deadline: a wasm guest sleeping in a host
+        // call stops only when the call returns.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(draining)).await;
     }
 }
 
@@ -563,10 +574,20 @@ impl Inner {
             let _ = w.cancel.send(true);
             let logs = self.ctx.logs.clone();
             let uid = uid.to_string();
-            tokio::spawn(async move {
+            self.drain(tokio::spawn(async move {
                 let _ = w.done.await;
                 logs.remove_pod(&uid);
-            });
+            }));
+        }
+    }
+
+    /// Keeps a task stopping a pod (its containers, then its sandbox) for
+    /// [`NodeAgent::stop`] to wait on: a pod deleted just before shutdown
+    /// is still torn down completely.
+    fn drain(&self, task: tokio::task::JoinHandle<()>) {
+        if let Ok(mut d) = self.draining.lock() {
+            d.retain(|t| !t.is_finished());
+            d.push(task);
         }
     }
 
@@ -582,7 +603,7 @@ impl Inner {
             let worker = self.workers.lock().ok().and_then(|mut w| w.remove(&uid));
             let me = self.clone();
             let path = pod_path(pod);
-            tokio::spawn(async move {
+            self.drain(tokio::spawn(async move {
                 if let Some(w) = worker {
                     let _ = w.cancel.send(true);
                     let _ = w.done.await;
@@ -590,7 +611,7 @@ impl Inner {
                 let body = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": uid}});
                 let _ = me.send("DELETE", &path, &body, JSON).await;
                 me.ctx.logs.remove_pod(&uid);
-            });
+            }));
             return;
         }
         let Ok(mut workers) = self.workers.lock() else {
