@@ -21,12 +21,17 @@
 //!   admission policy built from Rust, Python and JavaScript: size, cold
 //!   compile, load, per-review latency, and API latency with and without it
 //!   (see `plugins.rs`).
+//! * `orchd-bench pods ORCHD_BIN HELLO_WASM`: pod startup latency (create
+//!   -> Running, p50/p99 over 200 pods) on the wasm shim and on
+//!   containerd/runc, beside bare `ctr run -d`; node Ready time (see
+//!   `pods.rs`).
 
 mod controllers;
 mod etcd;
 mod http;
 mod native;
 mod plugins;
+mod pods;
 mod scheduler;
 
 use std::path::PathBuf;
@@ -63,11 +68,17 @@ fn main() -> anyhow::Result<()> {
             let options = plugins::Args::parse(&args[1..])?;
             runtime.block_on(plugins::run(options))
         }
+        Some("pods") => {
+            let options = pods::Args::parse(&args[1..])?;
+            runtime.block_on(pods::run(options))
+        }
         Some(other) => {
-            bail!("unknown benchmark {other:?} (available: store, scheduler, controllers, plugins)")
+            bail!(
+                "unknown benchmark {other:?} (available: store, scheduler, controllers, plugins, pods)"
+            )
         }
         None => bail!(
-            "usage: orchd-bench store [ORCHD_BIN] | orchd-bench scheduler ORCHD_BIN SCHEDULER_WASM FIRST_FIT_WASM [--nodes N] [--pods N] [--max-seconds S] | orchd-bench controllers ORCHD_BIN [--nodes N] [--replicas N] [--max-seconds S] | orchd-bench plugins ORCHD_BIN RUST_WASM PYTHON_WASM JS_WASM [--reviews N] [--requests N] [--concurrency N]"
+            "usage: orchd-bench store [ORCHD_BIN] | orchd-bench scheduler ORCHD_BIN SCHEDULER_WASM FIRST_FIT_WASM [--nodes N] [--pods N] [--max-seconds S] | orchd-bench controllers ORCHD_BIN [--nodes N] [--replicas N] [--max-seconds S] | orchd-bench plugins ORCHD_BIN RUST_WASM PYTHON_WASM JS_WASM [--reviews N] [--requests N] [--concurrency N] | orchd-bench pods ORCHD_BIN HELLO_WASM [--pods N]"
         ),
     }
 }

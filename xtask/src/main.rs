@@ -41,7 +41,9 @@ usage: cargo xtask <task> [options]
 
 tasks:
   test [--e2e-only] [-- PYTEST_ARGS...]
-        every test: installs etcd (Debian's etcd-server) if missing, builds
+        every test: installs etcd (Debian's etcd-server) and containerd,
+        runc, busybox-static, protobuf-compiler, containernetworking-plugins
+        and iproute2 if missing, builds
         orchd, installs componentize-py (PyPI, target/plugin-sdk-venv) and
         sdk/js's npm packages (target/js-sdk) and builds the Python and
         JavaScript example plugins with them, runs `cargo test --workspace`
@@ -52,7 +54,7 @@ tasks:
   demo [--listen 127.0.0.1:PORT]
         builds orchd, starts a cluster in .orchd/, applies examples/, shows it
         with kubectl, and keeps it running until Ctrl-C
-  bench [store|scheduler|controllers|plugins] [-- OPTIONS]
+  bench [store|scheduler|controllers|plugins|pods] [-- OPTIONS]
         release builds, then the benchmark named, or with no name each in turn:
         store: durable write throughput of orchd's store (trait and HTTP API)
           beside etcd (Debian's etcd-server, installed if missing), watch
@@ -72,7 +74,11 @@ tasks:
           per-review latency p50/p99 through the admission chain; then pod
           creates through `orchd up` at concurrency 16 with no admission
           plugin, the Rust one and the Python one: p50/p99 and ratios
-          (options after `--`: --reviews N --requests N --concurrency N)";
+          (options after `--`: --reviews N --requests N --concurrency N)
+        pods: pod startup latency (create -> Running, p50/p99 over 200 pods)
+          on the wasm shim and on containerd/runc (a containerd of its own),
+          beside bare `ctr run -d`; node Ready time (options after `--`:
+          --pods N)";
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -814,6 +820,48 @@ fn ensure_etcd() -> Result {
     })
 }
 
+/// Debian packages the containerd end-to-end tests need, each with a file
+/// that shows it is installed: containerd and runc (real containers),
+/// busybox-static (the test image is built from it), protobuf-compiler
+/// (containerd-client's build), the CNI plugins and iproute2 (the pod
+/// network).
+const CONTAINERD_PACKAGES: &[(&str, &str)] = &[
+    ("containerd", "/usr/bin/containerd"),
+    ("runc", "/usr/sbin/runc"),
+    ("busybox-static", "/bin/busybox"),
+    ("protobuf-compiler", "/usr/bin/protoc"),
+    ("containernetworking-plugins", "/usr/lib/cni/bridge"),
+    ("iproute2", "/usr/bin/ip"),
+];
+
+/// Installs with apt whichever of [`CONTAINERD_PACKAGES`] is missing.
+fn ensure_containerd() -> Result {
+    let missing: Vec<&str> = CONTAINERD_PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = || {
+        run(
+            "install containerd and what real containers need",
+            Command::new("apt-get")
+                .args(["install", "-y"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    install().or_else(|_| {
+        run(
+            "refresh package lists",
+            Command::new("apt-get").arg("update"),
+        )?;
+        install()
+    })
+}
+
 /// `cargo xtask test`.
 fn test(args: &[String]) -> Result {
     let mut e2e_only = false;
@@ -837,6 +885,7 @@ fn test(args: &[String]) -> Result {
 
     ensure_wasm_target()?;
     ensure_etcd()?;
+    ensure_containerd()?;
     let orchd = build_orchd(&target)?;
     let plugins = build_test_plugins(&target)?;
     let tools = Toolchains {
@@ -876,6 +925,9 @@ fn test(args: &[String]) -> Result {
         .env("COMPONENTIZE_PY", &tools.componentize_py)
         .env("COMPONENTIZE_QJS", &tools.componentize_qjs)
         .env("ORCHD_WASM_TARGET_DIR", target.join("wasm-plugins"))
+        // The containerd the e2e suite starts keeps its socket, root and
+        // state here, never in the system's /run/containerd.
+        .env("ORCHD_CONTAINERD_DIR", target.join("e2e-containerd"))
         .env("PATH", path_with(&venv_bin)?)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env_remove("KUBECONFIG");
@@ -1110,7 +1162,7 @@ Press Ctrl-C here to stop the cluster.",
 /// builds, then the benchmark driver; with no name, every benchmark.
 fn bench(args: &[String]) -> Result {
     // In the order a bare `cargo xtask bench` runs them.
-    const BENCHMARKS: &[&str] = &["store", "scheduler", "controllers", "plugins"];
+    const BENCHMARKS: &[&str] = &["store", "scheduler", "controllers", "plugins", "pods"];
     let (names, extra) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (args, &[][..]),
@@ -1134,8 +1186,13 @@ fn bench(args: &[String]) -> Result {
     };
     if !extra.is_empty() && (chosen.len() != 1 || chosen == ["store"]) {
         return Err(format!(
-            "options after `--` are for `bench scheduler`, `bench controllers` or `bench plugins` alone\n{USAGE}"
+            "options after `--` are for `bench scheduler`, `bench controllers`, `bench plugins` or `bench pods` alone\n{USAGE}"
         ));
+    }
+    if chosen.contains(&"pods") {
+        // Real containers: containerd, runc and the busybox image's source.
+        ensure_containerd()?;
+        ensure_wasm_target()?;
     }
     let root = root();
     if chosen.contains(&"store") {
@@ -1181,6 +1238,19 @@ fn bench(args: &[String]) -> Result {
                         .arg("plugins")
                         .arg(release.join("orchd"))
                         .args(&components)
+                        .args(extra),
+                )?
+            }
+            "pods" => {
+                // The wasm pods run the hello-wasm example component.
+                let plugins = build_test_plugins(&target)?;
+                run(
+                    "pods benchmark",
+                    Command::new(release.join("orchd-bench"))
+                        .current_dir(&root)
+                        .arg("pods")
+                        .arg(release.join("orchd"))
+                        .arg(plugins.join("hello-wasm.wasm"))
                         .args(extra),
                 )?
             }

@@ -295,6 +295,12 @@ impl ApiServer {
         } else {
             Operation::Create
         };
+        if operation == Operation::Create
+            && target.resource.kind == "Pod"
+            && subresource_of(req).is_none()
+        {
+            self.admit_runtime_class(&mut object).await?;
+        }
         if let Some(chain) = self.admission_for(req, target, Phase::Mutating, operation) {
             let request = self.admission_request(req, target, operation, Some(&object), old);
             let admitted = chain
@@ -318,6 +324,27 @@ impl ApiServer {
             warnings.extend(admitted.warnings);
         }
         Ok(validated)
+    }
+
+    /// Kubernetes' RuntimeClass admission: a new pod naming a RuntimeClass
+    /// gets the class's `overhead.podFixed` as `spec.overhead` (which the
+    /// scheduler counts) and its `scheduling` node selector and
+    /// tolerations merged in. A class that does not exist is left to the
+    /// node, which fails the pod with the reason.
+    async fn admit_runtime_class(&self, pod: &mut Value) -> ApiResult<()> {
+        let Some(class) = pod["spec"]["runtimeClassName"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+        else {
+            return Ok(());
+        };
+        let key = ObjectKey::cluster("runtimeclasses.node.k8s.io", &class);
+        let rc = match self.store.get(&key).await {
+            Ok(rc) => rc,
+            Err(_) => return Ok(()),
+        };
+        merge_runtime_class(pod, &rc).map_err(ApiError::bad_request)
     }
 
     /// The admission chain, when one of its plugins of `phase` may match a
@@ -1472,5 +1499,86 @@ mod tests {
     fn selector_strings() {
         let s = json!({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]});
         assert_eq!(selector_string(&s), "app=web,tier in (a,b)");
+    }
+}
+
+/// Merges RuntimeClass `rc`'s overhead and scheduling constraints into
+/// `pod`; refuses a pod whose own overhead or node selector contradicts
+/// the class's (as Kubernetes does).
+fn merge_runtime_class(pod: &mut Value, rc: &Value) -> Result<(), String> {
+    let class = rc["metadata"]["name"].as_str().unwrap_or("");
+    let overhead = &rc["overhead"]["podFixed"];
+    if overhead.is_object() {
+        let own = &pod["spec"]["overhead"];
+        if own.is_null() {
+            pod["spec"]["overhead"] = overhead.clone();
+        } else if own != overhead {
+            return Err(format!(
+                "pod rejected: Pod's Overhead doesn't match RuntimeClass's defined Overhead ({class})"
+            ));
+        }
+    }
+    let scheduling = &rc["scheduling"];
+    if let Some(selector) = scheduling["nodeSelector"].as_object() {
+        if !pod["spec"]["nodeSelector"].is_object() {
+            pod["spec"]["nodeSelector"] = json!({});
+        }
+        for (k, v) in selector {
+            let own = &pod["spec"]["nodeSelector"][k];
+            if !own.is_null() && own != v {
+                return Err(format!(
+                    "pod rejected: conflict in nodeSelector key {k} between the pod and RuntimeClass {class}"
+                ));
+            }
+            pod["spec"]["nodeSelector"][k] = v.clone();
+        }
+    }
+    if let Some(tolerations) = scheduling["tolerations"].as_array() {
+        if !pod["spec"]["tolerations"].is_array() {
+            pod["spec"]["tolerations"] = json!([]);
+        }
+        if let Some(list) = pod["spec"]["tolerations"].as_array_mut() {
+            for t in tolerations {
+                if !list.contains(t) {
+                    list.push(t.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod runtime_class_tests {
+    use super::*;
+
+    #[test]
+    fn overhead_and_scheduling_are_merged_and_conflicts_refused() {
+        let rc = json!({"metadata": {"name": "runc"}, "handler": "runc",
+            "overhead": {"podFixed": {"cpu": "250m", "memory": "64Mi"}},
+            "scheduling": {"nodeSelector": {"runtime": "containers"},
+                           "tolerations": [{"key": "t", "operator": "Exists"}]}});
+        let mut pod = json!({"spec": {"runtimeClassName": "runc", "nodeSelector": {"zone": "a"},
+            "tolerations": [{"key": "t", "operator": "Exists"}]}});
+        merge_runtime_class(&mut pod, &rc).unwrap();
+        assert_eq!(pod["spec"]["overhead"]["memory"], "64Mi");
+        assert_eq!(
+            pod["spec"]["nodeSelector"],
+            json!({"zone": "a", "runtime": "containers"})
+        );
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 1);
+
+        let mut other = json!({"spec": {"overhead": {"cpu": "1"}}});
+        assert!(
+            merge_runtime_class(&mut other, &rc)
+                .unwrap_err()
+                .contains("Overhead")
+        );
+        let mut conflict = json!({"spec": {"nodeSelector": {"runtime": "wasm"}}});
+        assert!(
+            merge_runtime_class(&mut conflict, &rc)
+                .unwrap_err()
+                .contains("nodeSelector")
+        );
     }
 }

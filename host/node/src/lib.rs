@@ -1,8 +1,11 @@
 //! orchd's node agent: registers its Node with capacity, identity and
 //! conditions measured on the machine, heartbeats through its Lease in
 //! `kube-node-lease`, posts its status every heartbeat, and runs the pods
-//! bound to it through a container [`runtime::Runtime`] (the embedded wasm
-//! shim today).
+//! bound to it through a container [`runtime::Runtime`]: one per
+//! RuntimeClass handler, `wasm` (the embedded wasm shim) always and `runc`
+//! (containerd, [`containerd`]) when a containerd socket is configured. A
+//! pod's `runtimeClassName` picks the handler; pods without one get the
+//! node's default.
 //!
 //! Writes go through the API (an [`ObjectApi`]: in `orchd up` the server
 //! in-process, so validation and defaults apply as for any client); the
@@ -12,6 +15,7 @@
 //! Pod lifecycle policy lives in [`lifecycle`] alone, so that a later
 //! `node-policy` plugin can take it over.
 
+pub mod containerd;
 pub mod lifecycle;
 pub mod logs;
 pub mod machine;
@@ -56,7 +60,16 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// `spec.podCIDR`.
     pub pod_cidr: String,
+    /// containerd's socket: adds the `runc` handler.
+    pub containerd: Option<PathBuf>,
+    /// The handler of pods without a RuntimeClass (`wasm` or `runc`).
+    pub default_handler: String,
 }
+
+/// The handler of the embedded wasm runtime.
+pub const HANDLER_WASM: &str = "wasm";
+/// The handler of containerd with runc.
+pub const HANDLER_RUNC: &str = "runc";
 
 impl NodeConfig {
     /// A node named `name` keeping its state in `data_dir`.
@@ -66,6 +79,8 @@ impl NodeConfig {
             data_dir,
             heartbeat: Duration::from_secs(10),
             pod_cidr: "10.244.0.0/24".into(),
+            containerd: None,
+            default_handler: HANDLER_WASM.into(),
         }
     }
 
@@ -87,7 +102,12 @@ struct Inner {
     api: Arc<dyn ObjectApi>,
     ctx: Arc<PodContext>,
     runtime_version: String,
+    /// Handler → runtime.
+    runtimes: HashMap<String, Arc<dyn Runtime>>,
+    events: Arc<orchd_plugin_host::events::EventRecorder>,
     workers: Mutex<HashMap<String, Worker>>,
+    /// Pods being stopped after their deletion.
+    draining: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Condition type → (status, last transition time).
     transitions: Mutex<HashMap<String, (String, String)>>,
 }
@@ -108,9 +128,42 @@ impl NodeAgent {
     ) -> Result<Self, String> {
         std::fs::create_dir_all(config.images_dir())
             .map_err(|e| format!("cannot create {}: {e}", config.images_dir().display()))?;
-        let shim = runtime::WasmShim::new(config.images_dir())?;
-        let runtime_version = shim.version();
-        let runtime: Arc<dyn Runtime> = Arc::new(shim);
+        let mut runtimes: HashMap<String, Arc<dyn Runtime>> = HashMap::new();
+        runtimes.insert(
+            HANDLER_WASM.into(),
+            Arc::new(runtime::WasmShim::new(config.images_dir())?),
+        );
+        if let Some(socket) = &config.containerd {
+            let shim = containerd::ContainerdShim::connect(
+                socket,
+                &config.data_dir.join("run"),
+                &config.name,
+                &config.pod_cidr,
+            )
+            .await?;
+            println!(
+                "orchd: node {}: containerd {} at {} (cgroups {}), pod network on bridge {} over {}",
+                config.name,
+                shim.version(),
+                socket.display(),
+                shim.cgroup_version(),
+                orchd_runtime_containerd::network::BRIDGE,
+                config.pod_cidr
+            );
+            runtimes.insert(HANDLER_RUNC.into(), Arc::new(shim));
+        }
+        let runtime = runtimes
+            .get(&config.default_handler)
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "the default runtime {:?} is not configured (handlers: {})",
+                    config.default_handler,
+                    handlers(&runtimes)
+                )
+            })?;
+        let runtime_version = runtime.version();
+        let events = orchd_plugin_host::events::EventRecorder::new(store.clone(), "kubelet");
         let logs = LogFiles::new(config.data_dir.join("pods"));
         let inner = Arc::new(Inner {
             ctx: Arc::new(PodContext {
@@ -123,7 +176,10 @@ impl NodeAgent {
             config,
             api,
             runtime_version,
+            runtimes,
+            events,
             workers: Mutex::new(HashMap::new()),
+            draining: Mutex::new(Vec::new()),
             transitions: Mutex::new(HashMap::new()),
         });
         inner.register().await?;
@@ -183,6 +239,14 @@ impl NodeAgent {
                 let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
             }
         }
+        let draining: Vec<_> = match self.inner.draining.lock() {
+            Ok(mut d) => d.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        // Together, with one deadline: a wasm guest sleeping in a host
+        // call stops only when the call returns.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(draining)).await;
     }
 }
 
@@ -210,6 +274,67 @@ impl NodeExec {
             .ok_or_else(|| format!("container {container} is not running"))?;
         running.exec(command, stdin, timeout).await
     }
+}
+
+/// The handlers a node has, sorted, for messages.
+fn handlers(runtimes: &HashMap<String, Arc<dyn Runtime>>) -> String {
+    let mut names: Vec<&str> = runtimes.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    names.join(", ")
+}
+
+/// The Events a kubelet records for what changed in a pod's container
+/// statuses between two status reports: Started, Failed (image or
+/// create errors) and BackOff.
+fn container_events(
+    previous: &Value,
+    now: &Value,
+) -> Vec<(orchd_plugin_host::events::EventType, &'static str, String)> {
+    use orchd_plugin_host::events::EventType::{Normal, Warning};
+    let mut out = Vec::new();
+    for field in ["initContainerStatuses", "containerStatuses"] {
+        for c in now[field].as_array().into_iter().flatten() {
+            let name = c["name"].as_str().unwrap_or("");
+            let before = previous[field]
+                .as_array()
+                .and_then(|l| l.iter().find(|p| p["name"] == c["name"]))
+                .map(|p| &p["state"])
+                .unwrap_or(&Value::Null);
+            let state = &c["state"];
+            if let Some(at) = state["running"]["startedAt"].as_str()
+                && before["running"]["startedAt"].as_str() != Some(at)
+            {
+                out.push((Normal, "Started", format!("Started container {name}")));
+            }
+            let waiting = &state["waiting"];
+            if waiting.is_null() || *waiting == before["waiting"] {
+                continue;
+            }
+            let message = waiting["message"].as_str().unwrap_or("");
+            match waiting["reason"].as_str() {
+                Some("ErrImagePull") => out.push((
+                    Warning,
+                    "Failed",
+                    format!(
+                        "Failed to pull image \"{}\": {message}",
+                        c["image"].as_str().unwrap_or("")
+                    ),
+                )),
+                Some("CreateContainerError") => {
+                    out.push((Warning, "Failed", format!("Error: {message}")))
+                }
+                Some("CrashLoopBackOff") if before["waiting"]["reason"] != "CrashLoopBackOff" => {
+                    out.push((
+                        Warning,
+                        "BackOff",
+                        format!("Back-off restarting failed container {name}"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 fn pod_path(pod: &Value) -> String {
@@ -301,7 +426,7 @@ impl Inner {
             "kubernetes.io/hostname": name,
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": machine::arch(),
-            RUNTIME_LABEL: "wasm",
+            RUNTIME_LABEL: self.config.default_handler,
         });
         let node = json!({
             "apiVersion": "v1", "kind": "Node",
@@ -489,11 +614,21 @@ impl Inner {
             let uid = uid.to_string();
             // A graceful deletion's own task cleans up after its worker.
             if let Some(done) = w.done {
-                tokio::spawn(async move {
+                self.drain(tokio::spawn(async move {
                     let _ = done.await;
                     logs.remove_pod(&uid);
-                });
+                }));
             }
+        }
+    }
+
+    /// Keeps a task stopping a pod (its containers, then its sandbox) for
+    /// [`NodeAgent::stop`] to wait on: a pod deleted just before shutdown
+    /// is still torn down completely.
+    fn drain(&self, task: tokio::task::JoinHandle<()>) {
+        if let Ok(mut d) = self.draining.lock() {
+            d.retain(|t| !t.is_finished());
+            d.push(task);
         }
     }
 
@@ -530,7 +665,7 @@ impl Inner {
             let done = worker.done.take();
             let me = self.clone();
             let path = pod_path(pod);
-            tokio::spawn(async move {
+            self.drain(tokio::spawn(async move {
                 if let Some(done) = done {
                     let _ = done.await;
                 }
@@ -546,7 +681,7 @@ impl Inner {
                     w.remove(&uid);
                 }
                 me.ctx.logs.remove_pod(&uid);
-            });
+            }));
             return;
         }
         if workers.contains_key(&uid)
@@ -568,6 +703,107 @@ impl Inner {
         );
     }
 
+    /// The runtime of the handler `pod`'s RuntimeClass names (the node's
+    /// default without one); or why there is none, as (reason, message).
+    async fn runtime_for(&self, pod: &Value) -> Result<Arc<dyn Runtime>, (&'static str, String)> {
+        let handler = match pod["spec"]["runtimeClassName"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+        {
+            None => self.config.default_handler.clone(),
+            Some(class) => {
+                let path = format!("/apis/node.k8s.io/v1/runtimeclasses/{class}");
+                let (code, rc) = self.api.send("GET", &path, None, Vec::new()).await;
+                match code {
+                    200 => rc["handler"].as_str().unwrap_or("").to_string(),
+                    404 => {
+                        return Err((
+                            "RuntimeClassNotFound",
+                            format!("RuntimeClass \"{class}\" not found"),
+                        ));
+                    }
+                    _ => {
+                        return Err((
+                            "RuntimeClassError",
+                            format!(
+                                "cannot read RuntimeClass \"{class}\": {code} {}",
+                                rc["message"]
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        self.runtimes.get(&handler).cloned().ok_or_else(|| {
+            (
+                "RuntimeHandlerNotFound",
+                format!(
+                    "node {} has no runtime handler \"{handler}\" (it has: {})",
+                    self.config.name,
+                    handlers(&self.runtimes)
+                ),
+            )
+        })
+    }
+
+    /// Fails a pod the node cannot run (as a kubelet's admission rejects
+    /// one): phase Failed with the reason, and a Warning event.
+    async fn reject(&self, pod: &Value, status_path: &str, reason: &str, message: &str) {
+        use orchd_plugin_host::events::EventType;
+        self.events.record(pod, EventType::Warning, reason, message);
+        let status = json!({"status": {"phase": "Failed", "reason": reason, "message": message}});
+        let (code, body) = self.send("PATCH", status_path, &status, MERGE_PATCH).await;
+        if !(200..300).contains(&code) && code != 404 {
+            eprintln!(
+                "orchd: node {}: cannot fail pod {}: {code} {}",
+                self.config.name,
+                pod_path(pod),
+                body["message"]
+            );
+        }
+    }
+
+    /// Sets up the pod's sandbox, retrying (with a FailedCreatePodSandBox
+    /// event each time) until it works or the pod is stopped.
+    async fn sandbox(
+        &self,
+        pod: &Value,
+        runtime: &dyn Runtime,
+        cancel: &watch::Receiver<Stop>,
+    ) -> Option<runtime::Sandbox> {
+        use orchd_plugin_host::events::EventType;
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match runtime.create_sandbox(pod).await {
+                Ok(s) => return Some(s),
+                Err(e) => {
+                    eprintln!(
+                        "orchd: node {}: pod {}: {e}",
+                        self.config.name,
+                        pod_path(pod)
+                    );
+                    self.events.record(
+                        pod,
+                        EventType::Warning,
+                        "FailedCreatePodSandBox",
+                        &format!("Failed to create pod sandbox: {e}"),
+                    );
+                }
+            }
+            let mut cancel = cancel.clone();
+            let cancelled = tokio::select! {
+                _ = tokio::time::sleep(delay) => false,
+                r = cancel.wait_for(|c| *c != Stop::Run) => { drop(r); true }
+            };
+            if cancelled {
+                runtime.remove_sandbox(uid).await;
+                return None;
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
     /// Runs one pod and keeps its status posted until its containers are
     /// done or it is stopped.
     async fn run_pod(self: Arc<Self>, pod: Value, cancel: watch::Receiver<Stop>) {
@@ -587,18 +823,44 @@ impl Inner {
             .cloned()
             .unwrap_or_else(|| json!({"type": "PodScheduled", "status": "True"}));
         let status_path = format!("{}/status", pod_path(&pod));
-        let runner = tokio::spawn(worker.clone().run(
-            self.ctx.clone(),
-            pod.clone(),
-            cancel.clone(),
-        ));
+        let runtime = match self.runtime_for(&pod).await {
+            Ok(r) => r,
+            Err((reason, message)) => {
+                self.reject(&pod, &status_path, reason, &message).await;
+                return;
+            }
+        };
+        let Some(sandbox) = self.sandbox(&pod, runtime.as_ref(), &cancel).await else {
+            return;
+        };
+        if let Ok(mut run) = worker.run.lock() {
+            run.pod_ip = Some(sandbox.pod_ip);
+        }
+        let ctx = Arc::new(PodContext {
+            runtime: runtime.clone(),
+            ..(*self.ctx).clone()
+        });
+        let runner = {
+            let (worker, pod, cancel, uid) =
+                (worker.clone(), pod.clone(), cancel.clone(), uid.clone());
+            // The sandbox goes once the containers have stopped.
+            tokio::spawn(async move {
+                worker.run(ctx, pod, cancel).await;
+                runtime.remove_sandbox(&uid).await;
+            })
+        };
         tokio::pin!(runner);
         let mut finished = false;
+        let mut previous = Value::Null;
         loop {
             let status = match worker.run.lock() {
                 Ok(mut run) => run.status(&uid, self.host_ip(), scheduled.clone()),
                 Err(_) => return,
             };
+            for (kind, reason, message) in container_events(&previous, &status) {
+                self.events.record(&pod, kind, reason, &message);
+            }
+            previous = status.clone();
             // A pod being deleted gracefully still reports its containers
             // ending; one deleted for good has nowhere to report to.
             if *cancel.borrow() != Stop::Now {
@@ -629,5 +891,51 @@ impl Inner {
                 _ = &mut runner => finished = true,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_state_changes_become_kubelet_events() {
+        let status = |state: Value| json!({"containerStatuses": [{"name": "c", "image": "img", "state": state}]});
+        let waiting = |reason: &str, message: &str| {
+            status(json!({"waiting": {"reason": reason, "message": message}}))
+        };
+        let reasons = |before: &Value, now: &Value| -> Vec<(&'static str, String)> {
+            container_events(before, now)
+                .into_iter()
+                .map(|(_, r, m)| (r, m))
+                .collect()
+        };
+        let pulling = waiting("ErrImagePull", "image \"img\" not found");
+        assert_eq!(
+            reasons(&Value::Null, &pulling),
+            vec![(
+                "Failed",
+                "Failed to pull image \"img\": image \"img\" not found".to_string()
+            )]
+        );
+        assert!(
+            reasons(&pulling, &pulling).is_empty(),
+            "no repeat without a change"
+        );
+        let running = status(json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}));
+        assert_eq!(reasons(&pulling, &running)[0].0, "Started");
+        assert!(reasons(&running, &running).is_empty());
+        let backoff = waiting("CrashLoopBackOff", "back-off 10s");
+        assert_eq!(reasons(&running, &backoff)[0].0, "BackOff");
+        let longer = waiting("CrashLoopBackOff", "back-off 20s");
+        assert!(
+            reasons(&backoff, &longer).is_empty(),
+            "one BackOff per entry into it"
+        );
+        let create = waiting("CreateContainerError", "exec: \"x\": not found");
+        assert_eq!(
+            reasons(&backoff, &create),
+            vec![("Failed", "Error: exec: \"x\": not found".to_string())]
+        );
     }
 }

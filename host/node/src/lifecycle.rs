@@ -11,8 +11,9 @@
 //! `stopper`), with the kubelet's Events (`Unhealthy`, `Killing`,
 //! `FailedPostStartHook`, `FailedPreStopHook`).
 //!
-//! Wasm pods share the host's network (the wasm shim grants TCP), so
-//! their podIP is 127.0.0.1.
+//! The pod's IP is its sandbox's (the runtime's): 127.0.0.1 for wasm pods,
+//! which share the host's network (the wasm shim grants TCP); an address on
+//! the node's bridge for containerd pods.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -245,6 +246,8 @@ pub struct PodRun {
     pub policy: RestartPolicy,
     /// When the node took the pod on.
     pub start_time: Timestamp,
+    /// The pod's IP, once its sandbox is up.
+    pub pod_ip: Option<String>,
     /// Condition type → (status, last transition), to keep transition
     /// times stable across updates.
     transitions: HashMap<&'static str, (bool, Timestamp)>,
@@ -283,6 +286,7 @@ impl PodRun {
             main: list("containers", main_reason),
             policy: RestartPolicy::of(pod),
             start_time: Timestamp::now(),
+            pod_ip: None,
             transitions: HashMap::new(),
         }
     }
@@ -378,12 +382,14 @@ impl PodRun {
             "conditions": conditions,
             "hostIP": host_ip,
             "hostIPs": [{"ip": host_ip}],
-            "podIP": "127.0.0.1",
-            "podIPs": [{"ip": "127.0.0.1"}],
             "startTime": stamp(self.start_time),
             "qosClass": "BestEffort",
             "containerStatuses": self.main.iter().map(|c| c.to_json(uid, false)).collect::<Vec<_>>(),
         });
+        if let Some(ip) = &self.pod_ip {
+            status["podIP"] = json!(ip);
+            status["podIPs"] = json!([{ "ip": ip }]);
+        }
         if !self.init.is_empty() {
             status["initContainerStatuses"] = self
                 .init
@@ -409,6 +415,7 @@ fn start_reason(e: &StartError) -> &'static str {
 pub type Containers = Mutex<HashMap<(String, String), Arc<dyn RunningContainer>>>;
 
 /// What a pod worker needs from the agent.
+#[derive(Clone)]
 pub struct PodContext {
     /// The runtime.
     pub runtime: Arc<dyn Runtime>,
@@ -481,6 +488,9 @@ fn container_config(ctx: &PodContext, uid: &str, spec: &Value, attempt: u32) -> 
         cpu_millis: quantity(&limits["cpu"])
             .and_then(|q| orchd_plugin_host::quantity::millicpu(&q).ok()),
         log_path: ctx.logs.path(uid, name, attempt),
+        pod_uid: uid.to_string(),
+        attempt,
+        spec: spec.clone(),
     }
 }
 
@@ -1100,6 +1110,7 @@ mod tests {
             c.ready = true;
             c.started = true;
         }
+        p.pod_ip = Some("127.0.0.1".into());
         let s = p.status(
             "u1",
             "127.0.0.1",

@@ -1,5 +1,6 @@
 //! The container runtime as the node agent sees it: a CRI-shaped trait the
-//! embedded wasm shim implements today and the containerd shim will.
+//! embedded wasm shim and the containerd shim ([`crate::containerd`])
+//! implement; a node holds one per RuntimeClass handler.
 
 use std::path::PathBuf;
 
@@ -22,6 +23,32 @@ pub struct ContainerConfig {
     pub cpu_millis: Option<u64>,
     /// Where its stdout/stderr go.
     pub log_path: PathBuf,
+    /// The pod's uid (the sandbox it joins).
+    pub pod_uid: String,
+    /// Which run of the container this is (0 first).
+    pub attempt: u32,
+    /// The container's spec as the pod writes it, for what a runtime needs
+    /// beyond the fields above (the containerd shim: `command` and `args`
+    /// apart, `workingDir`, CPU requests).
+    pub spec: serde_json::Value,
+}
+
+/// What a pod's containers share, as [`Runtime::create_sandbox`] set it up.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    /// The pod's IP address.
+    pub pod_ip: String,
+}
+
+/// What a command run inside a container printed and how it ended.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOutput {
+    /// Exit code.
+    pub code: i32,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
 }
 
 /// How a container ended.
@@ -35,17 +62,6 @@ pub struct ContainerExit {
     pub message: Option<String>,
     /// When.
     pub finished_at: jiff::Timestamp,
-}
-
-/// What a command run inside a container printed and how it ended.
-#[derive(Clone, Debug, Default)]
-pub struct ExecOutput {
-    /// Exit code.
-    pub code: i32,
-    /// Its stdout.
-    pub stdout: Vec<u8>,
-    /// Its stderr.
-    pub stderr: Vec<u8>,
 }
 
 /// A started container.
@@ -85,6 +101,21 @@ pub trait Runtime: Send + Sync {
     /// Starts a container; returns once it runs.
     async fn start(&self, config: ContainerConfig)
     -> Result<Box<dyn RunningContainer>, StartError>;
+    /// Sets up what the containers of `pod` share (network namespace, pod
+    /// IP, pod cgroup) before the first starts. The default fits a runtime
+    /// without sandboxes (the wasm shim): the pod shares the host's
+    /// network view, its IP is 127.0.0.1.
+    async fn create_sandbox(&self, pod: &serde_json::Value) -> Result<Sandbox, String> {
+        let _ = pod;
+        Ok(Sandbox {
+            pod_ip: "127.0.0.1".into(),
+        })
+    }
+    /// Tears down the sandbox of pod `uid` once its containers have
+    /// stopped (safe to call for a pod without one).
+    async fn remove_sandbox(&self, uid: &str) {
+        let _ = uid;
+    }
 }
 
 /// The embedded wasm runtime: images are component files.

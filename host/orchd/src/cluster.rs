@@ -69,6 +69,31 @@ pub struct UpArgs {
     /// only on nodes that join from elsewhere, or hollow nodes.
     #[arg(long)]
     pub no_node: bool,
+    /// Add a container runtime to the node: `containerd` (real Linux
+    /// containers through containerd and runc, at its default socket
+    /// /run/containerd/containerd.sock) or `containerd=SOCKET`. Serves the
+    /// RuntimeClass handler `runc`.
+    #[arg(long, value_name = "containerd[=SOCKET]")]
+    pub runtime: Option<String>,
+    /// The handler of pods without a runtimeClassName: `wasm` (default)
+    /// or `runc` (needs --runtime containerd).
+    #[arg(long, value_name = "wasm|runc", default_value = "wasm")]
+    pub default_runtime: String,
+}
+
+/// containerd's usual socket.
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+
+/// The containerd socket `--runtime` names, if any.
+fn containerd_socket(runtime: Option<&str>) -> anyhow::Result<Option<PathBuf>> {
+    match runtime {
+        None => Ok(None),
+        Some("containerd") => Ok(Some(PathBuf::from(CONTAINERD_SOCKET))),
+        Some(r) => match r.strip_prefix("containerd=") {
+            Some(socket) if !socket.is_empty() => Ok(Some(PathBuf::from(socket))),
+            _ => anyhow::bail!("unknown runtime {r:?}: expected containerd or containerd=SOCKET"),
+        },
+    }
 }
 
 /// The per-user cache of compiled plugins, shared by clusters and the CLI:
@@ -356,20 +381,56 @@ async fn start_node(
         .node_name
         .clone()
         .unwrap_or_else(orchd_node::machine::hostname);
-    let config = orchd_node::NodeConfig::new(name.clone(), data_dir.to_path_buf());
+    let mut config = orchd_node::NodeConfig::new(name.clone(), data_dir.to_path_buf());
+    config.containerd = containerd_socket(args.runtime.as_deref())?;
+    config.default_handler = args.default_runtime.clone();
     let images = config.images_dir();
     let objects: Arc<dyn orchd_plugin_host::access::ObjectApi> =
         Arc::new(crate::inprocess::InProcessApi(api.clone()));
+    let mut handlers = vec![orchd_node::HANDLER_WASM];
+    if config.containerd.is_some() {
+        handlers.push(orchd_node::HANDLER_RUNC);
+    }
+    ensure_runtime_classes(objects.as_ref(), &handlers).await?;
     let node = orchd_node::NodeAgent::start(config, store, objects)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the node agent: {e}"))?;
     api.set_pod_logs(Arc::new(NodeLogs(node.logs())));
     api.set_pod_exec(Arc::new(NodeExecs(node.execs())));
     out!(
-        "orchd: node {name} registered (wasm runtime; images: file:///PATH.wasm or NAME from {}/NAME.wasm)",
+        "orchd: node {name} registered (runtimes: {}, default {}; wasm images: file:///PATH.wasm or NAME from {}/NAME.wasm)",
+        handlers.join(", "),
+        args.default_runtime,
         images.display()
     );
     Ok(node)
+}
+
+/// Creates a RuntimeClass per handler (named after it) unless one exists.
+async fn ensure_runtime_classes(
+    api: &dyn orchd_plugin_host::access::ObjectApi,
+    handlers: &[&str],
+) -> anyhow::Result<()> {
+    for handler in handlers {
+        let class = serde_json::json!({
+            "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+            "metadata": {"name": handler}, "handler": handler,
+        });
+        let (code, body) = api
+            .send(
+                "POST",
+                "/apis/node.k8s.io/v1/runtimeclasses",
+                Some("application/json"),
+                serde_json::to_vec(&class)?,
+            )
+            .await;
+        anyhow::ensure!(
+            (200..300).contains(&code) || code == 409,
+            "cannot create the RuntimeClass {handler}: {code} {}",
+            body["message"]
+        );
+    }
+    Ok(())
 }
 
 /// Opens the store `--store` names, saying which.

@@ -26,6 +26,7 @@ macro_rules! out_part {
 mod client;
 mod cluster;
 mod commands;
+mod image;
 mod inprocess;
 mod plugin;
 mod sim;
@@ -64,6 +65,8 @@ enum Command {
     Plugin(plugin::PluginArgs),
     /// Simulations for tests and benchmarks: `orchd sim nodes --count 100`.
     Sim(sim::SimArgs),
+    /// Container images in containerd: `orchd image import FILE.tar`.
+    Image(image::ImageArgs),
 }
 
 /// Where the client commands find the API server.
@@ -106,6 +109,7 @@ fn main() {
             Command::Delete(args) => commands::delete(args).await,
             Command::Plugin(args) => plugin::run(args).await,
             Command::Sim(args) => sim::run(args).await,
+            Command::Image(args) => image::run(args).await,
         }
     });
     // Blocking work still running (a plugin compiling) must not hold the

@@ -1,0 +1,151 @@
+//! The machine's cgroups as the runtime needs them: which version is
+//! mounted (v1, or v2 unified; detected at start as `stat -fc %T
+//! /sys/fs/cgroup` tells), whether a container was OOM-killed, and the
+//! removal of a pod's cgroup once its containers are gone (runc removes
+//! only each container's own).
+
+use std::path::{Path, PathBuf};
+
+/// The cgroup root.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Which cgroup hierarchy the machine mounts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupVersion {
+    /// Legacy (or hybrid): one hierarchy per controller.
+    V1,
+    /// Unified.
+    V2,
+}
+
+impl CgroupVersion {
+    /// Detects it: `/sys/fs/cgroup` is a cgroup2 filesystem on a v2
+    /// machine, a tmpfs of per-controller mounts on v1.
+    pub fn detect() -> Self {
+        if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
+            CgroupVersion::V2
+        } else {
+            CgroupVersion::V1
+        }
+    }
+
+    /// `v1` or `v2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CgroupVersion::V1 => "v1",
+            CgroupVersion::V2 => "v2",
+        }
+    }
+}
+
+/// Where a cgroup path (`/orchd/pod.../id`) lives in the memory
+/// controller.
+fn memory_dir(version: CgroupVersion, path: &str) -> PathBuf {
+    let rel = path.trim_start_matches('/');
+    match version {
+        CgroupVersion::V1 => Path::new(CGROUP_ROOT).join("memory").join(rel),
+        CgroupVersion::V2 => Path::new(CGROUP_ROOT).join(rel),
+    }
+}
+
+/// The kernel's count of OOM kills in a cgroup: v1 `memory.oom_control`
+/// (`oom_kill N`, kernel 4.13+), v2 `memory.events` (`oom_kill N`).
+pub fn oom_kills(version: CgroupVersion, path: &str) -> Option<u64> {
+    let file = match version {
+        CgroupVersion::V1 => "memory.oom_control",
+        CgroupVersion::V2 => "memory.events",
+    };
+    let text = std::fs::read_to_string(memory_dir(version, path).join(file)).ok()?;
+    parse_oom_kills(&text)
+}
+
+/// `oom_kill N` out of a `memory.oom_control` / `memory.events` text.
+pub fn parse_oom_kills(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == "oom_kill").then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// The directories a cgroup path has on this machine: one per mounted
+/// hierarchy (v1 controllers, the hybrid unified one, or v2's single one).
+pub fn dirs(path: &str) -> Vec<PathBuf> {
+    let rel = path.trim_start_matches('/');
+    let mut out = Vec::new();
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return out;
+    };
+    for line in mounts.lines() {
+        // mountinfo: ... mount_point ... - fstype source options
+        let mut parts = line.split(" - ");
+        let (Some(left), Some(right)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let fstype = right.split(' ').next().unwrap_or("");
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        if let Some(mount_point) = left.split(' ').nth(4) {
+            let dir = Path::new(mount_point).join(rel);
+            if !out.contains(&dir) {
+                out.push(dir);
+            }
+        }
+    }
+    out
+}
+
+/// Removes the cgroup `path` and everything below it in every hierarchy
+/// (children first: a cgroup directory is removed with rmdir, empty of
+/// processes). Returns what could not be removed.
+pub fn remove(path: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    for dir in dirs(path) {
+        if dir.exists()
+            && let Err(e) = remove_tree(&dir)
+        {
+            left.push(format!("{}: {e}", dir.display()));
+        }
+    }
+    left
+}
+
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_oom_kill_counts_of_both_versions() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(parse_oom_kills(v1), Some(2));
+        let v2 = "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kills(v2), Some(1));
+        assert_eq!(parse_oom_kills("oom 3\n"), None);
+    }
+
+    #[test]
+    fn a_cgroup_path_has_a_directory_per_hierarchy() {
+        let dirs = dirs("/orchd/podx");
+        if CgroupVersion::detect() == CgroupVersion::V1
+            && Path::new("/sys/fs/cgroup/memory").exists()
+        {
+            assert!(
+                dirs.contains(&PathBuf::from("/sys/fs/cgroup/memory/orchd/podx")),
+                "{dirs:?}"
+            );
+        }
+        assert!(dirs.iter().all(|d| d.ends_with("orchd/podx")));
+    }
+}

@@ -1,0 +1,369 @@
+"""Real Linux containers: `orchd up --runtime containerd=SOCKET` against a
+containerd (Debian's, with runc) that this suite starts on its own socket,
+root and state dirs under the target dir. The busybox image is built from
+Debian's busybox-static with `orchd image build-busybox` and imported with
+`orchd image import`. Pods run, log, crash and back off, are OOM-killed,
+answer on their pod IP from the host, and leave nothing behind.
+
+Nothing here is skipped: without a working containerd the tests fail and
+say why."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import Cluster, Orchd, orchd_bin, table_rows, wait_until
+
+NODE = "ctrd-node"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def containerd_dir() -> Path:
+    env = os.environ.get("ORCHD_CONTAINERD_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "e2e-containerd"
+
+
+class Containerd:
+    """A containerd of our own: socket, root and state under `dir`."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.socket = directory / "containerd.sock"
+        self.log_path = directory / "containerd.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Containerd":
+        for tool in ("containerd", "runc", "ctr"):
+            if shutil.which(tool) is None:
+                pytest.fail(f"{tool} is not installed: `cargo xtask test` installs containerd and runc with apt")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = self.dir / "config.toml"
+        # Only what orchd uses: no CRI plugin (orchd is the kubelet), no
+        # debug or metrics listeners.
+        config.write_text(f"""version = 2
+root = "{self.dir / 'root'}"
+state = "{self.dir / 'state'}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{self.socket}"
+[ttrpc]
+  address = "{self.socket}.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+""")
+        self.logfile = open(self.log_path, "w")
+        self.proc = subprocess.Popen(["containerd", "--config", str(config)], stdin=subprocess.DEVNULL,
+                                     stdout=self.logfile, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"containerd exited ({self.proc.returncode}):\n{self.log()}")
+            if self.socket.exists() and self.ctr("version", check=False).returncode == 0:
+                return self
+            time.sleep(0.1)
+        pytest.fail(f"containerd did not answer on {self.socket} in 30 s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text()[-5000:] if self.log_path.exists() else ""
+
+    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        p = subprocess.run(["ctr", "--address", str(self.socket), "--namespace", "orchd", *args],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        if check and p.returncode != 0:
+            raise AssertionError(f"ctr {' '.join(args)} exited {p.returncode}: {p.stderr}")
+        return p
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logfile.close()
+
+
+@pytest.fixture(scope="module")
+def containerd():
+    """containerd started for this module, with busybox:latest imported."""
+    c = Containerd(containerd_dir()).start()
+    try:
+        tar = c.dir / "busybox.tar"
+        built = subprocess.run([orchd_bin(), "image", "build-busybox", str(tar)], capture_output=True, text=True,
+                               timeout=120)
+        assert built.returncode == 0, built
+        imported = subprocess.run([orchd_bin(), "image", "import", str(tar), "--address", str(c.socket)],
+                                  capture_output=True, text=True, timeout=120)
+        assert imported.returncode == 0, imported
+        assert "imported docker.io/library/busybox:latest" in imported.stdout, imported.stdout
+        assert "docker.io/library/busybox:latest" in c.ctr("images", "ls", "-q").stdout
+        yield c
+    finally:
+        c.stop()
+
+
+def leftovers(ctrd: Containerd, data_dir: Path) -> dict:
+    """What pods may leave behind: containerd containers and tasks,
+    snapshots other than the image's layers, network namespaces, pod
+    cgroups."""
+    return {
+        "containers": ctrd.ctr("containers", "ls", "-q").stdout.split(),
+        "tasks": [line for line in ctrd.ctr("tasks", "ls").stdout.splitlines()[1:] if line.strip()],
+        "active snapshots": [r for r in table_rows(ctrd.ctr("snapshots", "ls").stdout)[1:] if "Committed" not in r],
+        "netns": os.listdir(data_dir / "run" / "netns") if (data_dir / "run" / "netns").exists() else [],
+        "pod cgroups": glob.glob("/sys/fs/cgroup/*/orchd/pod*") + glob.glob("/sys/fs/cgroup/orchd/pod*"),
+        "ip allocations": [f for f in glob.glob(str(data_dir / "run" / "cni-ipam" / "orchd" / "10.*"))],
+    }
+
+
+def nothing_left(ctrd: Containerd, data_dir: Path) -> dict:
+    left = leftovers(ctrd, data_dir)
+    return {k: v for k, v in left.items() if v}
+
+
+@pytest.fixture
+def cluster(tmp_path, containerd):
+    """`orchd up --runtime containerd=SOCKET --default-runtime runc` with its
+    node agent; checks on stop that nothing was left in containerd, the
+    network or the cgroups."""
+    o = Orchd(tmp_path / "data", ["--node-name", NODE, "--runtime", f"containerd={containerd.socket}",
+                                  "--default-runtime", "runc"], node=True).start()
+    c = Cluster(o, tmp_path)
+    c.ctrd = containerd
+    try:
+        yield c
+    finally:
+        code = o.stop(timeout=30)
+        print(o.log())
+    assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
+    left = nothing_left(containerd, o.data_dir)
+    assert not left, f"left behind after orchd stopped: {left}"
+
+
+def manifest(name: str, command: list[str], policy: str = "Always", memory: str | None = None,
+             runtime_class: str | None = None, image: str = "busybox") -> str:
+    limits = f"\n      resources:\n        limits:\n          memory: {memory}" if memory else ""
+    rc = f"\n  runtimeClassName: {runtime_class}" if runtime_class else ""
+    return f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: {policy}{rc}
+  containers:
+    - name: main
+      image: {image}
+      command: {json.dumps(command)}{limits}
+"""
+
+
+def pod(c: Cluster, name: str) -> dict:
+    return c.get(f"/api/v1/namespaces/default/pods/{name}")
+
+
+def container_status(c: Cluster, name: str) -> dict:
+    return (pod(c, name).get("status", {}).get("containerStatuses") or [{}])[0]
+
+
+def wait_phase(c: Cluster, name: str, phase: str, timeout: float = 60.0) -> dict:
+    return wait_until(f"pod {name} {phase}",
+                      lambda: (p := pod(c, name)).get("status", {}).get("phase") == phase and p,
+                      timeout=timeout, interval=0.2)
+
+
+def events_of(c: Cluster, name: str) -> list[dict]:
+    items = c.kubectl_json("get", "events", "--field-selector", f"involvedObject.name={name}")["items"]
+    return items
+
+
+def test_a_busybox_pod_runs_and_its_output_shows_in_kubectl_logs(cluster):
+    c = cluster
+    node = wait_until("node registered", lambda: c.status_of(f"/api/v1/nodes/{NODE}") == 200 and
+                      c.get(f"/api/v1/nodes/{NODE}"), timeout=30)
+    assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://1."), node["status"]
+    classes = {r["metadata"]["name"]: r["handler"] for r in c.kubectl_json("get", "runtimeclasses")["items"]}
+    assert classes == {"wasm": "wasm", "runc": "runc"}, classes
+
+    c.kubectl_apply_text(manifest("hello", ["sh", "-c", "for i in 1 2 3; do echo hello from runc $i; done; "
+                                            "echo oops >&2; hostname; sleep 3600"]))
+    p = wait_phase(c, "hello", "Running")
+    assert p["status"]["podIP"].startswith("10.244.0."), p["status"]
+    logs = wait_until("the pod's output", lambda: (o := c.kubectl("logs", "hello").stdout).count("\n") >= 5 and o,
+                      timeout=30, interval=0.2)
+    # stdout and stderr are two pipes: their lines interleave in any order.
+    assert [line for line in logs.splitlines() if line != "oops"] == [
+        "hello from runc 1", "hello from runc 2", "hello from runc 3", "hello"], logs
+    assert "oops" in logs.splitlines(), logs
+    stamped = c.kubectl("logs", "hello", "--timestamps").stdout.splitlines()
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z .+", line) for line in stamped), stamped
+    assert len(c.kubectl("logs", "hello", "--tail", "2").stdout.splitlines()) == 2
+    # The container really is one: containerd runs its task.
+    tasks = c.ctrd.ctr("tasks", "ls").stdout
+    assert "RUNNING" in tasks, tasks
+    reasons = {e["reason"] for e in events_of(c, "hello")}
+    assert "Started" in reasons, reasons
+
+
+def test_a_crashing_container_restarts_with_growing_backoff(cluster):
+    c = cluster
+    c.kubectl_apply_text(manifest("crasher", ["sh", "-c", "echo crashing; exit 2"]))
+    times: dict[int, float] = {}
+    seen_backoff = False
+    deadline = time.monotonic() + 60
+    while 4 not in times and time.monotonic() < deadline:
+        s = container_status(c, "crasher")
+        count = s.get("restartCount", 0)
+        if count and count not in times:
+            times[count] = time.monotonic()
+        if s.get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff":
+            seen_backoff = True
+        time.sleep(0.1)
+    assert {2, 3, 4} <= set(times), times
+    assert seen_backoff
+    first_gap, second_gap = times[3] - times[2], times[4] - times[3]
+    assert 8 < first_gap < 15 and 18 < second_gap < 25, times
+    s = container_status(c, "crasher")
+    assert s["lastState"]["terminated"]["exitCode"] == 2, s
+    assert "crashing" in c.kubectl("logs", "crasher", "--previous").stdout
+    assert "BackOff" in {e["reason"] for e in events_of(c, "crasher")}
+
+
+def test_a_memory_limit_is_enforced_and_reported_oomkilled(cluster):
+    c = cluster
+    # 100 MB of 'a' into a shell variable under a 32 MiB limit.
+    c.kubectl_apply_text(manifest("hog", ["sh", "-c", "echo start; x=$(head -c 100000000 /dev/zero | tr '\\0' a); "
+                                          "echo survived"], policy="Never", memory="32Mi"))
+    p = wait_phase(c, "hog", "Failed")
+    term = p["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["reason"] == "OOMKilled" and term["exitCode"] == 137, term
+    out = c.kubectl("logs", "hog").stdout
+    assert "start" in out and "survived" not in out, out
+
+
+def test_a_pods_ip_answers_from_the_host(cluster):
+    c = cluster
+    c.kubectl_apply_text(manifest("web", ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && "
+                                          "exec httpd -f -p 8080 -h /www"]))
+    p = wait_phase(c, "web", "Running")
+    ip = p["status"]["podIP"]
+    assert ip.startswith("10.244.0.") and p["status"]["podIPs"] == [{"ip": ip}], p["status"]
+
+    def fetch():
+        try:
+            with urllib.request.urlopen(f"http://{ip}:8080/", timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            return None
+    assert wait_until("httpd answering on the pod IP", fetch, timeout=20, interval=0.2) == "web\n"
+
+
+def test_a_deployment_reaches_ready_on_real_containers(cluster):
+    c = cluster
+    c.kubectl_apply_text("""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: sleepers
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: sleepers}
+  template:
+    metadata:
+      labels: {app: sleepers}
+    spec:
+      runtimeClassName: runc
+      containers:
+        - name: main
+          image: busybox
+          command: ["sh", "-c", "echo up on $(hostname); exec sleep 3600"]
+""")
+    c.kubectl("rollout", "status", "deployment/sleepers", "--timeout=90s", timeout=120)
+    pods = c.kubectl_json("get", "pods", "-l", "app=sleepers")["items"]
+    assert len(pods) == 3 and all(p["status"]["phase"] == "Running" for p in pods), pods
+    ips = {p["status"]["podIP"] for p in pods}
+    assert len(ips) == 3 and all(ip.startswith("10.244.0.") for ip in ips), ips
+    running = [line for line in c.ctrd.ctr("tasks", "ls").stdout.splitlines() if "RUNNING" in line]
+    assert len(running) == 3, running
+    out = wait_until("a replica's output", lambda: "up on sleepers-" in (o := c.kubectl("logs", "deployment/sleepers")
+                                                                       .stdout) and o, timeout=30, interval=0.2)
+    assert out.startswith("up on sleepers-"), out
+
+
+def test_a_missing_image_and_a_missing_command_give_clear_reasons_and_events(cluster):
+    c = cluster
+    c.kubectl_apply_text(manifest("ghost", ["true"], image="no-such-image:1.0"))
+    c.kubectl_apply_text(manifest("typo", ["no-such-command", "--flag"]))
+    w = wait_until("ErrImagePull", lambda: (s := container_status(c, "ghost").get("state", {}).get("waiting"))
+                   and s.get("reason") == "ErrImagePull" and s, timeout=30, interval=0.2)
+    assert "no-such-image:1.0" in w["message"] and "orchd image import" in w["message"], w
+    w = wait_until("CreateContainerError", lambda: (s := container_status(c, "typo").get("state", {}).get("waiting"))
+                   and s.get("reason") == "CreateContainerError" and s, timeout=30, interval=0.2)
+    assert "no-such-command" in w["message"] and "not found" in w["message"], w
+    assert pod(c, "ghost")["status"]["phase"] == "Pending"
+    assert pod(c, "typo")["status"]["phase"] == "Pending"
+    ghost_events = wait_until("a Failed event for ghost", lambda: [e for e in events_of(c, "ghost")
+                                                                  if e["reason"] == "Failed"], timeout=20)
+    assert ghost_events[0]["type"] == "Warning" and "Failed to pull image" in ghost_events[0]["message"], ghost_events
+    typo_events = wait_until("a Failed event for typo", lambda: [e for e in events_of(c, "typo")
+                                                                if e["reason"] == "Failed"], timeout=20)
+    assert "no-such-command" in typo_events[0]["message"], typo_events
+    # No half-made container stays behind a failed start.
+    assert c.ctrd.ctr("containers", "ls", "-q").stdout.split() == []
+
+
+def test_a_missing_runtime_class_fails_the_pod(cluster):
+    c = cluster
+    c.kubectl_apply_text(manifest("classless", ["true"], runtime_class="gvisor"))
+    p = wait_phase(c, "classless", "Failed", timeout=30)
+    assert p["status"]["reason"] == "RuntimeClassNotFound", p["status"]
+    assert 'RuntimeClass "gvisor" not found' in p["status"]["message"]
+    assert "RuntimeClassNotFound" in {e["reason"] for e in events_of(c, "classless")}
+
+
+def test_deleted_pods_leave_no_containers_snapshots_netns_or_cgroups(cluster):
+    c = cluster
+    for i in range(3):
+        c.kubectl_apply_text(manifest(f"short{i}", ["sleep", "3600"]))
+    for i in range(3):
+        wait_phase(c, f"short{i}", "Running")
+    left = leftovers(c.ctrd, c.orchd.data_dir)
+    assert len(left["containers"]) == 3 and len(left["netns"]) == 3 and len(left["ip allocations"]) == 3, left
+    assert len([d for d in left["pod cgroups"] if "/memory/" in d or "/sys/fs/cgroup/orchd/" in d]) == 3, left
+    c.kubectl("delete", "pods", "short0", "short1", "short2", "--wait=true", timeout=90)
+    wait_until("nothing left behind", lambda: not nothing_left(c.ctrd, c.orchd.data_dir), timeout=30, interval=0.2)
+
+
+def test_a_runtime_class_overhead_and_scheduling_are_added_at_admission(cluster):
+    c = cluster
+    c.kubectl_apply_text(f"""apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: runc-metered
+handler: runc
+overhead:
+  podFixed: {{cpu: 100m, memory: 20Mi}}
+scheduling:
+  nodeSelector: {{kubernetes.io/hostname: {NODE}}}
+""")
+    c.kubectl_apply_text(manifest("metered", ["sleep", "3600"], runtime_class="runc-metered"))
+    p = wait_phase(c, "metered", "Running")
+    assert p["spec"]["overhead"] == {"cpu": "100m", "memory": "20Mi"}, p["spec"]
+    assert p["spec"]["nodeSelector"] == {"kubernetes.io/hostname": NODE}, p["spec"]
+    # Its handler is runc: a real task in containerd.
+    assert any("RUNNING" in line for line in c.ctrd.ctr("tasks", "ls").stdout.splitlines())
