@@ -835,6 +835,9 @@ impl Inner {
         };
         if let Ok(mut run) = worker.run.lock() {
             run.pod_ip = Some(sandbox.pod_ip);
+            if let Some((scheme, _)) = runtime.version().split_once("://") {
+                run.runtime = scheme.to_string();
+            }
         }
         let ctx = Arc::new(PodContext {
             runtime: runtime.clone(),

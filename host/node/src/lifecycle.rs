@@ -192,7 +192,7 @@ impl ContainerStatus {
         self.running() && self.ready && self.started
     }
 
-    fn to_json(&self, uid: &str, init: bool) -> Value {
+    fn to_json(&self, uid: &str, init: bool, runtime: &str) -> Value {
         let terminated = |t: &Terminated| {
             let mut v = json!({"exitCode": t.exit_code, "reason": t.reason,
                 "startedAt": stamp(t.started_at), "finishedAt": stamp(t.finished_at)});
@@ -220,8 +220,8 @@ impl ContainerStatus {
         let mut v = json!({
             "name": self.name,
             "image": self.image,
-            "imageID": format!("orchd-wasm://{}", self.image),
-            "containerID": format!("orchd-wasm://{uid}/{}", self.name),
+            "imageID": format!("{runtime}://{}", self.image),
+            "containerID": format!("{runtime}://{uid}/{}", self.name),
             "ready": ready,
             "started": self.running() && self.started,
             "restartCount": self.restart_count,
@@ -248,6 +248,9 @@ pub struct PodRun {
     pub start_time: Timestamp,
     /// The pod's IP, once its sandbox is up.
     pub pod_ip: Option<String>,
+    /// The scheme of its runtime (`orchd-wasm`, `containerd`), as container
+    /// and image IDs show it.
+    pub runtime: String,
     /// Condition type → (status, last transition), to keep transition
     /// times stable across updates.
     transitions: HashMap<&'static str, (bool, Timestamp)>,
@@ -287,6 +290,7 @@ impl PodRun {
             policy: RestartPolicy::of(pod),
             start_time: Timestamp::now(),
             pod_ip: None,
+            runtime: "orchd-wasm".into(),
             transitions: HashMap::new(),
         }
     }
@@ -377,14 +381,15 @@ impl PodRun {
             self.condition("ContainersReady", all_running, Some(not_ready)),
             scheduled,
         ];
+        // No qosClass: the API sets it at creation from the admitted
+        // resources, and this status goes out as a merge patch that keeps it.
         let mut status = json!({
             "phase": phase,
             "conditions": conditions,
             "hostIP": host_ip,
             "hostIPs": [{"ip": host_ip}],
             "startTime": stamp(self.start_time),
-            "qosClass": "BestEffort",
-            "containerStatuses": self.main.iter().map(|c| c.to_json(uid, false)).collect::<Vec<_>>(),
+            "containerStatuses": self.main.iter().map(|c| c.to_json(uid, false, &self.runtime)).collect::<Vec<_>>(),
         });
         if let Some(ip) = &self.pod_ip {
             status["podIP"] = json!(ip);
@@ -394,7 +399,7 @@ impl PodRun {
             status["initContainerStatuses"] = self
                 .init
                 .iter()
-                .map(|c| c.to_json(uid, true))
+                .map(|c| c.to_json(uid, true, &self.runtime))
                 .collect::<Vec<_>>()
                 .into();
         }
@@ -1033,6 +1038,23 @@ mod tests {
             &json!({"spec": {"restartPolicy": policy, "initContainers": init,
             "containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "x"}]}}),
         )
+    }
+
+    #[test]
+    fn status_names_the_runtime_and_leaves_qos_to_the_api() {
+        let mut p = pod("Always", 1);
+        p.runtime = "containerd".into();
+        let s = p.status(
+            "u1",
+            "10.0.0.1",
+            json!({"type": "PodScheduled", "status": "True"}),
+        );
+        assert!(s.get("qosClass").is_none(), "{s}");
+        assert_eq!(
+            s["containerStatuses"][0]["containerID"],
+            "containerd://u1/a"
+        );
+        assert_eq!(s["initContainerStatuses"][0]["imageID"], "containerd://x");
     }
 
     fn term(code: i32) -> State {
