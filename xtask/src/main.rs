@@ -800,24 +800,7 @@ fn path_with(dir: &Path) -> Result<OsString> {
 /// Installs Debian's etcd-server unless etcd is there: the store benchmark's
 /// baseline, and the etcd backend's tests and e2e tests need a real one.
 fn ensure_etcd() -> Result {
-    if Path::new("/usr/bin/etcd").exists() {
-        return Ok(());
-    }
-    let install = || {
-        run(
-            "install etcd",
-            Command::new("apt-get")
-                .args(["install", "-y", "etcd-server"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    };
-    install().or_else(|_| {
-        run(
-            "refresh package lists",
-            Command::new("apt-get").arg("update"),
-        )?;
-        install()
-    })
+    apt_install("install etcd", &[("etcd-server", "/usr/bin/etcd")])
 }
 
 /// Debian packages the containerd end-to-end tests need, each with a file
@@ -836,7 +819,17 @@ const CONTAINERD_PACKAGES: &[(&str, &str)] = &[
 
 /// Installs with apt whichever of [`CONTAINERD_PACKAGES`] is missing.
 fn ensure_containerd() -> Result {
-    let missing: Vec<&str> = CONTAINERD_PACKAGES
+    apt_install(
+        "install containerd and what real containers need",
+        CONTAINERD_PACKAGES,
+    )
+}
+
+/// Installs with apt each `(package, file)` whose file is missing,
+/// refreshing the package lists once if the first attempt fails (a fresh
+/// machine may have none).
+fn apt_install(what: &str, packages: &[(&str, &str)]) -> Result {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, file)| !Path::new(file).exists())
         .map(|(package, _)| *package)
@@ -846,7 +839,7 @@ fn ensure_containerd() -> Result {
     }
     let install = || {
         run(
-            "install containerd and what real containers need",
+            what,
             Command::new("apt-get")
                 .args(["install", "-y"])
                 .args(&missing)
