@@ -1,8 +1,8 @@
 //! Builds the default plugins (`plugins/scheduler`, `plugins/serviceaccount`,
 //! `plugins/replicaset`, `plugins/deployment`, `plugins/garbage-collector`,
 //! `plugins/job`, `plugins/cronjob`, `plugins/daemonset`, `plugins/statefulset`,
-//! `plugins/node-lifecycle`, `plugins/namespace` and `plugins/endpoints`
-//! for `wasm32-wasip2`) so `orchd up` can ship them inside the binary and
+//! `plugins/node-lifecycle`, `plugins/namespace`, `plugins/endpoints` and
+//! `plugins/kubelet` for `wasm32-wasip2`) so `orchd up` can ship them inside the binary and
 //! run with nothing to install.
 //!
 //! The component is built by a nested cargo into its own target directory
@@ -78,6 +78,11 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "orchd_endpoints_controller.wasm",
         "endpoints-controller.wasm",
     ),
+    (
+        "orchd-kubelet",
+        "orchd_kubelet.wasm",
+        "kubelet-node-policy.wasm",
+    ),
 ];
 
 use std::env;
@@ -103,6 +108,7 @@ fn main() {
         "plugins/cronjob",
         "plugins/daemonset",
         "plugins/statefulset",
+        "plugins/kubelet",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }

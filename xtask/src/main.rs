@@ -236,6 +236,26 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         env: &[],
         features: "",
     },
+    // The default node policy, the same with every restart after 1 s, and
+    // one that traps (tests/e2e/test_node_policy.py).
+    TestPlugin {
+        package: "orchd-kubelet",
+        file: "kubelet.wasm",
+        env: &[],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-kubelet",
+        file: "kubelet-quick.wasm",
+        env: &[("ORCHD_KUBELET_PROFILE", "quick")],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-test-node-policy",
+        file: "trapping-node-policy.wasm",
+        env: &[],
+        features: "",
+    },
     TestPlugin {
         package: "orchd-serviceaccount-controller",
         file: "serviceaccount-controller.wasm",

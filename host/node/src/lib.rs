@@ -19,6 +19,7 @@ pub mod containerd;
 pub mod lifecycle;
 pub mod logs;
 pub mod machine;
+pub mod policy;
 pub mod probe;
 pub mod runtime;
 
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchd_plugin_host::access::ObjectApi;
+use orchd_plugin_host::node_policy::NodePolicySlot;
 use orchd_store::{EventType, FieldSelector, ListOptions, Scope, Store, StoreError, WatchOptions};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
@@ -64,6 +66,10 @@ pub struct NodeConfig {
     pub containerd: Option<PathBuf>,
     /// The handler of pods without a RuntimeClass (`wasm` or `runc`).
     pub default_handler: String,
+    /// The node policy plugin in charge of the lifecycle decisions (the
+    /// plugin manager fills it); while it is empty, or when a call fails,
+    /// the built-in rules (`orchd-kubelet`, natively) decide.
+    pub policy: Arc<NodePolicySlot>,
 }
 
 /// The handler of the embedded wasm runtime.
@@ -81,6 +87,7 @@ impl NodeConfig {
             pod_cidr: "10.244.0.0/24".into(),
             containerd: None,
             default_handler: HANDLER_WASM.into(),
+            policy: NodePolicySlot::new(),
         }
     }
 
@@ -172,6 +179,7 @@ impl NodeAgent {
                 events: orchd_plugin_host::events::EventRecorder::new(store.clone(), "kubelet"),
                 containers: Arc::new(Mutex::new(HashMap::new())),
                 pod_ip: "127.0.0.1".into(),
+                policy: policy::Policy::new(config.policy.clone()),
             }),
             config,
             api,
@@ -856,8 +864,12 @@ impl Inner {
         let mut finished = false;
         let mut previous = Value::Null;
         loop {
+            let Ok(view) = worker.run.lock().map(|run| run.view()) else {
+                return;
+            };
+            let verdict = self.ctx.policy.pod_status(&view).await;
             let status = match worker.run.lock() {
-                Ok(mut run) => run.status(&uid, self.host_ip(), scheduled.clone()),
+                Ok(mut run) => run.status(&verdict, &uid, self.host_ip(), scheduled.clone()),
                 Err(_) => return,
             };
             for (kind, reason, message) in container_events(&previous, &status) {

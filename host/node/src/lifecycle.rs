@@ -1,10 +1,9 @@
-//! Pod lifecycle policy, minimal and in one place (a later `node-policy`
-//! plugin replaces this module): init containers in order, then the app
-//! containers; restart policy Always / OnFailure / Never with
-//! CrashLoopBackOff (the first restart at once, then 10 s doubling to
-//! 5 min, reset after 10 min of running fine, as the kubelet); the pod's
-//! status (phase, conditions, container states) computed from what the
-//! containers did; probes (startup holds liveness and readiness until it
+//! The pod worker: runs a pod's containers and keeps what the node knows
+//! of them. Init containers in order, then the app containers; after each
+//! exit the node policy (`crate::policy`: the `kubelet` plugin, restart
+//! policy and CrashLoopBackOff) says whether and when the container runs
+//! again; the pod's status (phase and conditions from the node policy,
+//! container states from here); probes (startup holds liveness and readiness until it
 //! succeeds, readiness gates `ready` and the Ready conditions, liveness
 //! failures restart the container), PostStart and PreStop hooks, and
 //! graceful termination (PreStop, `terminate`, the grace period, then
@@ -25,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::policy::{self, AfterExit, ContainerState, ContainerView, PodVerdict};
 use crate::probe::{self, Probe, Threshold};
 use crate::runtime::{
     ContainerConfig, ContainerExit, ExitReason, RunningContainer, Runtime, StartError,
@@ -66,54 +66,6 @@ pub fn grace_deadline(pod: &Value) -> Stop {
     match pod["metadata"]["deletionGracePeriodSeconds"].as_u64() {
         Some(0) | None => Stop::Now,
         Some(secs) => Stop::Graceful(Instant::now() + Duration::from_secs(secs)),
-    }
-}
-
-/// The first backoff after a crash that follows an immediate restart.
-pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
-/// The longest backoff.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
-/// A container running this long has its backoff forgotten.
-pub const BACKOFF_RESET: Duration = Duration::from_secs(600);
-
-/// The delay before restart number `step + 1` of a crashing container:
-/// none for the first, then 10 s, 20 s, 40 s ... up to 5 min.
-pub fn backoff(step: u32) -> Duration {
-    if step == 0 {
-        return Duration::ZERO;
-    }
-    let factor = 1u64 << (step - 1).min(16);
-    (BACKOFF_INITIAL * u32::try_from(factor).unwrap_or(u32::MAX)).min(BACKOFF_MAX)
-}
-
-/// `spec.restartPolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RestartPolicy {
-    /// Restart whatever the exit.
-    Always,
-    /// Restart on a non-zero exit.
-    OnFailure,
-    /// Never restart.
-    Never,
-}
-
-impl RestartPolicy {
-    /// From the pod spec (Kubernetes' default: Always).
-    pub fn of(pod: &Value) -> Self {
-        match pod["spec"]["restartPolicy"].as_str() {
-            Some("OnFailure") => RestartPolicy::OnFailure,
-            Some("Never") => RestartPolicy::Never,
-            _ => RestartPolicy::Always,
-        }
-    }
-
-    /// Whether a container that exited with `code` runs again.
-    pub fn restarts(self, code: i32) -> bool {
-        match self {
-            RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => code != 0,
-            RestartPolicy::Never => false,
-        }
     }
 }
 
@@ -243,7 +195,7 @@ pub struct PodRun {
     /// `containers`.
     pub main: Vec<ContainerStatus>,
     /// The pod's restart policy.
-    pub policy: RestartPolicy,
+    pub policy: policy::RestartPolicy,
     /// When the node took the pod on.
     pub start_time: Timestamp,
     /// The pod's IP, once its sandbox is up.
@@ -253,7 +205,7 @@ pub struct PodRun {
     pub runtime: String,
     /// Condition type → (status, last transition), to keep transition
     /// times stable across updates.
-    transitions: HashMap<&'static str, (bool, Timestamp)>,
+    transitions: HashMap<String, (bool, Timestamp)>,
 }
 
 /// Kubernetes' time format.
@@ -287,7 +239,7 @@ impl PodRun {
         PodRun {
             init,
             main: list("containers", main_reason),
-            policy: RestartPolicy::of(pod),
+            policy: policy::restart_policy(pod),
             start_time: Timestamp::now(),
             pod_ip: None,
             runtime: "orchd-wasm".into(),
@@ -295,96 +247,68 @@ impl PodRun {
         }
     }
 
-    /// Whether every init container has completed.
-    pub fn initialized(&self) -> bool {
-        self.init
-            .iter()
-            .all(|c| matches!(&c.state, State::Terminated(t) if t.exit_code == 0))
-    }
-
-    /// The pod phase, as the kubelet computes it.
-    pub fn phase(&self) -> &'static str {
-        // An init container that failed for good fails the pod.
-        if self.policy == RestartPolicy::Never
-            && self
+    /// The pod as the node policy sees it: each container's state.
+    pub fn view(&self) -> policy::PodView {
+        let view = |c: &ContainerStatus, init: bool| ContainerView {
+            name: c.name.clone(),
+            init,
+            state: match &c.state {
+                State::Waiting { .. } => ContainerState::Waiting(c.last.is_some()),
+                State::Running(_) => ContainerState::Running(c.is_ready()),
+                State::Terminated(t) => ContainerState::Terminated(t.exit_code),
+            },
+        };
+        policy::PodView {
+            restart_policy: self.policy,
+            containers: self
                 .init
                 .iter()
-                .any(|c| matches!(&c.state, State::Terminated(t) if t.exit_code != 0))
-        {
-            return "Failed";
-        }
-        if !self.initialized() {
-            return "Pending";
-        }
-        let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
-        for c in &self.main {
-            match &c.state {
-                State::Running(_) => running += 1,
-                State::Terminated(t) => {
-                    stopped += 1;
-                    if t.exit_code == 0 {
-                        succeeded += 1;
-                    }
-                }
-                // In backoff after a run: it has stopped, for the phase.
-                State::Waiting { .. } if c.last.is_some() => stopped += 1,
-                State::Waiting { .. } => waiting += 1,
-            }
-        }
-        if waiting > 0 {
-            "Pending"
-        } else if running > 0 {
-            "Running"
-        } else if stopped > 0 {
-            match self.policy {
-                RestartPolicy::Always => "Running",
-                RestartPolicy::OnFailure if stopped == succeeded => "Succeeded",
-                RestartPolicy::OnFailure => "Running",
-                RestartPolicy::Never if stopped == succeeded => "Succeeded",
-                RestartPolicy::Never => "Failed",
-            }
-        } else {
-            "Pending"
+                .map(|c| view(c, true))
+                .chain(self.main.iter().map(|c| view(c, false)))
+                .collect(),
         }
     }
 
-    fn condition(&mut self, kind: &'static str, ok: bool, reason: Option<&str>) -> Value {
+    /// A condition with a stable `lastTransitionTime`: the time it last
+    /// changed status, as this node saw it.
+    fn condition(&mut self, c: &policy::PodCondition) -> Value {
         let now = Timestamp::now();
-        let entry = self.transitions.entry(kind).or_insert((ok, now));
-        if entry.0 != ok {
-            *entry = (ok, now);
+        let entry = self
+            .transitions
+            .entry(c.type_.clone())
+            .or_insert((c.status, now));
+        if entry.0 != c.status {
+            *entry = (c.status, now);
         }
-        let mut c = json!({"type": kind, "status": if ok { "True" } else { "False" },
+        let mut v = json!({"type": c.type_, "status": if c.status { "True" } else { "False" },
             "lastProbeTime": null, "lastTransitionTime": stamp(entry.1)});
-        if let (false, Some(r)) = (ok, reason) {
-            c["reason"] = json!(r);
+        if let (false, Some(r)) = (c.status, &c.reason) {
+            v["reason"] = json!(r);
         }
-        c
+        v
     }
 
-    /// The pod's `status` (what a status patch writes), keeping the
-    /// PodScheduled condition `scheduled` as the scheduler wrote it.
-    pub fn status(&mut self, uid: &str, host_ip: &str, scheduled: Value) -> Value {
-        let phase = self.phase();
-        let done = matches!(phase, "Succeeded" | "Failed");
-        let initialized = self.initialized();
-        let all_running = !self.main.is_empty() && self.main.iter().all(|c| c.is_ready());
-        let not_ready = if done {
-            "PodCompleted"
-        } else {
-            "ContainersNotReady"
-        };
-        let conditions = vec![
-            self.condition("PodReadyToStartContainers", !done, None),
-            self.condition("Initialized", initialized, Some("ContainersNotInitialized")),
-            self.condition("Ready", all_running, Some(not_ready)),
-            self.condition("ContainersReady", all_running, Some(not_ready)),
-            scheduled,
-        ];
+    /// The pod's `status` (what a status patch writes): the phase and
+    /// conditions of the node policy's `verdict` on [`Self::view`], the
+    /// container states, keeping the PodScheduled condition `scheduled`
+    /// as the scheduler wrote it.
+    pub fn status(
+        &mut self,
+        verdict: &PodVerdict,
+        uid: &str,
+        host_ip: &str,
+        scheduled: Value,
+    ) -> Value {
+        let mut conditions: Vec<Value> = verdict
+            .conditions
+            .iter()
+            .map(|c| self.condition(c))
+            .collect();
+        conditions.push(scheduled);
         // No qosClass: the API sets it at creation from the admitted
         // resources, and this status goes out as a merge patch that keeps it.
         let mut status = json!({
-            "phase": phase,
+            "phase": policy::phase_name(verdict.phase),
             "conditions": conditions,
             "hostIP": host_ip,
             "hostIPs": [{"ip": host_ip}],
@@ -432,6 +356,8 @@ pub struct PodContext {
     pub containers: Arc<Containers>,
     /// The pod IP probes and hooks reach by default.
     pub pod_ip: String,
+    /// Where the lifecycle decisions come from.
+    pub policy: policy::Policy,
 }
 
 /// The containers of one pod, as a worker runs them.
@@ -539,6 +465,27 @@ impl PodWorker {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// The restarts of the container in `slot` so far.
+    fn restart_count(&self, slot: Slot) -> u32 {
+        let Ok(run) = self.run.lock() else { return 0 };
+        let c = match slot {
+            Slot::Init(i) => run.init.get(i),
+            Slot::Main(i) => run.main.get(i),
+        };
+        c.map_or(0, |c| c.restart_count)
+    }
+
+    /// The pod as the kubelet's messages name it: `NAME_NAMESPACE(UID)`.
+    fn pod_label(&self) -> String {
+        let m = &self.pod["metadata"];
+        format!(
+            "{}_{}({})",
+            m["name"].as_str().unwrap_or(""),
+            m["namespace"].as_str().unwrap_or(""),
+            m["uid"].as_str().unwrap_or("")
+        )
+    }
+
     fn update(&self, slot: Slot, f: impl FnOnce(&mut ContainerStatus)) {
         if let Ok(mut run) = self.run.lock() {
             let c = match slot {
@@ -568,7 +515,7 @@ impl PodWorker {
             .run
             .lock()
             .map(|r| r.policy)
-            .unwrap_or(RestartPolicy::Never);
+            .unwrap_or(policy::RestartPolicy::Never);
         let mut step: u32 = 0;
         let mut attempt: u32 = 0;
         loop {
@@ -595,7 +542,7 @@ impl PodWorker {
                         }
                     });
                     step += 1;
-                    if !sleep_or_cancel(backoff(step).max(Duration::from_secs(2)), cancel).await {
+                    if !sleep_or_cancel(policy::retry_delay(step), cancel).await {
                         return false;
                     }
                     continue;
@@ -651,38 +598,32 @@ impl PodWorker {
                 finished_at: exit.finished_at,
             };
             let ran = exit.finished_at.duration_since(started_at).unsigned_abs();
-            let restart = if until_success {
-                exit.code != 0 && policy != RestartPolicy::Never
-            } else {
-                policy.restarts(exit.code)
+            let facts = policy::ContainerExit {
+                name: name.clone(),
+                pod: self.pod_label(),
+                init: until_success,
+                exit_code: exit.code,
+                reason: terminated.reason.clone(),
+                ran_ms: u64::try_from(ran.as_millis()).unwrap_or(u64::MAX),
+                restart_count: self.restart_count(slot),
+                backoff_step: step,
             };
-            if !restart {
-                self.update(slot, |c| c.state = State::Terminated(terminated));
-                return exit.code == 0 && exit.reason != ExitReason::Killed;
-            }
-            if ran >= BACKOFF_RESET {
-                step = 0;
-            }
-            let delay = backoff(step);
-            step += 1;
+            let plan = match ctx.policy.after_exit(&facts, policy).await {
+                AfterExit::StayTerminated => {
+                    self.update(slot, |c| c.state = State::Terminated(terminated));
+                    return exit.code == 0 && exit.reason != ExitReason::Killed;
+                }
+                AfterExit::Restart(plan) => plan,
+            };
+            step = plan.next_step;
             attempt += 1;
+            let delay = Duration::from_millis(plan.delay_ms);
             self.update(slot, |c| {
                 c.restart_count += 1;
                 c.last = Some(terminated.clone());
-                c.state = if delay.is_zero() {
-                    State::Waiting {
-                        reason: "ContainerCreating".into(),
-                        message: None,
-                    }
-                } else {
-                    State::Waiting {
-                        reason: "CrashLoopBackOff".into(),
-                        message: Some(format!(
-                            "back-off {}s restarting failed container={} pod={uid}",
-                            delay.as_secs(),
-                            c.name
-                        )),
-                    }
+                c.state = State::Waiting {
+                    reason: plan.waiting_reason,
+                    message: plan.message,
                 };
             });
             if !sleep_or_cancel(delay, cancel).await {
@@ -1011,23 +952,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_restarts_at_once_then_doubles_from_10s_to_5min() {
-        let secs: Vec<u64> = (0..8).map(|s| backoff(s).as_secs()).collect();
-        assert_eq!(secs, [0, 10, 20, 40, 80, 160, 300, 300]);
-        assert_eq!(backoff(1000), BACKOFF_MAX);
+    fn restart_policy_defaults_to_always() {
+        assert_eq!(
+            policy::restart_policy(&json!({"spec": {"restartPolicy": "Never"}})),
+            policy::RestartPolicy::Never
+        );
+        assert_eq!(
+            policy::restart_policy(&json!({})),
+            policy::RestartPolicy::Always
+        );
     }
 
-    #[test]
-    fn restart_policies() {
-        assert!(RestartPolicy::Always.restarts(0));
-        assert!(RestartPolicy::OnFailure.restarts(1));
-        assert!(!RestartPolicy::OnFailure.restarts(0));
-        assert!(!RestartPolicy::Never.restarts(1));
-        assert_eq!(
-            RestartPolicy::of(&json!({"spec": {"restartPolicy": "Never"}})),
-            RestartPolicy::Never
-        );
-        assert_eq!(RestartPolicy::of(&json!({})), RestartPolicy::Always);
+    /// The status with the built-in rules' verdict on the pod.
+    fn status(p: &mut PodRun, uid: &str, host_ip: &str, scheduled: Value) -> Value {
+        let verdict = policy::builtin_pod_status(&p.view());
+        p.status(&verdict, uid, host_ip, scheduled)
+    }
+
+    fn phase(p: &PodRun) -> &'static str {
+        policy::phase_name(policy::builtin_pod_status(&p.view()).phase)
+    }
+
+    fn initialized(p: &PodRun) -> bool {
+        policy::builtin_pod_status(&p.view())
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Initialized" && c.status)
     }
 
     fn pod(policy: &str, inits: usize) -> PodRun {
@@ -1044,7 +994,8 @@ mod tests {
     fn status_names_the_runtime_and_leaves_qos_to_the_api() {
         let mut p = pod("Always", 1);
         p.runtime = "containerd".into();
-        let s = p.status(
+        let s = status(
+            &mut p,
             "u1",
             "10.0.0.1",
             json!({"type": "PodScheduled", "status": "True"}),
@@ -1070,11 +1021,11 @@ mod tests {
     #[test]
     fn phases_follow_the_containers_and_the_policy() {
         let mut p = pod("Always", 0);
-        assert_eq!(p.phase(), "Pending");
+        assert_eq!(phase(&p), "Pending");
         p.main[0].state = State::Running(Timestamp::now());
-        assert_eq!(p.phase(), "Pending", "b still waits to start");
+        assert_eq!(phase(&p), "Pending", "b still waits to start");
         p.main[1].state = State::Running(Timestamp::now());
-        assert_eq!(p.phase(), "Running");
+        assert_eq!(phase(&p), "Running");
         // In backoff after a crash: still Running under Always.
         p.main[1].last = Some(Terminated {
             exit_code: 1,
@@ -1087,25 +1038,25 @@ mod tests {
             reason: "CrashLoopBackOff".into(),
             message: None,
         };
-        assert_eq!(p.phase(), "Running");
+        assert_eq!(phase(&p), "Running");
 
         let mut p = pod("Never", 0);
         p.main[0].state = term(0);
         p.main[1].state = term(1);
-        assert_eq!(p.phase(), "Failed");
+        assert_eq!(phase(&p), "Failed");
         p.main[1].state = term(0);
-        assert_eq!(p.phase(), "Succeeded");
+        assert_eq!(phase(&p), "Succeeded");
 
         let mut p = pod("OnFailure", 0);
         p.main[0].state = term(0);
         p.main[1].state = term(0);
-        assert_eq!(p.phase(), "Succeeded");
+        assert_eq!(phase(&p), "Succeeded");
     }
 
     #[test]
     fn init_containers_gate_the_phase_and_initialized() {
         let mut p = pod("Never", 2);
-        assert!(!p.initialized());
+        assert!(!initialized(&p));
         assert_eq!(
             p.main[0].state,
             State::Waiting {
@@ -1114,11 +1065,11 @@ mod tests {
             }
         );
         p.init[0].state = term(0);
-        assert_eq!(p.phase(), "Pending");
+        assert_eq!(phase(&p), "Pending");
         p.init[1].state = term(3);
-        assert_eq!(p.phase(), "Failed");
+        assert_eq!(phase(&p), "Failed");
         p.init[1].state = term(0);
-        assert!(p.initialized());
+        assert!(initialized(&p));
     }
 
     #[test]
@@ -1133,7 +1084,8 @@ mod tests {
             c.started = true;
         }
         p.pod_ip = Some("127.0.0.1".into());
-        let s = p.status(
+        let s = status(
+            &mut p,
             "u1",
             "127.0.0.1",
             json!({"type": "PodScheduled", "status": "True"}),
@@ -1164,7 +1116,7 @@ mod tests {
         if let State::Terminated(t) = &mut p.main[1].state {
             t.reason = "OOMKilled".into();
         }
-        let s = p.status("u1", "127.0.0.1", json!({}));
+        let s = status(&mut p, "u1", "127.0.0.1", json!({}));
         assert_eq!(
             s["containerStatuses"][1]["state"]["terminated"]["reason"],
             "OOMKilled"
@@ -1186,7 +1138,7 @@ mod tests {
         // Running but its readiness probe not passed: not ready.
         p.main[1].state = State::Running(Timestamp::now());
         p.main[1].ready = false;
-        let s = p.status("u1", "127.0.0.1", json!({}));
+        let s = status(&mut p, "u1", "127.0.0.1", json!({}));
         assert_eq!(s["containerStatuses"][1]["ready"], false);
         assert_eq!(s["containerStatuses"][1]["started"], true);
         assert_eq!(s["containerStatuses"][0]["ready"], true);
@@ -1201,10 +1153,10 @@ mod tests {
         };
         assert_eq!(ready(&s), "False");
         p.main[1].ready = true;
-        assert_eq!(ready(&p.status("u1", "127.0.0.1", json!({}))), "True");
+        assert_eq!(ready(&status(&mut p, "u1", "127.0.0.1", json!({}))), "True");
         // Startup not done: neither started nor ready.
         p.main[1].started = false;
-        let s = p.status("u1", "127.0.0.1", json!({}));
+        let s = status(&mut p, "u1", "127.0.0.1", json!({}));
         assert_eq!(s["containerStatuses"][1]["started"], false);
         assert_eq!(ready(&s), "False");
     }

@@ -233,6 +233,14 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         read: &["services", "pods", "endpoints"],
         write: &["endpoints"],
     },
+    // The node agent's lifecycle rules: pure decisions, no object access.
+    DefaultPlugin {
+        name: "kubelet",
+        world: orchd_plugin_host::World::NodePolicy,
+        bytes: include_bytes!(concat!(env!("OUT_DIR"), "/kubelet-node-policy.wasm")),
+        read: &[],
+        write: &[],
+    },
 ];
 
 /// Runs the cluster until a termination signal.
@@ -263,7 +271,18 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
     let listener = bind(listen).with_context(|| {
         format!("cannot listen on {listen} (is another orchd running? use --listen)")
     })?;
-    let plugins = start_plugins(&args, &data_dir, store.clone(), api.clone()).await?;
+    // The node agent's lifecycle decisions come from the node-policy
+    // plugin the manager puts here (the default: `kubelet`).
+    let node_policy =
+        (single_host && !args.no_node).then(orchd_plugin_host::node_policy::NodePolicySlot::new);
+    let plugins = start_plugins(
+        &args,
+        &data_dir,
+        store.clone(),
+        api.clone(),
+        node_policy.clone(),
+    )
+    .await?;
     let addr = listener.local_addr()?;
     let server_url = format!("http://{addr}");
     let kubeconfig = data_dir.join("kubeconfig");
@@ -276,10 +295,11 @@ pub async fn up(args: UpArgs, single_host: bool) -> anyhow::Result<()> {
         kubeconfig.display()
     );
 
-    let node = if single_host && !args.no_node {
-        Some(start_node(&args, &data_dir, store.clone(), api.clone()).await?)
-    } else {
-        None
+    let node = match node_policy {
+        Some(policy) => {
+            Some(start_node(&args, &data_dir, store.clone(), api.clone(), policy).await?)
+        }
+        None => None,
     };
 
     let hollow = (args.hollow_nodes > 0).then(|| {
@@ -376,6 +396,7 @@ async fn start_node(
     data_dir: &Path,
     store: Arc<dyn Store>,
     api: Arc<ApiServer>,
+    policy: Arc<orchd_plugin_host::node_policy::NodePolicySlot>,
 ) -> anyhow::Result<orchd_node::NodeAgent> {
     let name = args
         .node_name
@@ -384,6 +405,7 @@ async fn start_node(
     let mut config = orchd_node::NodeConfig::new(name.clone(), data_dir.to_path_buf());
     config.containerd = containerd_socket(args.runtime.as_deref())?;
     config.default_handler = args.default_runtime.clone();
+    config.policy = policy;
     let images = config.images_dir();
     let objects: Arc<dyn orchd_plugin_host::access::ObjectApi> =
         Arc::new(crate::inprocess::InProcessApi(api.clone()));
@@ -480,6 +502,7 @@ async fn start_plugins(
     data_dir: &Path,
     store: Arc<dyn Store>,
     api: std::sync::Arc<ApiServer>,
+    node_policy: Option<Arc<orchd_plugin_host::node_policy::NodePolicySlot>>,
 ) -> anyhow::Result<PluginRunner> {
     use orchd_plugin_host::leader::{self, ElectionConfig};
     use orchd_plugin_host::manager::{self, Ensured, ManagerConfig, PluginSet};
@@ -540,6 +563,7 @@ async fn start_plugins(
         probation: std::time::Duration::from_millis(args.plugin_probation_ms),
         admission: Some(chain),
         plugins: PluginSet::All,
+        node_policy,
     };
     let api: std::sync::Arc<dyn orchd_plugin_host::access::ObjectApi> =
         std::sync::Arc::new(crate::inprocess::InProcessApi(api));
@@ -567,6 +591,7 @@ async fn start_plugins(
     let elected = ManagerConfig {
         plugins: PluginSet::Elected,
         admission: None,
+        node_policy: None,
         ..config
     };
     let election = ElectionConfig::new(

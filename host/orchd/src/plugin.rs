@@ -48,7 +48,7 @@ enum PluginCommand {
 
 #[derive(clap::Args)]
 struct InstallArgs {
-    /// A WebAssembly component (`.wasm`) of world scheduler, controller or
+    /// A WebAssembly component (`.wasm`) of world scheduler, controller, node-policy or
     /// admission.
     file: PathBuf,
     /// Plugin name. Default: for a scheduler, the schedulerName it serves

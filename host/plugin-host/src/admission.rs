@@ -212,6 +212,9 @@ pub struct AdmissionFailure {
     /// Whether an instance was discarded (and will be started anew); not
     /// for a call refused while the plugin backs off, or a bad answer.
     pub restarted: bool,
+    /// The reason of the Warning Event that reports it
+    /// (`AdmissionFailed`; node policies use the same report).
+    pub reason: &'static str,
 }
 
 type Instance = Supervised<AdmissionWorld>;
@@ -555,6 +558,7 @@ impl Admission for AdmissionChain {
                         error: error.clone(),
                         message: format!("{}; {outcome}", stable(&error)),
                         restarted,
+                        reason: "AdmissionFailed",
                     });
                     if policy == FailurePolicy::Fail {
                         return Err(Refusal::Failed {

@@ -16,6 +16,9 @@
 //!   swap of the deciding plugin;
 //! * [`manager`]: makes what runs match the `orchd.dev/v1` Plugin objects
 //!   (load, warm, swap, roll back, report status and Events);
+//! * [`node_policy`]: the host side of `world node-policy`, the node
+//!   agent's lifecycle decisions, and the slot holding the revision in
+//!   charge;
 //! * [`leader`]: leader election of control-plane replicas, so the plugins
 //!   run in one replica at a time.
 
@@ -29,6 +32,7 @@ pub mod events;
 mod informer;
 pub mod leader;
 pub mod manager;
+pub mod node_policy;
 pub mod podinfo;
 pub mod quantity;
 pub mod reconciler;

@@ -37,6 +37,7 @@ use crate::admission::{AdmissionChain, AdmissionFailure, AdmissionPlugin, Admiss
 use crate::controller::ControllerPlugin;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{self, Change};
+use crate::node_policy::{NodePolicyPlugin, NodePolicySlot};
 use crate::reconciler::{self, ReconcilerHandle};
 use crate::reflector::SharedCaches;
 use crate::runner::{self, Report, RunnerHandle};
@@ -57,20 +58,22 @@ pub const COMPONENTS: &str = "plugincomponents.orchd.dev";
 pub enum PluginSet {
     /// Every Plugin: a replica alone on its store.
     All,
-    /// Only Plugins of world `admission`. Each API replica enforces its
-    /// own chain, so every replica runs one of these, unelected: a replica
-    /// that does not hold the plugins' lease must still enforce policy.
+    /// Only Plugins of the worlds every replica applies itself:
+    /// `admission` (each API replica enforces its own chain: a replica
+    /// that does not hold the plugins' lease must still enforce policy)
+    /// and `node-policy` (each node agent decides for its own pods). Run
+    /// by every replica, unelected.
     Admission,
-    /// Every Plugin but admission ones (schedulers, controllers, and
-    /// Plugins whose world is wrong, to be refused): what the replica
-    /// holding the lease runs, since two replicas must never both decide.
+    /// Every Plugin but those (schedulers, controllers, and Plugins whose
+    /// world is wrong, to be refused): what the replica holding the lease
+    /// runs, since two replicas must never both decide.
     Elected,
 }
 
 impl PluginSet {
     /// Whether a Plugin of `world` (its `spec.world`) belongs to this set.
     pub fn runs(self, world: &str) -> bool {
-        let admission = world == World::Admission.name();
+        let admission = world == World::Admission.name() || world == World::NodePolicy.name();
         match self {
             PluginSet::All => true,
             PluginSet::Admission => admission,
@@ -89,6 +92,9 @@ pub struct ManagerConfig {
     pub admission: Option<Arc<AdmissionChain>>,
     /// The Plugins this manager runs.
     pub plugins: PluginSet,
+    /// Where node policies are put for the node agent of this process;
+    /// without one, node policies are refused.
+    pub node_policy: Option<Arc<NodePolicySlot>>,
 }
 
 impl Default for ManagerConfig {
@@ -97,6 +103,7 @@ impl Default for ManagerConfig {
             probation: Duration::from_secs(3),
             admission: None,
             plugins: PluginSet::All,
+            node_policy: None,
         }
     }
 }
@@ -143,7 +150,12 @@ pub fn start(
     if let Some(chain) = &config.admission
         && config.plugins.runs(World::Admission.name())
     {
-        chain.report_failures_to(failure_tx);
+        chain.report_failures_to(failure_tx.clone());
+    }
+    if let Some(slot) = &config.node_policy
+        && config.plugins.runs(World::NodePolicy.name())
+    {
+        slot.report_failures_to(failure_tx);
     }
     let manager = Manager {
         caches: SharedCaches::default(),
@@ -170,6 +182,7 @@ enum Runs {
     Scheduler(RunnerHandle),
     Controller(ReconcilerHandle),
     Admission(Arc<AdmissionChain>, String),
+    NodePolicy(Arc<NodePolicySlot>, String),
 }
 
 impl Runs {
@@ -178,6 +191,7 @@ impl Runs {
             Runs::Scheduler(r) => r.stop().await,
             Runs::Controller(r) => r.stop().await,
             Runs::Admission(chain, name) => chain.remove(&name),
+            Runs::NodePolicy(slot, name) => slot.remove(&name),
         }
     }
 }
@@ -187,6 +201,7 @@ enum Loaded {
     Scheduler(SchedulerPlugin),
     Controller(ControllerPlugin),
     Admission(AdmissionPlugin),
+    NodePolicy(NodePolicyPlugin),
 }
 
 /// A plugin that runs.
@@ -270,7 +285,7 @@ impl Manager {
                 // The API keeps enforcing the policies in force when this
                 // manager stops (losing the lease must not switch
                 // admission off); the next manager replaces them.
-                Runs::Admission(..) => {}
+                Runs::Admission(..) | Runs::NodePolicy(..) => {}
                 other => other.stop().await,
             }
         }
@@ -399,6 +414,18 @@ impl Manager {
             .find(|r| r.revision == wanted)
             .ok_or_else(|| PluginError::Invalid(format!("revision {wanted} is not installed")))?;
         let digest = revision.digest.clone();
+        if plugin.spec.world == World::NodePolicy.name()
+            && let Some(other) = self
+                .running
+                .iter()
+                .find(|(n, r)| *n != name && matches!(r.runner, Runs::NodePolicy(..)))
+                .map(|(n, _)| n)
+        {
+            return Err(PluginError::Invalid(format!(
+                "node policy {other} is in charge of the node; install this one as a revision of it \
+                 (orchd plugin install FILE --name {other}) or remove {other} first"
+            )));
+        }
         let bytes = crate::component::read(self.store.as_ref(), &digest)
             .await
             .map_err(|e| match e {
@@ -428,6 +455,7 @@ impl Manager {
             _ => None,
         };
         let has_chain = self.config.admission.is_some();
+        let has_node = self.config.node_policy.is_some();
         let name = name.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
             let compiled = engine.compile(&bytes)?;
@@ -456,6 +484,15 @@ impl Manager {
                     AdmissionPlugin::load(&engine, &compiled, &name, wanted, limits, settings, log)
                         .map(Loaded::Admission)
                 }
+                World::NodePolicy => {
+                    if !has_node {
+                        return Err(PluginError::Invalid(
+                            "this plugin host runs no node agent".into(),
+                        ));
+                    }
+                    NodePolicyPlugin::load(&engine, &compiled, &name, wanted, limits, log)
+                        .map(Loaded::NodePolicy)
+                }
             }
         })
         .await
@@ -473,6 +510,10 @@ impl Manager {
             }
             Loaded::Admission(plugin) => {
                 self.start_admission(name, r, plugin).await;
+                return;
+            }
+            Loaded::NodePolicy(plugin) => {
+                self.start_node_policy(name, r, plugin).await;
                 return;
             }
         };
@@ -697,6 +738,58 @@ impl Manager {
             .record(&object, EventType::Normal, "RevisionActive", &message);
     }
 
+    /// Puts a node policy revision in charge of the node agent's
+    /// decisions, in one step (calls under way finish on the old one).
+    async fn start_node_policy(&mut self, name: &str, r: Revision, plugin: NodePolicyPlugin) {
+        let Some(slot) = self.config.node_policy.clone() else {
+            return;
+        };
+        let Revision {
+            generation,
+            revision,
+            digest,
+            settings,
+            asked_at,
+        } = r;
+        let from = self.running.get(name).map(|r| r.revision);
+        slot.install(Arc::new(plugin));
+        // Replaced, not stopped: stopping would take the new revision out.
+        self.running.insert(
+            name.to_string(),
+            Running {
+                revision,
+                digest: digest.clone(),
+                scheduler_name: None,
+                runner: Runs::NodePolicy(slot, name.to_string()),
+                previous: None,
+                asked_at,
+                settings,
+                generation,
+            },
+        );
+        let message = match from {
+            Some(from) if from != revision => format!(
+                "revision {revision} decides the node's pod lifecycle, took over from revision {from}"
+            ),
+            _ => format!("revision {revision} decides the node's pod lifecycle"),
+        };
+        let took_over = TookOver {
+            phase: "Active",
+            generation,
+            revision,
+            digest: &digest,
+            scheduler_name: None,
+            message: &message,
+        };
+        self.took_over(name, took_over).await;
+        let millis = i64::try_from(asked_at.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.write_status(name, |s| s.swap_millis = Some(millis))
+            .await;
+        let object = self.current_object(name).await;
+        self.events
+            .record(&object, EventType::Normal, "RevisionActive", &message);
+    }
+
     /// A review by an admission plugin failed: the failure policy decided
     /// the request, and an instance that trapped or ran out of time or
     /// memory was discarded (the next review starts a new one, counted as
@@ -713,7 +806,7 @@ impl Manager {
             &failure.plugin,
             &failure.error,
             failure.restarted,
-            "AdmissionFailed",
+            failure.reason,
             &failure.message,
         )
         .await;

@@ -18,11 +18,18 @@ pub enum World {
     Controller,
     /// Reviews API writes (`world admission`).
     Admission,
+    /// Decides a node's pod lifecycle (`world node-policy`).
+    NodePolicy,
 }
 
 impl World {
     /// Every known world, in the order they are tried.
-    pub const ALL: [World; 3] = [World::Scheduler, World::Controller, World::Admission];
+    pub const ALL: [World; 4] = [
+        World::Scheduler,
+        World::Controller,
+        World::Admission,
+        World::NodePolicy,
+    ];
 
     /// The world's name in the WIT package.
     pub fn name(self) -> &'static str {
@@ -30,6 +37,7 @@ impl World {
             World::Scheduler => "scheduler",
             World::Controller => "controller",
             World::Admission => "admission",
+            World::NodePolicy => "node-policy",
         }
     }
 
@@ -39,6 +47,7 @@ impl World {
             World::Scheduler => &["scheduler-name", "update", "schedule"],
             World::Controller => &["setup", "reconcile"],
             World::Admission => &["review"],
+            World::NodePolicy => &["after-exit", "pod-status"],
         }
     }
 }
@@ -88,7 +97,7 @@ pub fn detect(engine: &Engine, component: &Component) -> Result<World, PluginErr
         [] => Err(PluginError::Invalid(format!(
             "the component matches no known world of orchd:plugin@0.1.0: it exports {} \
              (a scheduler exports scheduler-name, update and schedule, a controller setup and reconcile, \
-             an admission plugin review)",
+             an admission plugin review, a node policy after-exit and pod-status)",
             if funcs.is_empty() {
                 "no functions".to_string()
             } else {

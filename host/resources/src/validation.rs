@@ -334,11 +334,11 @@ fn check_semantics(resource: &ResourceType, object: &Value, errors: &mut Vec<Fie
 fn check_plugin(object: &Value, errors: &mut Vec<FieldError>) {
     let spec = &object["spec"];
     let world = spec["world"].as_str().unwrap_or_default();
-    if !["scheduler", "controller", "admission"].contains(&world) {
+    if !["scheduler", "controller", "admission", "node-policy"].contains(&world) {
         errors.push(FieldError::new(
             "FieldValueNotSupported",
             "spec.world",
-            format!("Unsupported value: {world:?}: supported values: \"scheduler\", \"controller\", \"admission\""),
+            format!("Unsupported value: {world:?}: supported values: \"scheduler\", \"controller\", \"admission\", \"node-policy\""),
         ));
     }
     let revisions = spec["revisions"]

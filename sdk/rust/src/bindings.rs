@@ -66,3 +66,18 @@ pub mod admission {
         },
     });
 }
+
+/// `world node-policy`.
+#[cfg(feature = "node-policy")]
+pub mod node_policy {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "orchd:plugin/node-policy@0.1.0",
+        pub_export_macro: true,
+        default_bindings_module: "orchd_sdk::bindings::node_policy",
+        additional_derives: [PartialEq, Eq],
+        with: {
+            "orchd:plugin/log@0.1.0": crate::bindings::base::orchd::plugin::log,
+        },
+    });
+}

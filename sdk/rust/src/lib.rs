@@ -32,6 +32,7 @@
 //! | `scheduler` | `scheduler::Scheduler` | `export_scheduler!` | `log` |
 //! | `controller` | `controller::Controller` | `export_controller!` | `log`, `events`, `objects` |
 //! | `admission` | `admission::Admission` | `export_admission!` | `log` |
+//! | `node-policy` | `node_policy::NodePolicy` | `export_node_policy!` | `log` |
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`: the `.wasm`
 //! cargo writes is already a component. The types and helpers also compile
@@ -53,6 +54,8 @@ pub mod controller;
 pub mod events;
 pub mod log;
 pub mod meta;
+#[cfg(feature = "node-policy")]
+pub mod node_policy;
 #[cfg(feature = "controller")]
 pub mod objects;
 pub mod pods;
@@ -70,6 +73,11 @@ pub mod prelude {
     pub use crate::admission::{Admission, AdmissionRequest, AdmissionResponse, Operation};
     #[cfg(feature = "controller")]
     pub use crate::controller::{BoxError, Controller, ControllerSpec, ReconcileResult};
+    #[cfg(feature = "node-policy")]
+    pub use crate::node_policy::{
+        AfterExit, ContainerExit, ContainerState, ContainerView, NodePolicy, PodCondition,
+        PodPhase, PodVerdict, PodView, RestartPlan, RestartPolicy,
+    };
     #[cfg(feature = "controller")]
     pub use crate::objects::{Error, ObjectRef};
     #[cfg(feature = "scheduler")]
@@ -106,5 +114,14 @@ macro_rules! export_controller {
 macro_rules! export_admission {
     ($($t:tt)*) => {
         ::core::compile_error!("export_admission! needs orchd-sdk's `admission` feature: orchd-sdk = { ..., features = [\"admission\"] }");
+    };
+}
+
+/// Exports a node policy: needs orchd-sdk's `node-policy` feature.
+#[cfg(not(feature = "node-policy"))]
+#[macro_export]
+macro_rules! export_node_policy {
+    ($($t:tt)*) => {
+        ::core::compile_error!("export_node_policy! needs orchd-sdk's `node-policy` feature: orchd-sdk = { ..., features = [\"node-policy\"] }");
     };
 }

@@ -1,0 +1,24 @@
+//! A node policy for the tests; not an example to follow. Every call
+//! panics (a trap in the host's eyes): the node must go on with its
+//! built-in rules, and the Plugin must show the failures.
+
+use orchd_sdk::node_policy::{
+    AfterExit, ContainerExit, NodePolicy, PodVerdict, PodView, RestartPolicy,
+};
+
+struct Trapping;
+
+impl NodePolicy for Trapping {
+    fn after_exit(exit: ContainerExit, _policy: RestartPolicy) -> AfterExit {
+        panic!("trapping on purpose after the exit of {}", exit.name)
+    }
+
+    fn pod_status(pod: PodView) -> PodVerdict {
+        panic!(
+            "trapping on purpose in pod-status ({} containers)",
+            pod.containers.len()
+        )
+    }
+}
+
+orchd_sdk::export_node_policy!(Trapping);
