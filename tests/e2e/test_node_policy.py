@@ -4,7 +4,12 @@ in-process node agent; a new revision takes over live (a build of the same
 crate whose every restart comes after 1 s) and `orchd plugin rollback`
 goes back; a revision that traps on every call costs no restart of the
 crashed container: the node falls back on its built-in rules, and the
-Plugin counts the failures and says why in an Event.
+Plugin counts the failures and says why in an Event. Node-pressure
+eviction: with an eviction threshold set in the plugin's `spec.config`
+above what the machine has free, the node reports MemoryPressure and
+evicts the pod using more memory than it requests (measured through the
+`runtime` host calls) before the Guaranteed one; without the `runtime`
+grant those calls are refused and nothing is evicted.
 
 The components come from `cargo xtask test` (target/e2e-plugins):
 kubelet-quick.wasm (plugins/kubelet with ORCHD_KUBELET_PROFILE=quick) and
@@ -12,6 +17,7 @@ trapping-node-policy.wasm (tests/plugins/test-node-policy)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -144,3 +150,92 @@ def test_a_second_node_policy_is_refused_while_one_is_in_charge(node_cluster):
     st = plugin(c, "kubelet-quick")["status"]
     assert "node policy kubelet is in charge" in st["message"], st
     assert plugin(c)["status"]["phase"] == "Active"
+
+
+def wasm_pod(c: Cluster, name: str, args: list[str], memory: str | None = None) -> None:
+    image = "file://" + str(plugin_path("hello-wasm.wasm").resolve())
+    resources = ""
+    if memory:
+        resources = f"""
+      resources:
+        requests: {{memory: {memory}, cpu: 100m}}
+        limits: {{memory: {memory}, cpu: 100m}}"""
+    c.kubectl_apply_text(f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  containers:
+    - name: main
+      image: {image}
+      args: {json.dumps(args)}{resources}
+""")
+
+
+def pod(c: Cluster, name: str) -> dict:
+    return c.get(f"/api/v1/namespaces/default/pods/{name}")
+
+
+def memory_pressure(c: Cluster) -> str:
+    node = c.get(f"/api/v1/nodes/{NODE}")
+    return next(x for x in node["status"]["conditions"] if x["type"] == "MemoryPressure")["status"]
+
+
+def set_eviction_threshold(c: Cluster, memory_available: str | None) -> None:
+    config = json.dumps({"evictionHard": {"memory.available": memory_available}}) if memory_available else ""
+    c.kubectl("patch", "plugins.orchd.dev", "kubelet", "--type", "merge",
+              "-p", json.dumps({"spec": {"config": config}}))
+
+
+def test_memory_pressure_evicts_the_pod_over_its_request_first(node_cluster):
+    c = node_cluster
+    wait_active(c, 1)
+    wasm_pod(c, "greedy", ["--hold-mib", "48"])
+    wasm_pod(c, "modest", ["--hold-mib", "4"], memory="256Mi")
+    for name in ("greedy", "modest"):
+        wait_until(f"{name} Running", lambda n=name: pod(c, n).get("status", {}).get("phase") == "Running",
+                   timeout=60)
+    assert pod(c, "modest")["status"]["qosClass"] == "Guaranteed"
+    assert memory_pressure(c) == "False"
+
+    # A threshold above what any machine has free: real measurements, and
+    # the plugin's thresholds say the node is short.
+    set_eviction_threshold(c, "1Pi")
+    wait_until("MemoryPressure", lambda: memory_pressure(c) == "True", timeout=40)
+    evicted = wait_until("greedy evicted", lambda: (
+        p := pod(c, "greedy"))["status"].get("reason") == "Evicted" and p, timeout=40, interval=0.1)
+    # One pod per check: the Guaranteed pod within its request is not the
+    # first to go.
+    assert pod(c, "modest")["status"]["phase"] == "Running"
+    st = evicted["status"]
+    assert st["phase"] == "Failed", st
+    assert st["message"].startswith("The node was low on resource: memory. Threshold quantity: 1Pi"), st
+    assert "Pod default/greedy was using" in st["message"] and "request is 0" in st["message"], st
+    disruption = [x for x in st["conditions"] if x["type"] == "DisruptionTarget"]
+    assert disruption and disruption[0]["reason"] == "TerminationByKubelet", st["conditions"]
+    wait_until("the container stopped", lambda: "terminated" in (
+        pod(c, "greedy")["status"]["containerStatuses"][0]["state"]), timeout=30)
+    events = [e for e in c.kubectl_json("get", "events")["items"]
+              if e["involvedObject"].get("name") == "greedy" and e.get("reason") == "Evicted"]
+    assert events and events[0]["type"] == "Warning", events
+
+    set_eviction_threshold(c, None)
+    wait_until("no MemoryPressure", lambda: memory_pressure(c) == "False", timeout=40)
+
+
+def test_a_node_policy_without_the_runtime_grant_cannot_see_the_pods(node_cluster):
+    c = node_cluster
+    wait_active(c, 1)
+    wasm_pod(c, "bystander", ["--hold-mib", "16"])
+    wait_until("bystander Running", lambda: pod(c, "bystander").get("status", {}).get("phase") == "Running",
+               timeout=60)
+    # Capabilities given without hostCalls replace the default grant.
+    run_orchd(c, "plugin", "install", str(plugin_path("kubelet-quick.wasm")), "--name", "kubelet",
+              "--read", "pods", "--config", json.dumps({"evictionHard": {"memory.available": "1Pi"}}))
+    wait_active(c, 2)
+    assert plugin(c)["spec"]["capabilities"].get("hostCalls") is None
+    wait_until("MemoryPressure", lambda: memory_pressure(c) == "True", timeout=40)
+    wait_until("the refused host call in the log", lambda: "may not call the node's runtime" in c.orchd.log(),
+               timeout=40)
+    assert pod(c, "bystander")["status"]["phase"] == "Running"
+    assert pod(c, "bystander")["status"].get("reason") != "Evicted"

@@ -9,6 +9,8 @@
 //! * `--interval-ms MS`: time between lines (default 1000);
 //! * `--alloc`: allocate 1 MiB more every 10 ms, touching it, until memory
 //!   runs out (a container over its memory limit);
+//! * `--hold-mib N`: allocate and touch N MiB first, and keep it while
+//!   printing (a pod using memory, for eviction);
 //! * `--message TEXT`: what each line says (default `hello from wasm`);
 //! * `--serve PORT`: serve HTTP on 0.0.0.0:PORT instead of printing (wasm
 //!   pods share the host's network), logging one line per request:
@@ -144,6 +146,7 @@ fn run() {
     let mut exit_code = 0;
     let mut interval = Duration::from_millis(1000);
     let mut alloc = false;
+    let mut hold_mib: usize = 0;
     let mut serve_port: Option<u16> = None;
     let mut fail_after: Option<u64> = None;
     let mut ready_after: Option<u64> = None;
@@ -163,6 +166,7 @@ fn run() {
                 interval = Duration::from_millis(value("--interval-ms").parse().unwrap_or(1000))
             }
             "--alloc" => alloc = true,
+            "--hold-mib" => hold_mib = value("--hold-mib").parse().unwrap_or(0),
             "--message" => message = value("--message"),
             "--serve" => serve_port = value("--serve").parse().ok(),
             "--fail-after" => fail_after = value("--fail-after").parse().ok(),
@@ -187,6 +191,11 @@ fn run() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    // Touched, so the memory is really used; kept until the end.
+    let held = std::hint::black_box(vec![1u8; hold_mib << 20]);
+    if hold_mib > 0 {
+        println!("holding {} MiB", held.len() >> 20);
+    }
     let mut n: u64 = 0;
     loop {
         if count.is_some_and(|c| n >= c) {
@@ -199,6 +208,7 @@ fn run() {
         }
         std::thread::sleep(interval);
     }
+    std::hint::black_box(&held);
     if exit_code != 0 {
         eprintln!("hello-wasm: exiting with {exit_code}");
     }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use orchd_runtime_containerd as ctrd;
 use serde_json::Value;
@@ -209,6 +209,13 @@ impl Runtime for ContainerdShim {
         for left in ctrd::cgroups::remove(&pod_cgroup(uid)) {
             eprintln!("orchd: pod {uid}: cannot remove cgroup {left}");
         }
+    }
+
+    /// The pod cgroup's working set: every container's memory at once.
+    fn pod_memory_bytes(&self, uid: &str, running: &[Arc<dyn RunningContainer>]) -> u64 {
+        let _ = running;
+        ctrd::cgroups::memory_working_set(self.client.cgroup_version(), &pod_cgroup(uid))
+            .unwrap_or(0)
     }
 }
 

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchd_plugin_host::access::ObjectApi;
-use orchd_plugin_host::node_policy::NodePolicySlot;
+use orchd_plugin_host::node_policy::{NodePolicySlot, NodeRuntime, PodSandbox, PodUsage};
 use orchd_store::{EventType, FieldSelector, ListOptions, Scope, Store, StoreError, WatchOptions};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
@@ -66,6 +66,8 @@ pub struct NodeConfig {
     pub containerd: Option<PathBuf>,
     /// The handler of pods without a RuntimeClass (`wasm` or `runc`).
     pub default_handler: String,
+    /// How often the eviction signals are measured and checked.
+    pub eviction_interval: Duration,
     /// The node policy plugin in charge of the lifecycle decisions (the
     /// plugin manager fills it); while it is empty, or when a call fails,
     /// the built-in rules (`orchd-kubelet`, natively) decide.
@@ -87,6 +89,7 @@ impl NodeConfig {
             pod_cidr: "10.244.0.0/24".into(),
             containerd: None,
             default_handler: HANDLER_WASM.into(),
+            eviction_interval: Duration::from_secs(10),
             policy: NodePolicySlot::new(),
         }
     }
@@ -117,6 +120,70 @@ struct Inner {
     draining: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Condition type → (status, last transition time).
     transitions: Mutex<HashMap<String, (String, String)>>,
+    /// The pods running now, as the node policy's `runtime` host calls
+    /// and the eviction checks see them.
+    pods: Arc<NodePods>,
+    /// The eviction signals past their thresholds, per the node policy's
+    /// last check (`None` before the first).
+    pressed: Mutex<Option<Vec<String>>>,
+}
+
+/// A pod the node runs, as the eviction checks see it.
+struct RunningPod {
+    sandbox: PodSandbox,
+    runtime: Arc<dyn Runtime>,
+    run: Arc<Mutex<PodRun>>,
+    changed: Arc<Notify>,
+    /// Its metadata, for Events.
+    pod: Value,
+}
+
+/// The pods running now and their containers: what the node policy's
+/// `runtime` host calls answer with.
+struct NodePods {
+    running: Mutex<HashMap<String, RunningPod>>,
+    containers: Arc<lifecycle::Containers>,
+}
+
+impl NodeRuntime for NodePods {
+    fn pod_sandboxes(&self) -> Vec<PodSandbox> {
+        match self.running.lock() {
+            Ok(r) => r.values().map(|p| p.sandbox.clone()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn pod_sandbox_stats(&self, uid: &str) -> Option<PodUsage> {
+        let runtime = self.running.lock().ok()?.get(uid)?.runtime.clone();
+        let containers: Vec<Arc<dyn runtime::RunningContainer>> = match self.containers.lock() {
+            Ok(c) => c
+                .iter()
+                .filter(|((pod, _), _)| pod == uid)
+                .map(|(_, c)| c.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Some(PodUsage {
+            memory_working_set_bytes: runtime.pod_memory_bytes(uid, &containers),
+        })
+    }
+}
+
+/// The pod's sum of its containers' memory requests (limits where a
+/// request is missing, as the API defaults them).
+fn memory_requests(pod: &Value) -> u64 {
+    pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let r = &c["resources"];
+            let q = r["requests"]["memory"]
+                .as_str()
+                .or_else(|| r["limits"]["memory"].as_str())?;
+            orchd_plugin_host::quantity::bytes(q).ok()
+        })
+        .sum()
 }
 
 /// One pod being run.
@@ -172,12 +239,20 @@ impl NodeAgent {
         let runtime_version = runtime.version();
         let events = orchd_plugin_host::events::EventRecorder::new(store.clone(), "kubelet");
         let logs = LogFiles::new(config.data_dir.join("pods"));
+        let containers: Arc<lifecycle::Containers> = Arc::new(Mutex::new(HashMap::new()));
+        let pods = Arc::new(NodePods {
+            running: Mutex::new(HashMap::new()),
+            containers: containers.clone(),
+        });
+        config.policy.attach(pods.clone());
         let inner = Arc::new(Inner {
+            pods,
+            pressed: Mutex::new(None),
             ctx: Arc::new(PodContext {
                 runtime,
                 logs: logs.clone(),
                 events: orchd_plugin_host::events::EventRecorder::new(store.clone(), "kubelet"),
-                containers: Arc::new(Mutex::new(HashMap::new())),
+                containers,
                 pod_ip: "127.0.0.1".into(),
                 policy: policy::Policy::new(config.policy.clone()),
             }),
@@ -212,9 +287,10 @@ impl NodeAgent {
             let inner = inner.clone();
             tokio::spawn(async move { inner.pod_loop(store).await })
         };
+        let pressure = tokio::spawn(inner.clone().pressure_loop());
         Ok(NodeAgent {
             logs,
-            tasks: vec![heartbeat, pods],
+            tasks: vec![heartbeat, pods, pressure],
             inner,
         })
     }
@@ -373,8 +449,9 @@ impl Inner {
     /// while a condition's status stays the same.
     fn conditions(&self) -> Vec<Value> {
         let now = lifecycle::stamp(jiff::Timestamp::now());
+        let pressed = self.pressed.lock().ok().and_then(|p| p.clone());
         let mut list: Vec<(String, String, String, String)> =
-            machine::pressures(&self.config.data_dir)
+            machine::pressures(&self.config.data_dir, pressed.as_deref())
                 .into_iter()
                 .map(|(kind, pressure, reason, message)| {
                     (
@@ -541,6 +618,76 @@ impl Inner {
                 "cannot create the lease: {code} {}",
                 body["message"]
             ))
+        }
+    }
+
+    /// Every eviction interval: measures the eviction signals, asks the
+    /// node policy what they mean, reports the pressure conditions it
+    /// names (at once when they change) and evicts the pod it picks.
+    async fn pressure_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.eviction_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let signals = machine::signals(&self.config.data_dir);
+            let verdict = self
+                .ctx
+                .policy
+                .check_pressure(&signals, self.pods.as_ref())
+                .await;
+            let changed = match self.pressed.lock() {
+                Ok(mut p) => {
+                    let new = Some(verdict.pressed.clone());
+                    let changed = *p != new;
+                    *p = new;
+                    changed
+                }
+                Err(_) => false,
+            };
+            if changed && let Err(e) = self.post_status().await {
+                eprintln!("orchd: node {}: status: {e}", self.config.name);
+            }
+            // One at a time, as the kubelet: the next check measures
+            // what this one freed.
+            if let Some(e) = verdict.evict.first() {
+                self.evict(&e.uid, &e.message);
+            }
+        }
+    }
+
+    /// Evicts pod `uid`: its containers are stopped at once and it ends
+    /// Failed with reason Evicted, as the kubelet's eviction manager does.
+    fn evict(&self, uid: &str, message: &str) {
+        use orchd_plugin_host::events::EventType;
+        let pod = self
+            .pods
+            .running
+            .lock()
+            .ok()
+            .and_then(|mut r| r.remove(uid));
+        let Some(pod) = pod else {
+            return;
+        };
+        if let Ok(mut run) = pod.run.lock() {
+            run.evicted = Some(message.to_string());
+        }
+        pod.changed.notify_one();
+        let mut object = pod.pod.clone();
+        object["kind"] = json!("Pod");
+        object["apiVersion"] = json!("v1");
+        self.events
+            .record(&object, EventType::Warning, "Evicted", message);
+        eprintln!(
+            "orchd: node {}: evicting pod {}/{}: {message}",
+            self.config.name, pod.sandbox.namespace, pod.sandbox.name
+        );
+        if let Ok(workers) = self.workers.lock()
+            && let Some(w) = workers.get(uid)
+        {
+            // A deadline already passed: no PreStop, no grace; the status
+            // is still written (unlike a deletion's `Stop::Now`).
+            w.cancel
+                .send_replace(Stop::Graceful(tokio::time::Instant::now()));
         }
     }
 
@@ -847,6 +994,41 @@ impl Inner {
                 run.runtime = scheme.to_string();
             }
         }
+        let handler = self
+            .runtimes
+            .iter()
+            .find(|(_, r)| Arc::ptr_eq(r, &runtime))
+            .map(|(h, _)| h.clone())
+            .unwrap_or_default();
+        if let Ok(mut running) = self.pods.running.lock() {
+            running.insert(
+                uid.clone(),
+                RunningPod {
+                    sandbox: PodSandbox {
+                        uid: uid.clone(),
+                        namespace: pod["metadata"]["namespace"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                        name: pod["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                        qos_class: pod["status"]["qosClass"]
+                            .as_str()
+                            .unwrap_or("BestEffort")
+                            .to_string(),
+                        priority: pod["spec"]["priority"]
+                            .as_i64()
+                            .and_then(|p| i32::try_from(p).ok())
+                            .unwrap_or(0),
+                        handler,
+                        memory_request_bytes: memory_requests(&pod),
+                    },
+                    runtime: runtime.clone(),
+                    run: worker.run.clone(),
+                    changed: worker.changed.clone(),
+                    pod: worker.pod.clone(),
+                },
+            );
+        }
         let ctx = Arc::new(PodContext {
             runtime: runtime.clone(),
             ..(*self.ctx).clone()
@@ -899,6 +1081,9 @@ impl Inner {
                 }
             }
             if finished {
+                if let Ok(mut running) = self.pods.running.lock() {
+                    running.remove(&uid);
+                }
                 return;
             }
             tokio::select! {

@@ -203,6 +203,9 @@ pub struct PodRun {
     /// The scheme of its runtime (`orchd-wasm`, `containerd`), as container
     /// and image IDs show it.
     pub runtime: String,
+    /// Why the node evicted the pod, once it has: the pod ends Failed
+    /// with reason Evicted, whatever its containers did.
+    pub evicted: Option<String>,
     /// Condition type → (status, last transition), to keep transition
     /// times stable across updates.
     transitions: HashMap<String, (bool, Timestamp)>,
@@ -242,6 +245,7 @@ impl PodRun {
             policy: policy::restart_policy(pod),
             start_time: Timestamp::now(),
             pod_ip: None,
+            evicted: None,
             runtime: "orchd-wasm".into(),
             transitions: HashMap::new(),
         }
@@ -305,6 +309,17 @@ impl PodRun {
             .map(|c| self.condition(c))
             .collect();
         conditions.push(scheduled);
+        if self.evicted.is_some() {
+            let c = policy::PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: true,
+                reason: None,
+            };
+            let mut c = self.condition(&c);
+            c["reason"] = json!("TerminationByKubelet");
+            c["message"] = json!("The node was low on resources and evicted the pod");
+            conditions.push(c);
+        }
         // No qosClass: the API sets it at creation from the admitted
         // resources, and this status goes out as a merge patch that keeps it.
         let mut status = json!({
@@ -318,6 +333,11 @@ impl PodRun {
         if let Some(ip) = &self.pod_ip {
             status["podIP"] = json!(ip);
             status["podIPs"] = json!([{ "ip": ip }]);
+        }
+        if let Some(message) = &self.evicted {
+            status["phase"] = json!("Failed");
+            status["reason"] = json!("Evicted");
+            status["message"] = json!(message);
         }
         if !self.init.is_empty() {
             status["initContainerStatuses"] = self
@@ -1159,6 +1179,25 @@ mod tests {
         let s = status(&mut p, "u1", "127.0.0.1", json!({}));
         assert_eq!(s["containerStatuses"][1]["started"], false);
         assert_eq!(ready(&s), "False");
+    }
+
+    #[test]
+    fn an_evicted_pod_is_failed_whatever_its_containers_did() {
+        let mut p = pod("Always", 0);
+        p.main[0].state = State::Running(Timestamp::now());
+        p.evicted = Some("The node was low on resource: memory.".into());
+        let s = status(&mut p, "u1", "127.0.0.1", json!({}));
+        assert_eq!(s["phase"], "Failed");
+        assert_eq!(s["reason"], "Evicted");
+        assert_eq!(s["message"], "The node was low on resource: memory.");
+        let disruption = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "DisruptionTarget")
+            .unwrap();
+        assert_eq!(disruption["status"], "True");
+        assert_eq!(disruption["reason"], "TerminationByKubelet");
     }
 
     #[test]

@@ -139,12 +139,39 @@ pub fn node_info(runtime_version: &str, kubelet_version: &str) -> Value {
 /// One pressure condition: (type, under pressure, reason, message).
 pub type Pressure = (&'static str, bool, &'static str, String);
 
-/// MemoryPressure, DiskPressure and PIDPressure, measured now.
-pub fn pressures(data_dir: &Path) -> Vec<Pressure> {
+/// The eviction signals, measured now: `memory.available` (MemAvailable
+/// of MemTotal) and `nodefs.available` (free space under `data_dir`).
+pub fn signals(data_dir: &Path) -> Vec<crate::policy::Signal> {
+    let meminfo_text = read("/proc/meminfo");
+    let mut out = vec![crate::policy::Signal {
+        name: "memory.available".into(),
+        available_bytes: meminfo(&meminfo_text, "MemAvailable").unwrap_or(0),
+        capacity_bytes: meminfo(&meminfo_text, "MemTotal").unwrap_or(0),
+    }];
+    if let Some((free, total)) = disk(data_dir) {
+        out.push(crate::policy::Signal {
+            name: "nodefs.available".into(),
+            available_bytes: free,
+            capacity_bytes: total,
+        });
+    }
+    out
+}
+
+/// MemoryPressure, DiskPressure and PIDPressure, measured now. `pressed`
+/// is the node policy's last word on which eviction signals are past
+/// their thresholds; without one, the kubelet's default thresholds apply.
+pub fn pressures(data_dir: &Path, pressed: Option<&[String]>) -> Vec<Pressure> {
     let meminfo_text = read("/proc/meminfo");
     let available = meminfo(&meminfo_text, "MemAvailable");
+    let is_pressed =
+        |signal: &str, default: bool| pressed.map_or(default, |p| p.iter().any(|s| s == signal));
+    let memory_pressed = is_pressed(
+        "memory.available",
+        available.is_some_and(|a| a < MEMORY_RESERVE),
+    );
     let memory = match available {
-        Some(a) if a < MEMORY_RESERVE => (
+        Some(a) if memory_pressed => (
             "MemoryPressure",
             true,
             "KubeletHasInsufficientMemory",
@@ -160,8 +187,14 @@ pub fn pressures(data_dir: &Path) -> Vec<Pressure> {
             ),
         ),
     };
-    let disk = match disk(data_dir) {
-        Some((free, total)) if total > 0 && free * 100 / total < DISK_MIN_FREE_PERCENT => (
+    let measured = disk(data_dir);
+    let disk_pressed = is_pressed(
+        "nodefs.available",
+        measured
+            .is_some_and(|(free, total)| total > 0 && free * 100 / total < DISK_MIN_FREE_PERCENT),
+    );
+    let disk = match measured {
+        Some((free, total)) if total > 0 && disk_pressed => (
             "DiskPressure",
             true,
             "KubeletHasDiskPressure",
@@ -231,7 +264,16 @@ mod tests {
         let (cap, alloc) = resources(&dir);
         assert_eq!(cap["pods"], "110");
         assert!(alloc["memory"].as_str().unwrap().ends_with("Ki"));
-        assert_eq!(pressures(&dir).len(), 3);
+        assert_eq!(pressures(&dir, None).len(), 3);
+        // The node policy's word wins over the default thresholds.
+        let pressed = ["memory.available".to_string()];
+        let p = pressures(&dir, Some(&pressed));
+        assert!(p[0].1 && p[0].2 == "KubeletHasInsufficientMemory", "{p:?}");
+        assert!(!p[1].1, "{p:?}");
+        let signals = signals(&dir);
+        assert_eq!(signals[0].name, "memory.available");
+        assert!(signals[0].available_bytes <= signals[0].capacity_bytes);
+        assert_eq!(signals[1].name, "nodefs.available");
         assert!(
             !node_info("x://1", "v1").as_object().unwrap()["kernelVersion"]
                 .as_str()

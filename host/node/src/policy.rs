@@ -10,13 +10,14 @@
 use std::sync::Arc;
 
 use orchd_kubelet::Profile;
-use orchd_plugin_host::node_policy::NodePolicySlot;
+use orchd_kubelet::eviction::Thresholds;
 use orchd_plugin_host::node_policy::types as wit;
+use orchd_plugin_host::node_policy::{NodePolicySlot, NodeRuntime, PodSandbox};
 use orchd_sdk::node_policy as sdk;
 
 pub use wit::{
     AfterExit, ContainerExit, ContainerState, ContainerView, PodCondition, PodPhase, PodVerdict,
-    PodView, RestartPolicy,
+    PodView, PressureVerdict, RestartPolicy, Signal,
 };
 
 /// Where the node's lifecycle decisions come from.
@@ -45,6 +46,65 @@ impl Policy {
             Some(Ok(verdict)) => verdict,
             _ => builtin_pod_status(pod),
         }
+    }
+}
+
+impl Policy {
+    /// What the node's measured `signals` mean: which are past their
+    /// thresholds, which pods to evict. The built-in rules use the
+    /// kubelet's default thresholds and `node`'s pods.
+    pub async fn check_pressure(
+        &self,
+        signals: &[Signal],
+        node: &dyn NodeRuntime,
+    ) -> PressureVerdict {
+        match self.slot.check_pressure(signals).await {
+            Some(Ok(verdict)) => verdict,
+            _ => builtin_check_pressure(signals, node),
+        }
+    }
+}
+
+/// The default pressure rules, natively.
+pub fn builtin_check_pressure(signals: &[Signal], node: &dyn NodeRuntime) -> PressureVerdict {
+    let signals: Vec<sdk::Signal> = signals
+        .iter()
+        .map(|s| sdk::Signal {
+            name: s.name.clone(),
+            available_bytes: s.available_bytes,
+            capacity_bytes: s.capacity_bytes,
+        })
+        .collect();
+    let verdict = orchd_kubelet::eviction::check(&signals, &Thresholds::default(), || {
+        node.pod_sandboxes()
+            .into_iter()
+            .filter_map(|p: PodSandbox| {
+                let used = node.pod_sandbox_stats(&p.uid)?.memory_working_set_bytes;
+                Some((
+                    sdk::runtime::PodSandbox {
+                        uid: p.uid,
+                        namespace: p.namespace,
+                        name: p.name,
+                        qos_class: p.qos_class,
+                        priority: p.priority,
+                        handler: p.handler,
+                        memory_request_bytes: p.memory_request_bytes,
+                    },
+                    used,
+                ))
+            })
+            .collect()
+    });
+    PressureVerdict {
+        pressed: verdict.pressed,
+        evict: verdict
+            .evict
+            .into_iter()
+            .map(|e| wit::Eviction {
+                uid: e.uid,
+                message: e.message,
+            })
+            .collect(),
     }
 }
 

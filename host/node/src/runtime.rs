@@ -3,6 +3,7 @@
 //! implement; a node holds one per RuntimeClass handler.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use orchd_runtime_wasm::{ExitReason, StartError};
 
@@ -80,6 +81,11 @@ pub trait RunningContainer: Send + Sync {
     /// Asks the container to end gracefully (SIGTERM to a process). The default does nothing:
     /// a runtime without signals is ended by `stopper()` when the grace period runs out.
     fn terminate(&self) {}
+    /// The memory it uses now (working set), if the runtime knows it per
+    /// container.
+    fn memory_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Runs `command` inside the running container (exec probes, hooks, `kubectl exec`),
     /// feeding it `stdin`, waiting at most `timeout`.
     async fn exec(
@@ -116,6 +122,12 @@ pub trait Runtime: Send + Sync {
     async fn remove_sandbox(&self, uid: &str) {
         let _ = uid;
     }
+    /// The memory pod `uid` uses now (working set), given its `running`
+    /// containers. The default adds up the containers' own figures.
+    fn pod_memory_bytes(&self, uid: &str, running: &[Arc<dyn RunningContainer>]) -> u64 {
+        let _ = uid;
+        running.iter().filter_map(|c| c.memory_bytes()).sum()
+    }
 }
 
 /// The embedded wasm runtime: images are component files.
@@ -148,6 +160,8 @@ struct WasmContainer {
     env: Vec<(String, String)>,
     memory_limit: Option<u64>,
     cpu_millis: Option<u64>,
+    /// Its instance's linear memory, in bytes.
+    memory: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[async_trait::async_trait]
@@ -159,6 +173,10 @@ impl RunningContainer for WasmContainer {
     fn stopper(&self) -> Box<dyn Fn() + Send + Sync> {
         let stopper = self.stopper.clone();
         Box::new(move || stopper.stop())
+    }
+
+    fn memory_bytes(&self) -> Option<u64> {
+        Some(self.memory.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     async fn wait(&self) -> ContainerExit {
@@ -246,6 +264,7 @@ impl Runtime for WasmShim {
         Ok(Box::new(WasmContainer {
             started_at: container.started_at,
             stopper: container.stopper(),
+            memory: container.memory_gauge(),
             running: tokio::sync::Mutex::new(Some(container)),
             exit: std::sync::OnceLock::new(),
             runtime: self.runtime.clone(),

@@ -126,6 +126,8 @@ struct DefaultPlugin {
     /// What it may read and write.
     read: &'static [&'static str],
     write: &'static [&'static str],
+    /// Host interfaces it may call beyond objects (`runtime`).
+    host_calls: &'static [&'static str],
 }
 
 static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
@@ -135,6 +137,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/default-scheduler.wasm")),
         read: &[],
         write: &[],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "serviceaccount",
@@ -142,6 +145,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/serviceaccount-controller.wasm")),
         read: &["namespaces", "serviceaccounts"],
         write: &["serviceaccounts"],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "replicaset",
@@ -149,6 +153,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/replicaset-controller.wasm")),
         read: &["replicasets.apps", "pods"],
         write: &["replicasets.apps", "pods"],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "deployment",
@@ -156,6 +161,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/deployment-controller.wasm")),
         read: &["deployments.apps", "replicasets.apps"],
         write: &["deployments.apps", "replicasets.apps"],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "garbage-collector",
@@ -181,6 +187,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
             "daemonsets.apps",
             "statefulsets.apps",
         ],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "job",
@@ -188,6 +195,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/job-controller.wasm")),
         read: &["jobs.batch", "pods"],
         write: &["jobs.batch", "pods"],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "cronjob",
@@ -195,6 +203,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/cronjob-controller.wasm")),
         read: &["cronjobs.batch", "jobs.batch"],
         write: &["cronjobs.batch", "jobs.batch"],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "daemonset",
@@ -202,6 +211,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/daemonset-controller.wasm")),
         read: &["daemonsets.apps", "pods", "nodes"],
         write: &["daemonsets.apps", "pods"],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "statefulset",
@@ -209,6 +219,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/statefulset-controller.wasm")),
         read: &["statefulsets.apps", "pods"],
         write: &["statefulsets.apps", "pods"],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "node-lifecycle",
@@ -216,6 +227,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/node-lifecycle-controller.wasm")),
         read: &["nodes", "leases.coordination.k8s.io", "pods"],
         write: &["nodes", "pods"],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "namespace",
@@ -225,6 +237,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         // namespaces, as Kubernetes' namespace controller may (*/*).
         read: &["*"],
         write: &["*"],
+        host_calls: &[],
     },
     DefaultPlugin {
         name: "endpoints",
@@ -232,6 +245,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/endpoints-controller.wasm")),
         read: &["services", "pods", "endpoints"],
         write: &["endpoints"],
+        host_calls: &[],
     },
     // The node agent's lifecycle rules: pure decisions, no object access.
     DefaultPlugin {
@@ -240,6 +254,7 @@ static DEFAULT_PLUGINS: &[DefaultPlugin] = &[
         bytes: include_bytes!(concat!(env!("OUT_DIR"), "/kubelet-node-policy.wasm")),
         read: &[],
         write: &[],
+        host_calls: &["runtime"],
     },
 ];
 
@@ -515,11 +530,13 @@ async fn start_plugins(
         );
     } else {
         for p in DEFAULT_PLUGINS {
-            let capabilities = (!p.read.is_empty() || !p.write.is_empty()).then(|| {
-                orchd_resources::orchd_v1::PluginCapabilities {
-                    read: p.read.iter().map(|r| r.to_string()).collect(),
-                    write: p.write.iter().map(|r| r.to_string()).collect(),
-                }
+            let capabilities = (!p.read.is_empty()
+                || !p.write.is_empty()
+                || !p.host_calls.is_empty())
+            .then(|| orchd_resources::orchd_v1::PluginCapabilities {
+                read: p.read.iter().map(|r| r.to_string()).collect(),
+                write: p.write.iter().map(|r| r.to_string()).collect(),
+                host_calls: p.host_calls.iter().map(|r| r.to_string()).collect(),
             });
             let ensured = manager::ensure_plugin(
                 store.as_ref(),

@@ -69,6 +69,10 @@ struct InstallArgs {
     /// Resources the plugin may write (create, update, patch, delete).
     #[arg(long, value_delimiter = ',')]
     write: Option<Vec<String>>,
+    /// Host interfaces the plugin may call, comma-separated: `runtime`
+    /// (a node policy's view of the node's pods and what they use).
+    #[arg(long, value_delimiter = ',')]
+    host_calls: Option<Vec<String>>,
     /// Configuration text handed to the plugin when it starts.
     #[arg(long)]
     config: Option<String>,
@@ -298,11 +302,12 @@ async fn install(args: InstallArgs) -> anyhow::Result<()> {
             call_timeout_ms,
         }),
     };
-    let capabilities = match (args.read, args.write) {
-        (None, None) => None,
-        (read, write) => Some(orchd_v1::PluginCapabilities {
+    let capabilities = match (args.read, args.write, args.host_calls) {
+        (None, None, None) => None,
+        (read, write, host_calls) => Some(orchd_v1::PluginCapabilities {
             read: read.unwrap_or_default(),
             write: write.unwrap_or_default(),
+            host_calls: host_calls.unwrap_or_default(),
         }),
     };
     let settings = Settings {

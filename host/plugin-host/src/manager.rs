@@ -455,7 +455,13 @@ impl Manager {
             _ => None,
         };
         let has_chain = self.config.admission.is_some();
-        let has_node = self.config.node_policy.is_some();
+        let node_slot = self.config.node_policy.clone();
+        let host_calls = plugin
+            .spec
+            .capabilities
+            .as_ref()
+            .map(|c| c.host_calls.clone())
+            .unwrap_or_default();
         let name = name.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
             let compiled = engine.compile(&bytes)?;
@@ -485,13 +491,21 @@ impl Manager {
                         .map(Loaded::Admission)
                 }
                 World::NodePolicy => {
-                    if !has_node {
-                        return Err(PluginError::Invalid(
-                            "this plugin host runs no node agent".into(),
-                        ));
-                    }
-                    NodePolicyPlugin::load(&engine, &compiled, &name, wanted, limits, log)
-                        .map(Loaded::NodePolicy)
+                    let slot = node_slot.ok_or_else(|| {
+                        PluginError::Invalid("this plugin host runs no node agent".into())
+                    })?;
+                    NodePolicyPlugin::load(
+                        &engine,
+                        &compiled,
+                        &name,
+                        wanted,
+                        limits,
+                        log,
+                        &config,
+                        &host_calls,
+                        &slot,
+                    )
+                    .map(Loaded::NodePolicy)
                 }
             }
         })

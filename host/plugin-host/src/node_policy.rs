@@ -7,9 +7,13 @@
 //!   whole node, on a blocking thread under the call deadline.
 //! * [`NodePolicySlot`]: the revision in charge, shared by the plugin
 //!   manager (which puts revisions in and takes them out) and the node
-//!   agent (which calls it). A swap replaces the `Arc` in one step: a call
+//!   agent (which calls it, and attaches its [`NodeRuntime`] for the
+//!   plugins' host calls). A swap replaces the `Arc` in one step: a call
 //!   runs entirely on the old or entirely on the new revision, and since
 //!   the node keeps all the state, no decision is lost or taken twice.
+//! * The `runtime` host calls (the node's pods and what they use), a
+//!   capability: only a Plugin whose `spec.capabilities.hostCalls` names
+//!   `runtime` may make them; others get `forbidden`.
 //!
 //! A failed call (trap, deadline, memory, or no plugin in charge) is the
 //! caller's to handle: the node agent falls back on the built-in rules for
@@ -41,10 +45,70 @@ mod bindings {
 
 /// The typed records of `interface node-types`.
 pub use bindings::orchd::plugin::node_types as types;
+/// The records of the `runtime` host calls.
+pub use bindings::orchd::plugin::runtime::{PodSandbox, PodUsage};
+use bindings::orchd::plugin::types::Error as WitError;
 use bindings::{NodePolicy as NodePolicyWorld, NodePolicyPre};
-use types::{AfterExit, ContainerExit, PodVerdict, PodView, RestartPolicy};
+use types::{
+    AfterExit, ContainerExit, PodVerdict, PodView, PressureVerdict, RestartPolicy, Signal,
+};
 
 impl types::Host for HostState {}
+impl bindings::orchd::plugin::types::Host for HostState {}
+
+/// The host call grant that opens the `runtime` interface.
+pub const RUNTIME_GRANT: &str = "runtime";
+
+/// What the node agent answers the `runtime` host calls with.
+pub trait NodeRuntime: Send + Sync {
+    /// The pods the node runs now.
+    fn pod_sandboxes(&self) -> Vec<PodSandbox>;
+    /// What pod `uid` uses now; `None` if the node does not run it.
+    fn pod_sandbox_stats(&self, uid: &str) -> Option<PodUsage>;
+}
+
+/// A node policy instance's way to the node's runtime.
+pub struct NodeAccess {
+    plugin: String,
+    granted: bool,
+    runtime: Arc<RwLock<Option<Arc<dyn NodeRuntime>>>>,
+}
+
+impl NodeAccess {
+    fn runtime(&self) -> Result<Arc<dyn NodeRuntime>, WitError> {
+        if !self.granted {
+            return Err(WitError::Forbidden(format!(
+                "plugin {} may not call the node's runtime: its spec.capabilities.hostCalls does not name {RUNTIME_GRANT:?}",
+                self.plugin
+            )));
+        }
+        let runtime = match self.runtime.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        runtime.ok_or_else(|| WitError::Internal("no node agent runs in this process".into()))
+    }
+}
+
+impl bindings::orchd::plugin::runtime::Host for HostState {
+    fn list_pod_sandboxes(&mut self) -> Result<Vec<PodSandbox>, WitError> {
+        let node = self
+            .node
+            .as_ref()
+            .ok_or_else(|| WitError::Internal("not a node policy".into()))?;
+        Ok(node.runtime()?.pod_sandboxes())
+    }
+
+    fn pod_sandbox_stats(&mut self, uid: String) -> Result<PodUsage, WitError> {
+        let node = self
+            .node
+            .as_ref()
+            .ok_or_else(|| WitError::Internal("not a node policy".into()))?;
+        node.runtime()?
+            .pod_sandbox_stats(&uid)
+            .ok_or_else(|| WitError::NotFound(format!("the node runs no pod {uid}")))
+    }
+}
 
 /// The Event reason of a failed node policy call.
 pub const FAILED_REASON: &str = "NodePolicyFailed";
@@ -59,7 +123,10 @@ pub struct NodePolicyPlugin {
 
 impl NodePolicyPlugin {
     /// Links `compiled` as node policy `name` and starts its instance (so
-    /// a component that cannot start is refused before it takes over).
+    /// a component that cannot start, or whose `setup` refuses `config`,
+    /// is refused before it takes over). Its `runtime` host calls reach
+    /// the node attached to `slot`, if `host_calls` grants them.
+    #[allow(clippy::too_many_arguments)]
     pub fn load(
         engine: &PluginEngine,
         compiled: &Compiled,
@@ -67,6 +134,9 @@ impl NodePolicyPlugin {
         revision: i64,
         limits: Limits,
         log: LogSink,
+        config: &str,
+        host_calls: &[String],
+        slot: &NodePolicySlot,
     ) -> Result<Self, PluginError> {
         if compiled.world != World::NodePolicy {
             return Err(PluginError::Invalid(format!(
@@ -83,12 +153,27 @@ impl NodePolicyPlugin {
                 one_line(&e)
             ))
         })?;
+        let access = Arc::new(NodeAccess {
+            plugin: name.to_string(),
+            granted: host_calls.iter().any(|g| g == RUNTIME_GRANT),
+            runtime: slot.runtime.clone(),
+        });
+        let config = config.to_string();
+        // Every instance, the first and each restarted one, gets the
+        // configuration before its first decision.
         let mut instance = Supervised::new(
             name,
             engine.engine().clone(),
             limits,
             log,
-            Box::new(move |store| pre.instantiate(store)),
+            Box::new(move |store| {
+                store.data_mut().node = Some(access.clone());
+                let instance = pre.instantiate(&mut *store)?;
+                match instance.call_setup(&mut *store, &config)? {
+                    Ok(()) => Ok(instance),
+                    Err(message) => Err(wasmtime::Error::msg(format!("setup refused: {message}"))),
+                }
+            }),
         );
         instance.warm()?;
         Ok(NodePolicyPlugin {
@@ -127,6 +212,17 @@ impl NodePolicyPlugin {
             .await
     }
 
+    /// What the node's measured signals mean.
+    pub async fn check_pressure(
+        &self,
+        signals: Vec<Signal>,
+    ) -> Result<PressureVerdict, PluginError> {
+        self.call("check-pressure", move |b, store| {
+            b.call_check_pressure(store, &signals)
+        })
+        .await
+    }
+
     async fn call<R: Send + 'static>(
         &self,
         call: &'static str,
@@ -151,6 +247,7 @@ impl NodePolicyPlugin {
 pub struct NodePolicySlot {
     current: RwLock<Option<Arc<NodePolicyPlugin>>>,
     failures: Mutex<Option<mpsc::UnboundedSender<AdmissionFailure>>>,
+    runtime: Arc<RwLock<Option<Arc<dyn NodeRuntime>>>>,
 }
 
 impl std::fmt::Debug for NodePolicySlot {
@@ -166,6 +263,14 @@ impl NodePolicySlot {
     /// An empty slot: no node policy in charge.
     pub fn new() -> Arc<Self> {
         Arc::new(NodePolicySlot::default())
+    }
+
+    /// Answers the plugins' `runtime` host calls with `node` from now on.
+    pub fn attach(&self, node: Arc<dyn NodeRuntime>) {
+        match self.runtime.write() {
+            Ok(mut r) => *r = Some(node),
+            Err(poisoned) => *poisoned.into_inner() = Some(node),
+        }
     }
 
     /// Failed calls are sent to `to` from now on.
@@ -220,6 +325,17 @@ impl NodePolicySlot {
         let plugin = self.current()?;
         let answer = plugin.pod_status(pod.clone()).await;
         Some(self.checked(&plugin, "pod-status", answer))
+    }
+
+    /// What the node's signals mean, per the plugin in charge: `None`
+    /// without one, an error (reported) if its call failed.
+    pub async fn check_pressure(
+        &self,
+        signals: &[Signal],
+    ) -> Option<Result<PressureVerdict, String>> {
+        let plugin = self.current()?;
+        let answer = plugin.check_pressure(signals.to_vec()).await;
+        Some(self.checked(&plugin, "check-pressure", answer))
     }
 
     fn checked<R>(

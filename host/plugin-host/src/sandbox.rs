@@ -166,6 +166,9 @@ pub struct HostState {
     /// The plugin's way to the cluster's objects and events (controllers);
     /// `None` for worlds that import no such host calls.
     pub(crate) access: Option<Arc<crate::access::ObjectAccess>>,
+    /// The node's runtime as a node policy's host calls see it; `None`
+    /// for other worlds.
+    pub(crate) node: Option<Arc<crate::node_policy::NodeAccess>>,
 }
 
 impl HostState {
@@ -214,6 +217,7 @@ impl HostState {
             log,
             output,
             access,
+            node: None,
         }
     }
 

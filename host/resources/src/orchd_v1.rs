@@ -154,6 +154,10 @@ pub struct PluginCapabilities {
     /// May create, update, patch and delete these (and their status).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub write: Vec<String>,
+    /// Host interfaces beyond object access it may call: `runtime` (a
+    /// node policy's view of the node's pods and their use).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_calls: Vec<String>,
 }
 
 /// One installed revision.

@@ -341,6 +341,19 @@ fn check_plugin(object: &Value, errors: &mut Vec<FieldError>) {
             format!("Unsupported value: {world:?}: supported values: \"scheduler\", \"controller\", \"admission\", \"node-policy\""),
         ));
     }
+    let host_calls = spec["capabilities"]["hostCalls"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, call) in host_calls.iter().enumerate() {
+        if call.as_str() != Some("runtime") {
+            errors.push(FieldError::new(
+                "FieldValueNotSupported",
+                format!("spec.capabilities.hostCalls[{i}]"),
+                format!("Unsupported value: {call}: supported values: \"runtime\""),
+            ));
+        }
+    }
     let revisions = spec["revisions"]
         .as_array()
         .map(Vec::as_slice)

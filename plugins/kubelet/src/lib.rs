@@ -17,10 +17,12 @@
 //!   container failed for good; Succeeded / Failed when every app container
 //!   ended for good; Running otherwise;
 //! * the conditions the node owns: `PodReadyToStartContainers`,
-//!   `Initialized`, `Ready` and `ContainersReady`.
+//!   `Initialized`, `Ready` and `ContainersReady`;
+//! * node-pressure eviction ([`eviction`]).
 
 #[cfg(target_arch = "wasm32")]
 mod component;
+pub mod eviction;
 
 use orchd_sdk::node_policy::{
     AfterExit, ContainerExit, ContainerState, PodCondition, PodPhase, PodVerdict, PodView,

@@ -59,6 +59,33 @@ pub fn oom_kills(version: CgroupVersion, path: &str) -> Option<u64> {
     parse_oom_kills(&text)
 }
 
+/// A cgroup's memory working set, as the kubelet counts it: usage less
+/// inactive file cache (v1 `memory.usage_in_bytes` less `total_inactive_file`
+/// of `memory.stat`; v2 `memory.current` less `inactive_file`). `None` if
+/// the cgroup is not there.
+pub fn memory_working_set(version: CgroupVersion, path: &str) -> Option<u64> {
+    let dir = memory_dir(version, path);
+    let (usage_file, inactive_key) = match version {
+        CgroupVersion::V1 => ("memory.usage_in_bytes", "total_inactive_file"),
+        CgroupVersion::V2 => ("memory.current", "inactive_file"),
+    };
+    let usage: u64 = std::fs::read_to_string(dir.join(usage_file))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+    Some(usage.saturating_sub(stat_value(&stat, inactive_key).unwrap_or(0)))
+}
+
+/// The value of `key` in a `memory.stat` text (`key N` lines).
+pub fn stat_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
 /// `oom_kill N` out of a `memory.oom_control` / `memory.events` text.
 pub fn parse_oom_kills(text: &str) -> Option<u64> {
     text.lines().find_map(|l| {

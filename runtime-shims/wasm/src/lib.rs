@@ -41,7 +41,7 @@ mod log;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -195,9 +195,16 @@ pub struct Container {
     pub started_at: Timestamp,
     stop: Stopper,
     exit: tokio::sync::oneshot::Receiver<Exit>,
+    memory: Arc<AtomicU64>,
 }
 
 impl Container {
+    /// The bytes of linear memory its instance holds now (kept up to date
+    /// as the guest grows its memories): the wasm shim's working set.
+    pub fn memory_gauge(&self) -> Arc<AtomicU64> {
+        self.memory.clone()
+    }
+
     /// A handle that stops it.
     pub fn stopper(&self) -> Stopper {
         self.stop.clone()
@@ -334,6 +341,8 @@ impl WasmRuntime {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (exit_tx, exit_rx) = tokio::sync::oneshot::channel();
         let stop = Stopper(Arc::new(AtomicBool::new(false)));
+        let memory = Arc::new(AtomicU64::new(0));
+        let thread_memory = memory.clone();
         let runtime = self.clone();
         let thread_stop = stop.clone();
         std::thread::Builder::new()
@@ -363,6 +372,7 @@ impl WasmRuntime {
                 let limits = Limits {
                     memory: spec.memory_limit,
                     cpu_millis: spec.cpu_millis,
+                    gauge: Some(thread_memory),
                 };
                 let mut argv = vec![spec.program.clone()];
                 argv.extend(spec.args.iter().cloned());
@@ -385,6 +395,7 @@ impl WasmRuntime {
             started_at,
             stop,
             exit: exit_rx,
+            memory,
         })
     }
 }
@@ -419,6 +430,7 @@ impl WasmRuntime {
                 let limits = Limits {
                     memory: spec.memory_limit,
                     cpu_millis: spec.cpu_millis,
+                    gauge: None,
                 };
                 let exit = run(
                     &runtime.engine,
@@ -472,10 +484,13 @@ enum Output {
 }
 
 /// The resource limits of one instance.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Limits {
     memory: Option<u64>,
     cpu_millis: Option<u64>,
+    /// Where the instance's linear memory size is kept (for the node's
+    /// pod stats); none for exec instances.
+    gauge: Option<Arc<AtomicU64>>,
 }
 
 /// The file an image names: `file:///abs/path.wasm`, or `NAME[:TAG]` as
@@ -539,10 +554,11 @@ impl WasiView for State {
 }
 
 /// Store limits remembering whether memory ran out, so that trap is
-/// reported as OOMKilled.
+/// reported as OOMKilled, and keeping the memories' total size in `gauge`.
 struct Limiter {
     inner: StoreLimits,
     memory_exhausted: bool,
+    gauge: Option<Arc<AtomicU64>>,
 }
 
 impl ResourceLimiter for Limiter {
@@ -553,8 +569,14 @@ impl ResourceLimiter for Limiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let answer = self.inner.memory_growing(current, desired, maximum);
-        if !matches!(answer, Ok(true)) {
-            self.memory_exhausted = true;
+        match answer {
+            Ok(true) => {
+                if let Some(gauge) = &self.gauge {
+                    let grown = u64::try_from(desired - current.min(desired)).unwrap_or(0);
+                    gauge.fetch_add(grown, Ordering::Relaxed);
+                }
+            }
+            _ => self.memory_exhausted = true,
         }
         answer
     }
@@ -640,6 +662,7 @@ fn run(
                 .trap_on_grow_failure(true)
                 .build(),
             memory_exhausted: false,
+            gauge: limits.gauge.clone(),
         },
     };
     let mut store = Store::new(engine, state);

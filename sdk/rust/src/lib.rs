@@ -32,7 +32,7 @@
 //! | `scheduler` | `scheduler::Scheduler` | `export_scheduler!` | `log` |
 //! | `controller` | `controller::Controller` | `export_controller!` | `log`, `events`, `objects` |
 //! | `admission` | `admission::Admission` | `export_admission!` | `log` |
-//! | `node-policy` | `node_policy::NodePolicy` | `export_node_policy!` | `log` |
+//! | `node-policy` | `node_policy::NodePolicy` | `export_node_policy!` | `log`, `runtime` |
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`: the `.wasm`
 //! cargo writes is already a component. The types and helpers also compile
@@ -75,8 +75,9 @@ pub mod prelude {
     pub use crate::controller::{BoxError, Controller, ControllerSpec, ReconcileResult};
     #[cfg(feature = "node-policy")]
     pub use crate::node_policy::{
-        AfterExit, ContainerExit, ContainerState, ContainerView, NodePolicy, PodCondition,
-        PodPhase, PodVerdict, PodView, RestartPlan, RestartPolicy,
+        AfterExit, ContainerExit, ContainerState, ContainerView, Eviction, NodePolicy,
+        PodCondition, PodPhase, PodVerdict, PodView, PressureVerdict, RestartPlan, RestartPolicy,
+        Signal,
     };
     #[cfg(feature = "controller")]
     pub use crate::objects::{Error, ObjectRef};

@@ -2,33 +2,64 @@
 //! [`NodePolicy`] and export it with
 //! [`export_node_policy!`](crate::export_node_policy).
 //!
-//! The node agent runs the containers, probes, hooks and timers and keeps
-//! every container's history; it asks the policy what an exit leads to
-//! ([`NodePolicy::after_exit`]) and what to report of a pod
-//! ([`NodePolicy::pod_status`]). Both are pure functions of their
-//! arguments: keep no state between calls, since any instance (or a new
-//! revision) may answer the next one.
+//! The node agent runs the containers, probes, hooks, timers and
+//! measurements and keeps every container's history; it asks the policy
+//! what an exit leads to ([`NodePolicy::after_exit`]), what to report of a
+//! pod ([`NodePolicy::pod_status`]) and, every 10 s, what the node's
+//! measured signals mean ([`NodePolicy::check_pressure`]). Keep no state
+//! between calls but the configuration [`NodePolicy::setup`] receives:
+//! any instance (or a new revision) may answer the next one.
+//!
+//! Host calls: [`runtime`] (the pods the node runs and what they use),
+//! granted by the Plugin's `spec.capabilities.hostCalls: [runtime]`.
 
 pub use crate::bindings::node_policy::orchd::plugin::node_types::{
-    AfterExit, ContainerExit, ContainerState, ContainerView, PodCondition, PodPhase, PodVerdict,
-    PodView, RestartPlan, RestartPolicy,
+    AfterExit, ContainerExit, ContainerState, ContainerView, Eviction, PodCondition, PodPhase,
+    PodVerdict, PodView, PressureVerdict, RestartPlan, RestartPolicy, Signal,
 };
+pub use crate::bindings::node_policy::orchd::plugin::types::Error;
+
+/// The node's container runtime (capability `runtime`): the pods it runs
+/// ([`runtime::list_pod_sandboxes`]) and what each uses
+/// ([`runtime::pod_sandbox_stats`]). Only inside a component.
+pub mod runtime {
+    pub use crate::bindings::node_policy::orchd::plugin::runtime::{
+        PodSandbox, PodUsage, list_pod_sandboxes, pod_sandbox_stats,
+    };
+}
 
 /// A node policy plugin.
 pub trait NodePolicy {
+    /// Takes the Plugin's `spec.config` (empty when unset), once per
+    /// instance; an error refuses the revision.
+    fn setup(config: String) -> Result<(), String> {
+        let _ = config;
+        Ok(())
+    }
     /// What `exit` leads to under the pod's restart `policy`.
     fn after_exit(exit: ContainerExit, policy: RestartPolicy) -> AfterExit;
     /// The pod's phase and the conditions the node owns.
     fn pod_status(pod: PodView) -> PodVerdict;
+    /// Which of the node's measured `signals` are past their thresholds,
+    /// and which pods to evict now.
+    fn check_pressure(signals: Vec<Signal>) -> PressureVerdict;
 }
 
 impl<T: NodePolicy> crate::bindings::node_policy::Guest for T {
+    fn setup(config: String) -> Result<(), String> {
+        <T as NodePolicy>::setup(config)
+    }
+
     fn after_exit(exit: ContainerExit, policy: RestartPolicy) -> AfterExit {
         <T as NodePolicy>::after_exit(exit, policy)
     }
 
     fn pod_status(pod: PodView) -> PodVerdict {
         <T as NodePolicy>::pod_status(pod)
+    }
+
+    fn check_pressure(signals: Vec<Signal>) -> PressureVerdict {
+        <T as NodePolicy>::check_pressure(signals)
     }
 }
 

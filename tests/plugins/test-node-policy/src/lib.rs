@@ -3,7 +3,8 @@
 //! built-in rules, and the Plugin must show the failures.
 
 use orchd_sdk::node_policy::{
-    AfterExit, ContainerExit, NodePolicy, PodVerdict, PodView, RestartPolicy,
+    AfterExit, ContainerExit, NodePolicy, PodVerdict, PodView, PressureVerdict, RestartPolicy,
+    Signal,
 };
 
 struct Trapping;
@@ -17,6 +18,13 @@ impl NodePolicy for Trapping {
         panic!(
             "trapping on purpose in pod-status ({} containers)",
             pod.containers.len()
+        )
+    }
+
+    fn check_pressure(signals: Vec<Signal>) -> PressureVerdict {
+        panic!(
+            "trapping on purpose in check-pressure ({} signals)",
+            signals.len()
         )
     }
 }
