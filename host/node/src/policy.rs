@@ -16,8 +16,9 @@ use orchd_plugin_host::node_policy::{NodePolicySlot, NodeRuntime, PodSandbox};
 use orchd_sdk::node_policy as sdk;
 
 pub use wit::{
-    AfterExit, ContainerExit, ContainerState, ContainerView, PodCondition, PodPhase, PodVerdict,
-    PodView, PressureVerdict, RestartPolicy, Signal,
+    AfterExit, ContainerExit, ContainerResources, ContainerState, ContainerView, PodCgroup,
+    PodCondition, PodPhase, PodResources, PodVerdict, PodView, PressureVerdict, RestartPolicy,
+    Signal,
 };
 
 /// Where the node's lifecycle decisions come from.
@@ -62,6 +63,87 @@ impl Policy {
             Some(Ok(verdict)) => verdict,
             _ => builtin_check_pressure(signals, node),
         }
+    }
+}
+
+impl Policy {
+    /// The cgroup of a pod about to start.
+    pub async fn pod_cgroup(&self, pod: &PodResources) -> PodCgroup {
+        match self.slot.pod_cgroup(pod).await {
+            Some(Ok(cgroup)) => cgroup,
+            _ => builtin_pod_cgroup(pod),
+        }
+    }
+}
+
+/// The default cgroup rules, natively.
+pub fn builtin_pod_cgroup(pod: &PodResources) -> PodCgroup {
+    let pod = sdk::PodResources {
+        qos_class: pod.qos_class.clone(),
+        containers: pod
+            .containers
+            .iter()
+            .map(|c| sdk::ContainerResources {
+                init: c.init,
+                cpu_request_millis: c.cpu_request_millis,
+                cpu_limit_millis: c.cpu_limit_millis,
+                memory_request_bytes: c.memory_request_bytes,
+                memory_limit_bytes: c.memory_limit_bytes,
+            })
+            .collect(),
+        overhead_cpu_millis: pod.overhead_cpu_millis,
+        overhead_memory_bytes: pod.overhead_memory_bytes,
+    };
+    let c = orchd_kubelet::cgroups::pod_cgroup(&pod);
+    PodCgroup {
+        parent: c.parent,
+        memory_limit_bytes: c.memory_limit_bytes,
+        cpu_shares: c.cpu_shares,
+        cpu_limit_millis: c.cpu_limit_millis,
+    }
+}
+
+/// A pod's resources as its cgroup is set from them.
+pub fn pod_resources(pod: &serde_json::Value) -> PodResources {
+    let quantity = |v: &serde_json::Value, cpu: bool| -> Option<u64> {
+        let text = v
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| v.as_f64().map(|n| n.to_string()))?;
+        if cpu {
+            orchd_plugin_host::quantity::millicpu(&text).ok()
+        } else {
+            orchd_plugin_host::quantity::bytes(&text).ok()
+        }
+    };
+    let containers = [("initContainers", true), ("containers", false)]
+        .into_iter()
+        .flat_map(|(field, init)| {
+            pod["spec"][field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |c| (c, init))
+        })
+        .map(|(c, init)| {
+            let r = &c["resources"];
+            ContainerResources {
+                init,
+                cpu_request_millis: quantity(&r["requests"]["cpu"], true),
+                cpu_limit_millis: quantity(&r["limits"]["cpu"], true),
+                memory_request_bytes: quantity(&r["requests"]["memory"], false),
+                memory_limit_bytes: quantity(&r["limits"]["memory"], false),
+            }
+        })
+        .collect();
+    PodResources {
+        qos_class: pod["status"]["qosClass"]
+            .as_str()
+            .unwrap_or("BestEffort")
+            .to_string(),
+        containers,
+        overhead_cpu_millis: quantity(&pod["spec"]["overhead"]["cpu"], true).unwrap_or(0),
+        overhead_memory_bytes: quantity(&pod["spec"]["overhead"]["memory"], false).unwrap_or(0),
     }
 }
 
@@ -202,4 +284,39 @@ pub fn builtin_pod_status(pod: &PodView) -> PodVerdict {
 /// with the CrashLoopBackOff timings), at least 2 s.
 pub fn retry_delay(step: u32) -> std::time::Duration {
     std::time::Duration::from_millis(Profile::KUBERNETES.backoff_ms(step).max(2_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_pods_resources_and_the_builtin_cgroup_rules() {
+        let pod = json!({
+            "spec": {
+                "overhead": {"memory": "1Mi"},
+                "initContainers": [{"name": "i", "resources": {"limits": {"cpu": "1", "memory": "128Mi"}}}],
+                "containers": [
+                    {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "32Mi"},
+                                                "limits": {"cpu": "500m", "memory": "64Mi"}}},
+                    {"name": "b", "resources": {"limits": {"cpu": 0.5, "memory": "64Mi"}}}
+                ]
+            },
+            "status": {"qosClass": "Burstable"}
+        });
+        let r = pod_resources(&pod);
+        assert_eq!(r.containers.len(), 3);
+        assert!(r.containers[0].init && !r.containers[1].init);
+        assert_eq!(r.containers[1].cpu_request_millis, Some(250));
+        assert_eq!(r.containers[2].cpu_limit_millis, Some(500));
+        assert_eq!(r.overhead_memory_bytes, 1 << 20);
+        let c = builtin_pod_cgroup(&r);
+        assert_eq!(c.parent, "burstable");
+        // max(init 128Mi, 64Mi + 64Mi) + 1Mi overhead.
+        assert_eq!(c.memory_limit_bytes, Some((128 << 20) + (1 << 20)));
+        assert_eq!(c.cpu_limit_millis, Some(1000));
+        let best_effort = pod_resources(&json!({"spec": {"containers": [{"name": "x"}]}}));
+        assert_eq!(builtin_pod_cgroup(&best_effort).parent, "besteffort");
+    }
 }

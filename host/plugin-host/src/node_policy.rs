@@ -50,7 +50,8 @@ pub use bindings::orchd::plugin::runtime::{PodSandbox, PodUsage};
 use bindings::orchd::plugin::types::Error as WitError;
 use bindings::{NodePolicy as NodePolicyWorld, NodePolicyPre};
 use types::{
-    AfterExit, ContainerExit, PodVerdict, PodView, PressureVerdict, RestartPolicy, Signal,
+    AfterExit, ContainerExit, PodCgroup, PodResources, PodVerdict, PodView, PressureVerdict,
+    RestartPolicy, Signal,
 };
 
 impl types::Host for HostState {}
@@ -212,6 +213,12 @@ impl NodePolicyPlugin {
             .await
     }
 
+    /// The cgroup of a pod about to start.
+    pub async fn pod_cgroup(&self, pod: PodResources) -> Result<PodCgroup, PluginError> {
+        self.call("pod-cgroup", move |b, store| b.call_pod_cgroup(store, &pod))
+            .await
+    }
+
     /// What the node's measured signals mean.
     pub async fn check_pressure(
         &self,
@@ -325,6 +332,14 @@ impl NodePolicySlot {
         let plugin = self.current()?;
         let answer = plugin.pod_status(pod.clone()).await;
         Some(self.checked(&plugin, "pod-status", answer))
+    }
+
+    /// The cgroup of a pod about to start, per the plugin in charge:
+    /// `None` without one, an error (reported) if its call failed.
+    pub async fn pod_cgroup(&self, pod: &PodResources) -> Option<Result<PodCgroup, String>> {
+        let plugin = self.current()?;
+        let answer = plugin.pod_cgroup(pod.clone()).await;
+        Some(self.checked(&plugin, "pod-cgroup", answer))
     }
 
     /// What the node's signals mean, per the plugin in charge: `None`

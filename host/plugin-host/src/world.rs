@@ -47,7 +47,13 @@ impl World {
             World::Scheduler => &["scheduler-name", "update", "schedule"],
             World::Controller => &["setup", "reconcile"],
             World::Admission => &["review"],
-            World::NodePolicy => &["setup", "after-exit", "pod-status", "check-pressure"],
+            World::NodePolicy => &[
+                "setup",
+                "after-exit",
+                "pod-status",
+                "pod-cgroup",
+                "check-pressure",
+            ],
         }
     }
 }
@@ -97,7 +103,7 @@ pub fn detect(engine: &Engine, component: &Component) -> Result<World, PluginErr
         [] => Err(PluginError::Invalid(format!(
             "the component matches no known world of orchd:plugin@0.1.0: it exports {} \
              (a scheduler exports scheduler-name, update and schedule, a controller setup and reconcile, \
-             an admission plugin review, a node policy setup, after-exit, pod-status and check-pressure)",
+             an admission plugin review, a node policy setup, after-exit, pod-status, pod-cgroup and check-pressure)",
             if funcs.is_empty() {
                 "no functions".to_string()
             } else {

@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use orchd_sdk::log;
 use orchd_sdk::node_policy::runtime::{list_pod_sandboxes, pod_sandbox_stats};
 use orchd_sdk::node_policy::{
-    AfterExit, ContainerExit, NodePolicy, PodVerdict, PodView, PressureVerdict, RestartPolicy,
-    Signal,
+    AfterExit, ContainerExit, NodePolicy, PodCgroup, PodResources, PodVerdict, PodView,
+    PressureVerdict, RestartPolicy, Signal,
 };
 
 use crate::eviction::{self, Thresholds};
@@ -30,6 +30,10 @@ impl NodePolicy for Kubelet {
 
     fn pod_status(pod: PodView) -> PodVerdict {
         crate::pod_status(&pod)
+    }
+
+    fn pod_cgroup(pod: PodResources) -> PodCgroup {
+        crate::cgroups::pod_cgroup(&pod)
     }
 
     fn check_pressure(signals: Vec<Signal>) -> PressureVerdict {

@@ -18,8 +18,11 @@
 //!   ended for good; Running otherwise;
 //! * the conditions the node owns: `PodReadyToStartContainers`,
 //!   `Initialized`, `Ready` and `ContainersReady`;
+//! * QoS classes' cgroups: where a pod's cgroup goes and its limits
+//!   ([`cgroups`]);
 //! * node-pressure eviction ([`eviction`]).
 
+pub mod cgroups;
 #[cfg(target_arch = "wasm32")]
 mod component;
 pub mod eviction;

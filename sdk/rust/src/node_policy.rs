@@ -5,7 +5,8 @@
 //! The node agent runs the containers, probes, hooks, timers and
 //! measurements and keeps every container's history; it asks the policy
 //! what an exit leads to ([`NodePolicy::after_exit`]), what to report of a
-//! pod ([`NodePolicy::pod_status`]) and, every 10 s, what the node's
+//! pod ([`NodePolicy::pod_status`]), how to set a starting pod's cgroup
+//! ([`NodePolicy::pod_cgroup`]) and, every 10 s, what the node's
 //! measured signals mean ([`NodePolicy::check_pressure`]). Keep no state
 //! between calls but the configuration [`NodePolicy::setup`] receives:
 //! any instance (or a new revision) may answer the next one.
@@ -14,8 +15,9 @@
 //! granted by the Plugin's `spec.capabilities.hostCalls: [runtime]`.
 
 pub use crate::bindings::node_policy::orchd::plugin::node_types::{
-    AfterExit, ContainerExit, ContainerState, ContainerView, Eviction, PodCondition, PodPhase,
-    PodVerdict, PodView, PressureVerdict, RestartPlan, RestartPolicy, Signal,
+    AfterExit, ContainerExit, ContainerResources, ContainerState, ContainerView, Eviction,
+    PodCgroup, PodCondition, PodPhase, PodResources, PodVerdict, PodView, PressureVerdict,
+    RestartPlan, RestartPolicy, Signal,
 };
 pub use crate::bindings::node_policy::orchd::plugin::types::Error;
 
@@ -40,6 +42,8 @@ pub trait NodePolicy {
     fn after_exit(exit: ContainerExit, policy: RestartPolicy) -> AfterExit;
     /// The pod's phase and the conditions the node owns.
     fn pod_status(pod: PodView) -> PodVerdict;
+    /// The cgroup of a pod about to start: its QoS parent and limits.
+    fn pod_cgroup(pod: PodResources) -> PodCgroup;
     /// Which of the node's measured `signals` are past their thresholds,
     /// and which pods to evict now.
     fn check_pressure(signals: Vec<Signal>) -> PressureVerdict;
@@ -56,6 +60,10 @@ impl<T: NodePolicy> crate::bindings::node_policy::Guest for T {
 
     fn pod_status(pod: PodView) -> PodVerdict {
         <T as NodePolicy>::pod_status(pod)
+    }
+
+    fn pod_cgroup(pod: PodResources) -> PodCgroup {
+        <T as NodePolicy>::pod_cgroup(pod)
     }
 
     fn check_pressure(signals: Vec<Signal>) -> PressureVerdict {

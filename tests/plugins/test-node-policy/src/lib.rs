@@ -3,8 +3,8 @@
 //! built-in rules, and the Plugin must show the failures.
 
 use orchd_sdk::node_policy::{
-    AfterExit, ContainerExit, NodePolicy, PodVerdict, PodView, PressureVerdict, RestartPolicy,
-    Signal,
+    AfterExit, ContainerExit, NodePolicy, PodCgroup, PodResources, PodVerdict, PodView,
+    PressureVerdict, RestartPolicy, Signal,
 };
 
 struct Trapping;
@@ -17,6 +17,13 @@ impl NodePolicy for Trapping {
     fn pod_status(pod: PodView) -> PodVerdict {
         panic!(
             "trapping on purpose in pod-status ({} containers)",
+            pod.containers.len()
+        )
+    }
+
+    fn pod_cgroup(pod: PodResources) -> PodCgroup {
+        panic!(
+            "trapping on purpose in pod-cgroup ({} containers)",
             pod.containers.len()
         )
     }
