@@ -138,11 +138,11 @@ mod tests {
             (Some(10 << 20), Some(20 << 20)),
         );
         let open = res(false, (Some(300), None), (Some(5 << 20), None));
-        let p = pod_cgroup(&pod("Burstable", vec![limited.clone(), open]));
+        let p = pod_cgroup(&pod("Burstable", vec![limited, open]));
         assert_eq!(p.parent, "burstable");
         assert_eq!(p.cpu_shares, shares(400));
         assert_eq!((p.memory_limit_bytes, p.cpu_limit_millis), (None, None));
-        let p = pod_cgroup(&pod("Burstable", vec![limited.clone(), limited]));
+        let p = pod_cgroup(&pod("Burstable", vec![limited, limited]));
         assert_eq!(p.memory_limit_bytes, Some(40 << 20));
         assert_eq!(p.cpu_limit_millis, Some(400));
     }
