@@ -367,3 +367,100 @@ scheduling:
     assert p["spec"]["nodeSelector"] == {"kubernetes.io/hostname": NODE}, p["spec"]
     # Its handler is runc: a real task in containerd.
     assert any("RUNNING" in line for line in c.ctrd.ctr("tasks", "ls").stdout.splitlines())
+
+
+def lifecycle_pod(name: str, script: str, container_extra: str = "", grace: int = 2) -> str:
+    """A busybox pod running `sh -c script`, with `container_extra` (probe
+    and hook YAML, indented for the container) added to its container."""
+    return f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: {grace}
+  containers:
+    - name: main
+      image: busybox
+      command: ["sh", "-c", {json.dumps(script)}]
+{container_extra}"""
+
+
+def condition(p: dict, kind: str) -> str | None:
+    return next((x["status"] for x in p.get("status", {}).get("conditions") or [] if x["type"] == kind), None)
+
+
+def test_a_failing_liveness_probe_restarts_a_real_container(cluster):
+    c = cluster
+    # Healthy for 4 s, then the file the probe reads is gone.
+    c.kubectl_apply_text(lifecycle_pod("sickly", "touch /tmp/healthy; sleep 4; rm /tmp/healthy; exec sleep 3600",
+                                       """      livenessProbe:
+        exec: {command: [cat, /tmp/healthy]}
+        periodSeconds: 1
+        failureThreshold: 2
+"""))
+    s = wait_until("a restart", lambda: (s := container_status(c, "sickly")).get("restartCount", 0) >= 1 and s,
+                   timeout=60, interval=0.2)
+    # sleep as PID 1 ignores SIGTERM: killed when the grace period (2 s) ends.
+    assert s["lastState"]["terminated"]["exitCode"] == 137, s
+    unhealthy = [e for e in events_of(c, "sickly") if e["reason"] == "Unhealthy"]
+    assert any(e["message"].startswith("Liveness probe failed: ") and "/tmp/healthy" in e["message"]
+               and e["type"] == "Warning" for e in unhealthy), unhealthy
+    killing = [e for e in events_of(c, "sickly") if e["reason"] == "Killing"]
+    assert any("failed liveness probe, will be restarted" in e["message"] for e in killing), killing
+    # The new run is healthy again for 4 s, then restarted again.
+    wait_until("a second restart", lambda: container_status(c, "sickly").get("restartCount", 0) >= 2, timeout=60)
+
+
+def test_a_readiness_probe_gates_ready_on_a_real_container(cluster):
+    c = cluster
+    # httpd serves /www; the probe's page appears after 3 s.
+    c.kubectl_apply_text(lifecycle_pod("gated", "mkdir -p /www; (sleep 3; echo ok > /www/ready.html) & "
+                                       "exec httpd -f -p 8080 -h /www", """      readinessProbe:
+        httpGet: {path: /ready.html, port: 8080}
+        periodSeconds: 1
+"""))
+    p = wait_phase(c, "gated", "Running")
+    assert condition(p, "Ready") == "False" and p["status"]["containerStatuses"][0]["ready"] is False, p["status"]
+    p = wait_until("Ready", lambda: condition(p := pod(c, "gated"), "Ready") == "True" and p, timeout=30,
+                   interval=0.2)
+    assert condition(p, "ContainersReady") == "True" and p["status"]["containerStatuses"][0]["ready"] is True
+    unhealthy = [e for e in events_of(c, "gated") if e["reason"] == "Unhealthy"]
+    assert any(e["message"] == "Readiness probe failed: HTTP probe failed with statuscode: 404" for e in unhealthy), \
+        unhealthy
+    # The page goes: not ready again, but not restarted.
+    c.kubectl("exec", "gated", "--", "rm", "/www/ready.html")
+    p = wait_until("NotReady again", lambda: condition(p := pod(c, "gated"), "Ready") == "False" and p, timeout=30,
+                   interval=0.2)
+    s = p["status"]["containerStatuses"][0]
+    assert s["ready"] is False and s["restartCount"] == 0 and "running" in s["state"], s
+    assert p["status"]["phase"] == "Running"
+
+
+def test_delete_runs_pre_stop_then_sigterm_reaches_the_container(cluster):
+    c = cluster
+    # PID 1 is sh with a TERM trap; the PreStop hook writes to its stdout.
+    c.kubectl_apply_text(lifecycle_pod(
+        "stopper", "trap 'echo got TERM; sleep 2; exit 0' TERM; echo started; while true; do sleep 1; done",
+        """      lifecycle:
+        preStop:
+          exec: {command: [sh, -c, "echo prestop ran > /proc/1/fd/1; sleep 2"]}
+""", grace=30))
+    wait_phase(c, "stopper", "Running")
+    wait_until("started", lambda: "started" in c.kubectl("logs", "stopper").stdout, timeout=20, interval=0.2)
+    begun = time.monotonic()
+    c.kubectl("delete", "pod", "stopper", "--wait=false")
+    p = pod(c, "stopper")
+    assert p["metadata"]["deletionGracePeriodSeconds"] == 30, p["metadata"]
+    # While Terminating: the hook's line, then the trap's, in the log.
+    logs = wait_until("PreStop then TERM in the logs",
+                      lambda: "got TERM" in (o := c.kubectl("logs", "stopper", check=False).stdout) and o,
+                      timeout=20, interval=0.2)
+    lines = logs.splitlines()
+    assert lines.index("started") < lines.index("prestop ran") < lines.index("got TERM"), lines
+    # The trap exits 0 after 2 s: the pod goes long before its 30 s grace.
+    wait_until("gone", lambda: c.status_of("/api/v1/namespaces/default/pods/stopper") == 404, timeout=30,
+               interval=0.2)
+    took = time.monotonic() - begun
+    assert 3 <= took < 15, took
+    reasons = [e["reason"] for e in events_of(c, "stopper")]
+    assert "Killing" in reasons and "FailedPreStopHook" not in reasons, reasons

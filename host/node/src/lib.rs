@@ -834,13 +834,16 @@ impl Inner {
             return;
         };
         if let Ok(mut run) = worker.run.lock() {
-            run.pod_ip = Some(sandbox.pod_ip);
+            run.pod_ip = Some(sandbox.pod_ip.clone());
             if let Some((scheme, _)) = runtime.version().split_once("://") {
                 run.runtime = scheme.to_string();
             }
         }
+        // Probes and hooks without a `host` reach the pod's own IP (on the
+        // bridge for containerd pods; 127.0.0.1 is the host's loopback).
         let ctx = Arc::new(PodContext {
             runtime: runtime.clone(),
+            pod_ip: sandbox.pod_ip,
             ..(*self.ctx).clone()
         });
         let runner = {
