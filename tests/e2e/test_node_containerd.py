@@ -305,26 +305,52 @@ spec:
     assert out.startswith("up on sleepers-"), out
 
 
-def test_a_missing_image_and_a_missing_command_give_clear_reasons_and_events(cluster):
+def test_a_missing_image_gives_a_clear_reason_and_event(cluster):
     c = cluster
     c.kubectl_apply_text(manifest("ghost", ["true"], image="no-such-image:1.0"))
-    c.kubectl_apply_text(manifest("typo", ["no-such-command", "--flag"]))
     w = wait_until("ErrImagePull", lambda: (s := container_status(c, "ghost").get("state", {}).get("waiting"))
                    and s.get("reason") == "ErrImagePull" and s, timeout=30, interval=0.2)
     assert "no-such-image:1.0" in w["message"] and "orchd image import" in w["message"], w
-    w = wait_until("CreateContainerError", lambda: (s := container_status(c, "typo").get("state", {}).get("waiting"))
-                   and s.get("reason") == "CreateContainerError" and s, timeout=30, interval=0.2)
-    assert "no-such-command" in w["message"] and "not found" in w["message"], w
     assert pod(c, "ghost")["status"]["phase"] == "Pending"
-    assert pod(c, "typo")["status"]["phase"] == "Pending"
     ghost_events = wait_until("a Failed event for ghost", lambda: [e for e in events_of(c, "ghost")
                                                                   if e["reason"] == "Failed"], timeout=20)
     assert ghost_events[0]["type"] == "Warning" and "Failed to pull image" in ghost_events[0]["message"], ghost_events
-    typo_events = wait_until("a Failed event for typo", lambda: [e for e in events_of(c, "typo")
-                                                                if e["reason"] == "Failed"], timeout=20)
-    assert "no-such-command" in typo_events[0]["message"], typo_events
-    # No half-made container stays behind a failed start.
+
+
+def test_a_command_that_cannot_start_is_a_start_error_then_crash_loop_backoff(cluster):
+    """As the kubelet on containerd: the run is terminated with reason
+    StartError, exit code 128 and runc's message, and restarted with
+    backoff under restartPolicy Always; under Never the pod fails."""
+    c = cluster
+    c.kubectl_apply_text(manifest("typo", ["no-such-command", "--flag"]))
+    # A directory is no executable: runc says "permission denied".
+    c.kubectl_apply_text(manifest("notexec", ["/"], policy="Never"))
+    s = wait_until("CrashLoopBackOff after a StartError",
+                   lambda: (s := container_status(c, "typo")).get("state", {}).get("waiting", {}).get("reason")
+                   == "CrashLoopBackOff" and s, timeout=30, interval=0.1)
+    term = s["lastState"]["terminated"]
+    assert term["reason"] == "StartError" and term["exitCode"] == 128, s
+    assert 'exec: "no-such-command": executable file not found in $PATH' in term["message"], term
+    assert term["message"].startswith("failed to create containerd task: "), term
+    assert s["restartCount"] >= 1 and "back-off 10s" in s["state"]["waiting"]["message"], s
+    # Not running, but restarting: Running, as Kubernetes counts it.
+    assert pod(c, "typo")["status"]["phase"] == "Running"
+    # No half-made container stays behind a failed start (the next try is
+    # 10 s away).
     assert c.ctrd.ctr("containers", "ls", "-q").stdout.split() == []
+    failed = wait_until("a Failed event for typo", lambda: [e for e in events_of(c, "typo")
+                                                           if e["reason"] == "Failed"], timeout=20)
+    assert failed[0]["type"] == "Warning" and failed[0]["message"].startswith("Error: failed to create containerd task"), \
+        failed
+    assert "no-such-command" in failed[0]["message"], failed
+    assert "BackOff" in {e["reason"] for e in events_of(c, "typo")}
+
+    p = wait_phase(c, "notexec", "Failed", timeout=30)
+    s = p["status"]["containerStatuses"][0]
+    term = s["state"]["terminated"]
+    assert term["reason"] == "StartError" and term["exitCode"] == 128, s
+    assert 'exec: "/": permission denied' in term["message"], term
+    assert s["restartCount"] == 0, s
 
 
 def test_a_missing_runtime_class_fails_the_pod(cluster):

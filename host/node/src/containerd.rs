@@ -182,6 +182,7 @@ impl Runtime for ContainerdShim {
             .map_err(|e| match e {
                 ctrd::StartError::Image(m) => StartError::Image(m),
                 ctrd::StartError::Create(m) => StartError::Create(m),
+                ctrd::StartError::Start(m) => StartError::Start(m),
             })?;
         Ok(Box::new(CtrdContainer(started)))
     }

@@ -412,6 +412,7 @@ fn start_reason(e: &StartError) -> &'static str {
     match e {
         StartError::Image(_) => "ErrImagePull",
         StartError::Create(_) => "CreateContainerError",
+        StartError::Start(_) => "StartError",
     }
 }
 
@@ -552,6 +553,49 @@ impl PodWorker {
         self.changed.notify_one();
     }
 
+    /// One run of a started container: marks it running, watches it (hooks,
+    /// probes, deletion) until it ends. Returns its exit, when it started,
+    /// and whether the node stopped it for good.
+    async fn run_once(
+        &self,
+        ctx: &PodContext,
+        uid: &str,
+        spec: &Value,
+        slot: Slot,
+        container: Box<dyn RunningContainer>,
+        cancel: &mut watch::Receiver<Stop>,
+    ) -> (ContainerExit, Timestamp, bool) {
+        let container: Arc<dyn RunningContainer> = Arc::from(container);
+        let name = spec["name"].as_str().unwrap_or("").to_string();
+        let started_at = container.started_at();
+        // Init containers have no probes.
+        let probes = match slot {
+            Slot::Init(_) => Probes::default(),
+            Slot::Main(_) => Probes::of(spec, &ctx.pod_ip),
+        };
+        self.update(slot, |c| {
+            c.state = State::Running(started_at);
+            c.started = probes.startup.is_none();
+            c.ready = probes.readiness.is_none();
+        });
+        if let Ok(mut running) = ctx.containers.lock() {
+            running.insert((uid.to_string(), name.clone()), container.clone());
+        }
+        let (exit, stopped) = self
+            .watch_container(ctx, spec, slot, &container, probes, cancel)
+            .await;
+        if let Ok(mut running) = ctx.containers.lock() {
+            let key = (uid.to_string(), name);
+            if running
+                .get(&key)
+                .is_some_and(|c| Arc::ptr_eq(c, &container))
+            {
+                running.remove(&key);
+            }
+        }
+        (exit, started_at, stopped)
+    }
+
     /// Runs one container, restarting it as the policy says. For an init
     /// container (`until_success`), returns whether it completed; restarts
     /// follow the policy too, except that Always counts as OnFailure.
@@ -582,8 +626,44 @@ impl PodWorker {
             if started.is_err() {
                 ctx.logs.set_live(&log_path, false);
             }
-            let container = match started {
-                Ok(c) => c,
+            let (exit, started_at) = match started {
+                Ok(container) => {
+                    let (exit, started_at, stopped) =
+                        self.run_once(ctx, uid, spec, slot, container, cancel).await;
+                    if stopped {
+                        ctx.logs.set_live(&log_path, false);
+                        self.update(slot, |c| {
+                            c.state = State::Terminated(Terminated {
+                                exit_code: exit.code,
+                                reason: exit.reason.as_k8s().into(),
+                                message: exit.message,
+                                started_at,
+                                finished_at: exit.finished_at,
+                            })
+                        });
+                        return false;
+                    }
+                    (exit, started_at)
+                }
+                // The process never started: as the kubelet, a run that
+                // ended at once (StartError, 128), which the restart policy
+                // handles like any exit.
+                Err(StartError::Start(message)) => {
+                    self.event(
+                        ctx,
+                        EventType::Warning,
+                        "Failed",
+                        &format!("Error: {message}"),
+                    );
+                    let now = Timestamp::now();
+                    let exit = ContainerExit {
+                        code: 128,
+                        reason: ExitReason::StartError,
+                        message: Some(message),
+                        finished_at: now,
+                    };
+                    (exit, now)
+                }
                 Err(e) => {
                     // Image and create errors retry with the same backoff
                     // (Kubernetes' ImagePullBackOff); the pod stays Pending.
@@ -601,47 +681,6 @@ impl PodWorker {
                     continue;
                 }
             };
-            let container: Arc<dyn RunningContainer> = Arc::from(container);
-            let name = spec["name"].as_str().unwrap_or("").to_string();
-            let started_at = container.started_at();
-            let probes = if until_success {
-                Probes::default()
-            } else {
-                Probes::of(spec, &ctx.pod_ip)
-            };
-            self.update(slot, |c| {
-                c.state = State::Running(started_at);
-                c.started = probes.startup.is_none();
-                c.ready = probes.readiness.is_none();
-            });
-            if let Ok(mut running) = ctx.containers.lock() {
-                running.insert((uid.to_string(), name.clone()), container.clone());
-            }
-            let (exit, stopped) = self
-                .watch_container(ctx, spec, slot, &container, probes, cancel)
-                .await;
-            if let Ok(mut running) = ctx.containers.lock() {
-                let key = (uid.to_string(), name.clone());
-                if running
-                    .get(&key)
-                    .is_some_and(|c| Arc::ptr_eq(c, &container))
-                {
-                    running.remove(&key);
-                }
-            }
-            if stopped {
-                ctx.logs.set_live(&log_path, false);
-                self.update(slot, |c| {
-                    c.state = State::Terminated(Terminated {
-                        exit_code: exit.code,
-                        reason: exit.reason.as_k8s().into(),
-                        message: exit.message,
-                        started_at,
-                        finished_at: exit.finished_at,
-                    })
-                });
-                return false;
-            }
             ctx.logs.set_live(&log_path, false);
             let terminated = Terminated {
                 exit_code: exit.code,
