@@ -353,6 +353,31 @@ def test_a_command_that_cannot_start_is_a_start_error_then_crash_loop_backoff(cl
     assert s["restartCount"] == 0, s
 
 
+def test_a_memory_limit_the_kernel_refuses_is_a_start_error_with_runcs_message(cluster):
+    """1 MiB is below what runc's init already uses in the new cgroup: on
+    cgroup v1 the kernel refuses the write (EBUSY) and runc says "unable to
+    set memory limit to 1048576 (current usage: ..."; on v2 the init is
+    OOM-killed instead ("container init was OOM-killed (memory limit too
+    low?)"). Either way the process never starts."""
+    c = cluster
+    c.kubectl_apply_text(manifest("tiny", ["sh", "-c", "echo never"], policy="Never", memory="1Mi"))
+    p = wait_phase(c, "tiny", "Failed", timeout=30)
+    s = p["status"]["containerStatuses"][0]
+    term = s["state"]["terminated"]
+    assert term["reason"] == "StartError" and term["exitCode"] == 128, s
+    assert "memory limit" in term["message"], term
+    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        assert "unable to set memory limit to 1048576 (current usage: " in term["message"], term
+    failed = wait_until("a Failed event", lambda: [e for e in events_of(c, "tiny") if e["reason"] == "Failed"],
+                        timeout=20)
+    assert failed[0]["type"] == "Warning" and term["message"] in failed[0]["message"], failed
+    # Its sandbox went with its only container: no cgroup, netns, address
+    # or containerd container left, though the pod is still there.
+    wait_until("nothing left behind", lambda: not nothing_left(c.ctrd, c.orchd.data_dir), timeout=30, interval=0.2)
+    c.kubectl("delete", "pod", "tiny", timeout=60)
+    assert not nothing_left(c.ctrd, c.orchd.data_dir)
+
+
 def test_a_missing_runtime_class_fails_the_pod(cluster):
     c = cluster
     c.kubectl_apply_text(manifest("classless", ["true"], runtime_class="gvisor"))
