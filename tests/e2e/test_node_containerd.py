@@ -213,9 +213,13 @@ def test_a_busybox_pod_runs_and_its_output_shows_in_kubectl_logs(cluster):
     stamped = c.kubectl("logs", "hello", "--timestamps").stdout.splitlines()
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z .+", line) for line in stamped), stamped
     assert len(c.kubectl("logs", "hello", "--tail", "2").stdout.splitlines()) == 2
-    # The container really is one: containerd runs its task.
+    # The container really is one: containerd runs its task, under the id
+    # the status names.
     tasks = c.ctrd.ctr("tasks", "ls").stdout
     assert "RUNNING" in tasks, tasks
+    cid = container_status(c, "hello")["containerID"]
+    assert cid.startswith("containerd://"), cid
+    assert c.ctrd.ctr("containers", "ls", "-q").stdout.split() == [cid.removeprefix("containerd://")]
     reasons = {e["reason"] for e in events_of(c, "hello")}
     assert "Started" in reasons, reasons
 
@@ -458,7 +462,13 @@ def test_a_failing_liveness_probe_restarts_a_real_container(cluster):
                and e["type"] == "Warning" for e in unhealthy), unhealthy
     killing = [e for e in events_of(c, "sickly") if e["reason"] == "Killing"]
     assert any("failed liveness probe, will be restarted" in e["message"] for e in killing), killing
-    # The new run is healthy again for 4 s, then restarted again.
+    # The new run has a container of its own, which the status names once
+    # it runs (until then, the ended run's).
+    s = wait_until("the new run running", lambda: "running" in (s := container_status(c, "sickly"))["state"] and s,
+                   timeout=30, interval=0.2)
+    cid = s["containerID"].removeprefix("containerd://")
+    assert c.ctrd.ctr("containers", "ls", "-q").stdout.split() == [cid], s
+    # It is healthy again for 4 s, then restarted again.
     wait_until("a second restart", lambda: container_status(c, "sickly").get("restartCount", 0) >= 2, timeout=60)
 
 

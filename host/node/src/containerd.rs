@@ -99,6 +99,10 @@ struct CtrdContainer(ctrd::Container);
 
 #[async_trait::async_trait]
 impl RunningContainer for CtrdContainer {
+    fn id(&self) -> String {
+        self.0.id.clone()
+    }
+
     fn started_at(&self) -> jiff::Timestamp {
         self.0.started_at
     }

@@ -860,7 +860,7 @@ impl Inner {
         let mut previous = Value::Null;
         loop {
             let status = match worker.run.lock() {
-                Ok(mut run) => run.status(&uid, self.host_ip(), scheduled.clone()),
+                Ok(mut run) => run.status(self.host_ip(), scheduled.clone()),
                 Err(_) => return,
             };
             for (kind, reason, message) in container_events(&previous, &status) {

@@ -165,6 +165,8 @@ pub struct ContainerStatus {
     pub ready: bool,
     /// The startup result of the current run (true without a probe).
     pub started: bool,
+    /// The runtime's id of the latest run, once one started.
+    pub container_id: Option<String>,
 }
 
 impl ContainerStatus {
@@ -180,6 +182,7 @@ impl ContainerStatus {
             restart_count: 0,
             ready: false,
             started: false,
+            container_id: None,
         }
     }
 
@@ -192,7 +195,7 @@ impl ContainerStatus {
         self.running() && self.ready && self.started
     }
 
-    fn to_json(&self, uid: &str, init: bool, runtime: &str) -> Value {
+    fn to_json(&self, init: bool, runtime: &str) -> Value {
         let terminated = |t: &Terminated| {
             let mut v = json!({"exitCode": t.exit_code, "reason": t.reason,
                 "startedAt": stamp(t.started_at), "finishedAt": stamp(t.finished_at)});
@@ -221,13 +224,16 @@ impl ContainerStatus {
             "name": self.name,
             "image": self.image,
             "imageID": format!("{runtime}://{}", self.image),
-            "containerID": format!("{runtime}://{uid}/{}", self.name),
             "ready": ready,
             "started": self.running() && self.started,
             "restartCount": self.restart_count,
             "state": state,
             "lastState": self.last.as_ref().map_or_else(|| json!({}), terminated),
         });
+        // None before the first run starts, as in Kubernetes.
+        if let Some(id) = &self.container_id {
+            v["containerID"] = json!(format!("{runtime}://{id}"));
+        }
         if init {
             v.as_object_mut().map(|o| o.remove("started"));
         }
@@ -364,7 +370,7 @@ impl PodRun {
 
     /// The pod's `status` (what a status patch writes), keeping the
     /// PodScheduled condition `scheduled` as the scheduler wrote it.
-    pub fn status(&mut self, uid: &str, host_ip: &str, scheduled: Value) -> Value {
+    pub fn status(&mut self, host_ip: &str, scheduled: Value) -> Value {
         let phase = self.phase();
         let done = matches!(phase, "Succeeded" | "Failed");
         let initialized = self.initialized();
@@ -389,7 +395,7 @@ impl PodRun {
             "hostIP": host_ip,
             "hostIPs": [{"ip": host_ip}],
             "startTime": stamp(self.start_time),
-            "containerStatuses": self.main.iter().map(|c| c.to_json(uid, false, &self.runtime)).collect::<Vec<_>>(),
+            "containerStatuses": self.main.iter().map(|c| c.to_json(false, &self.runtime)).collect::<Vec<_>>(),
         });
         if let Some(ip) = &self.pod_ip {
             status["podIP"] = json!(ip);
@@ -399,7 +405,7 @@ impl PodRun {
             status["initContainerStatuses"] = self
                 .init
                 .iter()
-                .map(|c| c.to_json(uid, true, &self.runtime))
+                .map(|c| c.to_json(true, &self.runtime))
                 .collect::<Vec<_>>()
                 .into();
         }
@@ -568,6 +574,7 @@ impl PodWorker {
         let container: Arc<dyn RunningContainer> = Arc::from(container);
         let name = spec["name"].as_str().unwrap_or("").to_string();
         let started_at = container.started_at();
+        let id = container.id();
         // Init containers have no probes.
         let probes = match slot {
             Slot::Init(_) => Probes::default(),
@@ -575,6 +582,7 @@ impl PodWorker {
         };
         self.update(slot, |c| {
             c.state = State::Running(started_at);
+            c.container_id = Some(id);
             c.started = probes.startup.is_none();
             c.ready = probes.readiness.is_none();
         });
@@ -655,6 +663,8 @@ impl PodWorker {
                         "Failed",
                         &format!("Error: {message}"),
                     );
+                    // Nothing of that run is left to name.
+                    self.update(slot, |c| c.container_id = None);
                     let now = Timestamp::now();
                     let exit = ContainerExit {
                         code: 128,
@@ -1084,16 +1094,30 @@ mod tests {
         let mut p = pod("Always", 1);
         p.runtime = "containerd".into();
         let s = p.status(
-            "u1",
             "10.0.0.1",
             json!({"type": "PodScheduled", "status": "True"}),
         );
         assert!(s.get("qosClass").is_none(), "{s}");
-        assert_eq!(
-            s["containerStatuses"][0]["containerID"],
-            "containerd://u1/a"
+        // No run has started yet: no container ID.
+        assert!(
+            s["containerStatuses"][0].get("containerID").is_none(),
+            "{s}"
         );
         assert_eq!(s["initContainerStatuses"][0]["imageID"], "containerd://x");
+    }
+
+    #[test]
+    fn the_container_id_is_the_runtimes_id_of_the_latest_run() {
+        let mut p = pod("Always", 0);
+        p.runtime = "containerd".into();
+        p.main[0].container_id = Some("uid1-a-3".into());
+        p.main[0].state = term(1);
+        let s = p.status("10.0.0.1", json!({}));
+        assert_eq!(
+            s["containerStatuses"][0]["containerID"],
+            "containerd://uid1-a-3"
+        );
+        assert!(s["containerStatuses"][1].get("containerID").is_none());
     }
 
     fn term(code: i32) -> State {
@@ -1173,7 +1197,6 @@ mod tests {
         }
         p.pod_ip = Some("127.0.0.1".into());
         let s = p.status(
-            "u1",
             "127.0.0.1",
             json!({"type": "PodScheduled", "status": "True"}),
         );
@@ -1203,7 +1226,7 @@ mod tests {
         if let State::Terminated(t) = &mut p.main[1].state {
             t.reason = "OOMKilled".into();
         }
-        let s = p.status("u1", "127.0.0.1", json!({}));
+        let s = p.status("127.0.0.1", json!({}));
         assert_eq!(
             s["containerStatuses"][1]["state"]["terminated"]["reason"],
             "OOMKilled"
@@ -1225,7 +1248,7 @@ mod tests {
         // Running but its readiness probe not passed: not ready.
         p.main[1].state = State::Running(Timestamp::now());
         p.main[1].ready = false;
-        let s = p.status("u1", "127.0.0.1", json!({}));
+        let s = p.status("127.0.0.1", json!({}));
         assert_eq!(s["containerStatuses"][1]["ready"], false);
         assert_eq!(s["containerStatuses"][1]["started"], true);
         assert_eq!(s["containerStatuses"][0]["ready"], true);
@@ -1240,10 +1263,10 @@ mod tests {
         };
         assert_eq!(ready(&s), "False");
         p.main[1].ready = true;
-        assert_eq!(ready(&p.status("u1", "127.0.0.1", json!({}))), "True");
+        assert_eq!(ready(&p.status("127.0.0.1", json!({}))), "True");
         // Startup not done: neither started nor ready.
         p.main[1].started = false;
-        let s = p.status("u1", "127.0.0.1", json!({}));
+        let s = p.status("127.0.0.1", json!({}));
         assert_eq!(s["containerStatuses"][1]["started"], false);
         assert_eq!(ready(&s), "False");
     }
