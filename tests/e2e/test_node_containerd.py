@@ -154,6 +154,13 @@ def cluster(tmp_path, containerd):
     assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
     left = nothing_left(containerd, o.data_dir)
     assert not left, f"left behind after orchd stopped: {left}"
+    # With its last pod gone, the node's bridge goes too (unless another
+    # node on this machine still has pods on it).
+    assert not bridge_exists("orchd0"), "the bridge orchd0 outlived the node agent"
+
+
+def bridge_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
 
 
 def manifest(name: str, command: list[str], policy: str = "Always", memory: str | None = None,
@@ -525,3 +532,47 @@ def test_delete_runs_pre_stop_then_sigterm_reaches_the_container(cluster):
     assert 3 <= took < 15, took
     reasons = [e["reason"] for e in events_of(c, "stopper")]
     assert "Killing" in reasons and "FailedPreStopHook" not in reasons, reasons
+
+
+def test_two_nodes_on_one_machine_have_their_own_pod_cidrs_and_bridges(cluster, tmp_path):
+    c = cluster
+    other = Orchd(tmp_path / "other", ["--node-name", "ctrd-node2", "--runtime", f"containerd={c.ctrd.socket}",
+                                       "--default-runtime", "runc", "--pod-cidr", "10.245.0.0/24"], node=True).start()
+    try:
+        (tmp_path / "other-client").mkdir()
+        c2 = Cluster(other, tmp_path / "other-client")
+        node = wait_until("node registered", lambda: c2.status_of("/api/v1/nodes/ctrd-node2") == 200 and
+                          c2.get("/api/v1/nodes/ctrd-node2"), timeout=30)
+        assert node["spec"]["podCIDR"] == "10.245.0.0/24", node["spec"]
+        web = manifest("web", ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && "
+                                           "exec httpd -f -p 8080 -h /www"])
+        c.kubectl_apply_text(web)
+        c2.kubectl_apply_text(web)
+        ips = {}
+        for name, cl in (("first", c), ("second", c2)):
+            ips[name] = wait_phase(cl, "web", "Running")["status"]["podIP"]
+        assert ips["first"].startswith("10.244.0.") and ips["second"].startswith("10.245.0."), ips
+        assert bridge_exists("orchd0") and bridge_exists("orchd0af50000")
+
+        def answers(ip):
+            try:
+                with urllib.request.urlopen(f"http://{ip}:8080/", timeout=2) as r:
+                    return r.read().decode()
+            except OSError:
+                return None
+        for ip in ips.values():
+            assert wait_until(f"httpd on {ip}", lambda: answers(ip), timeout=20, interval=0.2) == "web\n"
+    finally:
+        code = other.stop(timeout=30)
+        print(other.log())
+    assert code == 0, other.log()
+    # The second node left nothing; the first node's pod is all there is.
+    left = leftovers(c.ctrd, other.data_dir)
+    assert left["netns"] == [] and left["ip allocations"] == [], left
+    assert len(left["containers"]) == 1 and len([d for d in left["pod cgroups"] if "/memory/" in d
+                                                 or "/sys/fs/cgroup/orchd/" in d]) == 1, left
+    # Its bridge went with it; the first node's pod is still on its own
+    # and answers.
+    assert not bridge_exists("orchd0af50000")
+    assert bridge_exists("orchd0")
+    assert answers(ips["first"]) == "web\n"

@@ -71,6 +71,11 @@ impl ContainerdShim {
         Ok(shim)
     }
 
+    /// The bridge this node's pods are on.
+    pub fn bridge(&self) -> &str {
+        self.network.bridge()
+    }
+
     /// containerd's cgroup version, as detected.
     pub fn cgroup_version(&self) -> &'static str {
         self.client.cgroup_version().as_str()
@@ -189,6 +194,19 @@ impl Runtime for ContainerdShim {
                 ctrd::StartError::Start(m) => StartError::Start(m),
             })?;
         Ok(Box::new(CtrdContainer(started)))
+    }
+
+    /// Deletes the pod bridge once no pod namespace is left.
+    async fn shutdown(&self) {
+        match self.network.remove_bridge().await {
+            Ok(true) => println!(
+                "orchd: node {}: removed the pod bridge {}",
+                self.node,
+                self.network.bridge()
+            ),
+            Ok(false) => {}
+            Err(e) => eprintln!("orchd: node {}: {e}", self.node),
+        }
     }
 
     async fn create_sandbox(&self, pod: &Value) -> Result<Sandbox, String> {

@@ -78,7 +78,7 @@ impl NodeConfig {
             name,
             data_dir,
             heartbeat: Duration::from_secs(10),
-            pod_cidr: "10.244.0.0/24".into(),
+            pod_cidr: orchd_runtime_containerd::network::DEFAULT_POD_CIDR.into(),
             containerd: None,
             default_handler: HANDLER_WASM.into(),
         }
@@ -147,7 +147,7 @@ impl NodeAgent {
                 shim.version(),
                 socket.display(),
                 shim.cgroup_version(),
-                orchd_runtime_containerd::network::BRIDGE,
+                shim.bridge(),
                 config.pod_cidr
             );
             runtimes.insert(HANDLER_RUNC.into(), Arc::new(shim));
@@ -247,6 +247,9 @@ impl NodeAgent {
         // call stops only when the call returns.
         let _ =
             tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(draining)).await;
+        for runtime in self.inner.runtimes.values() {
+            runtime.shutdown().await;
+        }
     }
 }
 

@@ -119,6 +119,10 @@ pub trait Runtime: Send + Sync {
     async fn remove_sandbox(&self, uid: &str) {
         let _ = uid;
     }
+    /// Releases what the runtime holds for the node as a whole once the
+    /// agent stops and its pods are gone (the containerd shim: the pod
+    /// bridge). The default holds nothing.
+    async fn shutdown(&self) {}
 }
 
 /// The embedded wasm runtime: images are component files.
