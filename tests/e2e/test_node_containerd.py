@@ -118,11 +118,21 @@ def containerd():
         c.stop()
 
 
+def mounts_under(*dirs: Path) -> list[str]:
+    """Mount points below any of `dirs` (/proc/self/mountinfo's 5th field)."""
+    prefixes = [str(d.resolve()) + "/" for d in dirs]
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if any(p.startswith(pre) for pre in prefixes)]
+
+
 def leftovers(ctrd: Containerd, data_dir: Path) -> dict:
     """What pods may leave behind: containerd containers and tasks,
     snapshots other than the image's layers, network namespaces, pod
-    cgroups."""
+    cgroups, mounts (rootfs under containerd's state, netns bind mounts
+    under the node's data dir)."""
     return {
+        "mounts": mounts_under(data_dir, ctrd.dir / "state"),
         "containers": ctrd.ctr("containers", "ls", "-q").stdout.split(),
         "tasks": [line for line in ctrd.ctr("tasks", "ls").stdout.splitlines()[1:] if line.strip()],
         "active snapshots": [r for r in table_rows(ctrd.ctr("snapshots", "ls").stdout)[1:] if "Committed" not in r],
@@ -407,6 +417,9 @@ def test_deleted_pods_leave_no_containers_snapshots_netns_or_cgroups(cluster):
     left = leftovers(c.ctrd, c.orchd.data_dir)
     assert len(left["containers"]) == 3 and len(left["netns"]) == 3 and len(left["ip allocations"]) == 3, left
     assert len([d for d in left["pod cgroups"] if "/memory/" in d or "/sys/fs/cgroup/orchd/" in d]) == 3, left
+    # A rootfs and a network namespace each.
+    assert len([m for m in left["mounts"] if m.endswith("/rootfs")]) == 3, left
+    assert len([m for m in left["mounts"] if "/run/netns/" in m]) == 3, left
     c.kubectl("delete", "pods", "short0", "short1", "short2", "--wait=true", timeout=90)
     wait_until("nothing left behind", lambda: not nothing_left(c.ctrd, c.orchd.data_dir), timeout=30, interval=0.2)
 
