@@ -118,11 +118,21 @@ def containerd():
         c.stop()
 
 
+def mounts_under(*dirs: Path) -> list[str]:
+    """Mount points below any of `dirs` (/proc/self/mountinfo's 5th field)."""
+    prefixes = [str(d.resolve()) + "/" for d in dirs]
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if any(p.startswith(pre) for pre in prefixes)]
+
+
 def leftovers(ctrd: Containerd, data_dir: Path) -> dict:
     """What pods may leave behind: containerd containers and tasks,
     snapshots other than the image's layers, network namespaces, pod
-    cgroups."""
+    cgroups, mounts (rootfs under containerd's state, netns bind mounts
+    under the node's data dir)."""
     return {
+        "mounts": mounts_under(data_dir, ctrd.dir / "state"),
         "containers": ctrd.ctr("containers", "ls", "-q").stdout.split(),
         "tasks": [line for line in ctrd.ctr("tasks", "ls").stdout.splitlines()[1:] if line.strip()],
         "active snapshots": [r for r in table_rows(ctrd.ctr("snapshots", "ls").stdout)[1:] if "Committed" not in r],
@@ -154,6 +164,13 @@ def cluster(tmp_path, containerd):
     assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
     left = nothing_left(containerd, o.data_dir)
     assert not left, f"left behind after orchd stopped: {left}"
+    # With its last pod gone, the node's bridge goes too (unless another
+    # node on this machine still has pods on it).
+    assert not bridge_exists("orchd0"), "the bridge orchd0 outlived the node agent"
+
+
+def bridge_exists(name: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{name}")
 
 
 def manifest(name: str, command: list[str], policy: str = "Always", memory: str | None = None,
@@ -213,9 +230,13 @@ def test_a_busybox_pod_runs_and_its_output_shows_in_kubectl_logs(cluster):
     stamped = c.kubectl("logs", "hello", "--timestamps").stdout.splitlines()
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z .+", line) for line in stamped), stamped
     assert len(c.kubectl("logs", "hello", "--tail", "2").stdout.splitlines()) == 2
-    # The container really is one: containerd runs its task.
+    # The container really is one: containerd runs its task, under the id
+    # the status names.
     tasks = c.ctrd.ctr("tasks", "ls").stdout
     assert "RUNNING" in tasks, tasks
+    cid = container_status(c, "hello")["containerID"]
+    assert cid.startswith("containerd://"), cid
+    assert c.ctrd.ctr("containers", "ls", "-q").stdout.split() == [cid.removeprefix("containerd://")]
     reasons = {e["reason"] for e in events_of(c, "hello")}
     assert "Started" in reasons, reasons
 
@@ -305,26 +326,77 @@ spec:
     assert out.startswith("up on sleepers-"), out
 
 
-def test_a_missing_image_and_a_missing_command_give_clear_reasons_and_events(cluster):
+def test_a_missing_image_gives_a_clear_reason_and_event(cluster):
     c = cluster
     c.kubectl_apply_text(manifest("ghost", ["true"], image="no-such-image:1.0"))
-    c.kubectl_apply_text(manifest("typo", ["no-such-command", "--flag"]))
     w = wait_until("ErrImagePull", lambda: (s := container_status(c, "ghost").get("state", {}).get("waiting"))
                    and s.get("reason") == "ErrImagePull" and s, timeout=30, interval=0.2)
     assert "no-such-image:1.0" in w["message"] and "orchd image import" in w["message"], w
-    w = wait_until("CreateContainerError", lambda: (s := container_status(c, "typo").get("state", {}).get("waiting"))
-                   and s.get("reason") == "CreateContainerError" and s, timeout=30, interval=0.2)
-    assert "no-such-command" in w["message"] and "not found" in w["message"], w
     assert pod(c, "ghost")["status"]["phase"] == "Pending"
-    assert pod(c, "typo")["status"]["phase"] == "Pending"
     ghost_events = wait_until("a Failed event for ghost", lambda: [e for e in events_of(c, "ghost")
                                                                   if e["reason"] == "Failed"], timeout=20)
     assert ghost_events[0]["type"] == "Warning" and "Failed to pull image" in ghost_events[0]["message"], ghost_events
-    typo_events = wait_until("a Failed event for typo", lambda: [e for e in events_of(c, "typo")
-                                                                if e["reason"] == "Failed"], timeout=20)
-    assert "no-such-command" in typo_events[0]["message"], typo_events
-    # No half-made container stays behind a failed start.
+
+
+def test_a_command_that_cannot_start_is_a_start_error_then_crash_loop_backoff(cluster):
+    """As the kubelet on containerd: the run is terminated with reason
+    StartError, exit code 128 and runc's message, and restarted with
+    backoff under restartPolicy Always; under Never the pod fails."""
+    c = cluster
+    c.kubectl_apply_text(manifest("typo", ["no-such-command", "--flag"]))
+    # A directory is no executable: runc says "permission denied".
+    c.kubectl_apply_text(manifest("notexec", ["/"], policy="Never"))
+    s = wait_until("CrashLoopBackOff after a StartError",
+                   lambda: (s := container_status(c, "typo")).get("state", {}).get("waiting", {}).get("reason")
+                   == "CrashLoopBackOff" and s, timeout=30, interval=0.1)
+    term = s["lastState"]["terminated"]
+    assert term["reason"] == "StartError" and term["exitCode"] == 128, s
+    assert 'exec: "no-such-command": executable file not found in $PATH' in term["message"], term
+    assert term["message"].startswith("failed to create containerd task: "), term
+    assert s["restartCount"] >= 1 and "back-off 10s" in s["state"]["waiting"]["message"], s
+    # Not running, but restarting: Running, as Kubernetes counts it.
+    assert pod(c, "typo")["status"]["phase"] == "Running"
+    # No half-made container stays behind a failed start (the next try is
+    # 10 s away).
     assert c.ctrd.ctr("containers", "ls", "-q").stdout.split() == []
+    failed = wait_until("a Failed event for typo", lambda: [e for e in events_of(c, "typo")
+                                                           if e["reason"] == "Failed"], timeout=20)
+    assert failed[0]["type"] == "Warning" and failed[0]["message"].startswith("Error: failed to create containerd task"), \
+        failed
+    assert "no-such-command" in failed[0]["message"], failed
+    assert "BackOff" in {e["reason"] for e in events_of(c, "typo")}
+
+    p = wait_phase(c, "notexec", "Failed", timeout=30)
+    s = p["status"]["containerStatuses"][0]
+    term = s["state"]["terminated"]
+    assert term["reason"] == "StartError" and term["exitCode"] == 128, s
+    assert 'exec: "/": permission denied' in term["message"], term
+    assert s["restartCount"] == 0, s
+
+
+def test_a_memory_limit_the_kernel_refuses_is_a_start_error_with_runcs_message(cluster):
+    """1 MiB is below what runc's init already uses in the new cgroup: on
+    cgroup v1 the kernel refuses the write (EBUSY) and runc says "unable to
+    set memory limit to 1048576 (current usage: ..."; on v2 the init is
+    OOM-killed instead ("container init was OOM-killed (memory limit too
+    low?)"). Either way the process never starts."""
+    c = cluster
+    c.kubectl_apply_text(manifest("tiny", ["sh", "-c", "echo never"], policy="Never", memory="1Mi"))
+    p = wait_phase(c, "tiny", "Failed", timeout=30)
+    s = p["status"]["containerStatuses"][0]
+    term = s["state"]["terminated"]
+    assert term["reason"] == "StartError" and term["exitCode"] == 128, s
+    assert "memory limit" in term["message"], term
+    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        assert "unable to set memory limit to 1048576 (current usage: " in term["message"], term
+    failed = wait_until("a Failed event", lambda: [e for e in events_of(c, "tiny") if e["reason"] == "Failed"],
+                        timeout=20)
+    assert failed[0]["type"] == "Warning" and term["message"] in failed[0]["message"], failed
+    # Its sandbox went with its only container: no cgroup, netns, address
+    # or containerd container left, though the pod is still there.
+    wait_until("nothing left behind", lambda: not nothing_left(c.ctrd, c.orchd.data_dir), timeout=30, interval=0.2)
+    c.kubectl("delete", "pod", "tiny", timeout=60)
+    assert not nothing_left(c.ctrd, c.orchd.data_dir)
 
 
 def test_a_missing_runtime_class_fails_the_pod(cluster):
@@ -345,6 +417,9 @@ def test_deleted_pods_leave_no_containers_snapshots_netns_or_cgroups(cluster):
     left = leftovers(c.ctrd, c.orchd.data_dir)
     assert len(left["containers"]) == 3 and len(left["netns"]) == 3 and len(left["ip allocations"]) == 3, left
     assert len([d for d in left["pod cgroups"] if "/memory/" in d or "/sys/fs/cgroup/orchd/" in d]) == 3, left
+    # A rootfs and a network namespace each.
+    assert len([m for m in left["mounts"] if m.endswith("/rootfs")]) == 3, left
+    assert len([m for m in left["mounts"] if "/run/netns/" in m]) == 3, left
     c.kubectl("delete", "pods", "short0", "short1", "short2", "--wait=true", timeout=90)
     wait_until("nothing left behind", lambda: not nothing_left(c.ctrd, c.orchd.data_dir), timeout=30, interval=0.2)
 
@@ -367,3 +442,150 @@ scheduling:
     assert p["spec"]["nodeSelector"] == {"kubernetes.io/hostname": NODE}, p["spec"]
     # Its handler is runc: a real task in containerd.
     assert any("RUNNING" in line for line in c.ctrd.ctr("tasks", "ls").stdout.splitlines())
+
+
+def lifecycle_pod(name: str, script: str, container_extra: str = "", grace: int = 2) -> str:
+    """A busybox pod running `sh -c script`, with `container_extra` (probe
+    and hook YAML, indented for the container) added to its container."""
+    return f"""apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: {grace}
+  containers:
+    - name: main
+      image: busybox
+      command: ["sh", "-c", {json.dumps(script)}]
+{container_extra}"""
+
+
+def condition(p: dict, kind: str) -> str | None:
+    return next((x["status"] for x in p.get("status", {}).get("conditions") or [] if x["type"] == kind), None)
+
+
+def test_a_failing_liveness_probe_restarts_a_real_container(cluster):
+    c = cluster
+    # Healthy for 4 s, then the file the probe reads is gone.
+    c.kubectl_apply_text(lifecycle_pod("sickly", "touch /tmp/healthy; sleep 4; rm /tmp/healthy; exec sleep 3600",
+                                       """      livenessProbe:
+        exec: {command: [cat, /tmp/healthy]}
+        periodSeconds: 1
+        failureThreshold: 2
+"""))
+    s = wait_until("a restart", lambda: (s := container_status(c, "sickly")).get("restartCount", 0) >= 1 and s,
+                   timeout=60, interval=0.2)
+    # sleep as PID 1 ignores SIGTERM: killed when the grace period (2 s) ends.
+    assert s["lastState"]["terminated"]["exitCode"] == 137, s
+    unhealthy = [e for e in events_of(c, "sickly") if e["reason"] == "Unhealthy"]
+    assert any(e["message"].startswith("Liveness probe failed: ") and "/tmp/healthy" in e["message"]
+               and e["type"] == "Warning" for e in unhealthy), unhealthy
+    killing = [e for e in events_of(c, "sickly") if e["reason"] == "Killing"]
+    assert any("failed liveness probe, will be restarted" in e["message"] for e in killing), killing
+    # The new run has a container of its own, which the status names once
+    # it runs (until then, the ended run's).
+    s = wait_until("the new run running", lambda: "running" in (s := container_status(c, "sickly"))["state"] and s,
+                   timeout=30, interval=0.2)
+    cid = s["containerID"].removeprefix("containerd://")
+    assert c.ctrd.ctr("containers", "ls", "-q").stdout.split() == [cid], s
+    # It is healthy again for 4 s, then restarted again.
+    wait_until("a second restart", lambda: container_status(c, "sickly").get("restartCount", 0) >= 2, timeout=60)
+
+
+def test_a_readiness_probe_gates_ready_on_a_real_container(cluster):
+    c = cluster
+    # httpd serves /www; the probe's page appears after 3 s.
+    c.kubectl_apply_text(lifecycle_pod("gated", "mkdir -p /www; (sleep 3; echo ok > /www/ready.html) & "
+                                       "exec httpd -f -p 8080 -h /www", """      readinessProbe:
+        httpGet: {path: /ready.html, port: 8080}
+        periodSeconds: 1
+"""))
+    p = wait_phase(c, "gated", "Running")
+    assert condition(p, "Ready") == "False" and p["status"]["containerStatuses"][0]["ready"] is False, p["status"]
+    p = wait_until("Ready", lambda: condition(p := pod(c, "gated"), "Ready") == "True" and p, timeout=30,
+                   interval=0.2)
+    assert condition(p, "ContainersReady") == "True" and p["status"]["containerStatuses"][0]["ready"] is True
+    unhealthy = [e for e in events_of(c, "gated") if e["reason"] == "Unhealthy"]
+    assert any(e["message"] == "Readiness probe failed: HTTP probe failed with statuscode: 404" for e in unhealthy), \
+        unhealthy
+    # The page goes: not ready again, but not restarted.
+    c.kubectl("exec", "gated", "--", "rm", "/www/ready.html")
+    p = wait_until("NotReady again", lambda: condition(p := pod(c, "gated"), "Ready") == "False" and p, timeout=30,
+                   interval=0.2)
+    s = p["status"]["containerStatuses"][0]
+    assert s["ready"] is False and s["restartCount"] == 0 and "running" in s["state"], s
+    assert p["status"]["phase"] == "Running"
+
+
+def test_delete_runs_pre_stop_then_sigterm_reaches_the_container(cluster):
+    c = cluster
+    # PID 1 is sh with a TERM trap; the PreStop hook writes to its stdout.
+    c.kubectl_apply_text(lifecycle_pod(
+        "stopper", "trap 'echo got TERM; sleep 2; exit 0' TERM; echo started; while true; do sleep 1; done",
+        """      lifecycle:
+        preStop:
+          exec: {command: [sh, -c, "echo prestop ran > /proc/1/fd/1; sleep 2"]}
+""", grace=30))
+    wait_phase(c, "stopper", "Running")
+    wait_until("started", lambda: "started" in c.kubectl("logs", "stopper").stdout, timeout=20, interval=0.2)
+    begun = time.monotonic()
+    c.kubectl("delete", "pod", "stopper", "--wait=false")
+    p = pod(c, "stopper")
+    assert p["metadata"]["deletionGracePeriodSeconds"] == 30, p["metadata"]
+    # While Terminating: the hook's line, then the trap's, in the log.
+    logs = wait_until("PreStop then TERM in the logs",
+                      lambda: "got TERM" in (o := c.kubectl("logs", "stopper", check=False).stdout) and o,
+                      timeout=20, interval=0.2)
+    lines = logs.splitlines()
+    assert lines.index("started") < lines.index("prestop ran") < lines.index("got TERM"), lines
+    # The trap exits 0 after 2 s: the pod goes long before its 30 s grace.
+    wait_until("gone", lambda: c.status_of("/api/v1/namespaces/default/pods/stopper") == 404, timeout=30,
+               interval=0.2)
+    took = time.monotonic() - begun
+    assert 3 <= took < 15, took
+    reasons = [e["reason"] for e in events_of(c, "stopper")]
+    assert "Killing" in reasons and "FailedPreStopHook" not in reasons, reasons
+
+
+def test_two_nodes_on_one_machine_have_their_own_pod_cidrs_and_bridges(cluster, tmp_path):
+    c = cluster
+    other = Orchd(tmp_path / "other", ["--node-name", "ctrd-node2", "--runtime", f"containerd={c.ctrd.socket}",
+                                       "--default-runtime", "runc", "--pod-cidr", "10.245.0.0/24"], node=True).start()
+    try:
+        (tmp_path / "other-client").mkdir()
+        c2 = Cluster(other, tmp_path / "other-client")
+        node = wait_until("node registered", lambda: c2.status_of("/api/v1/nodes/ctrd-node2") == 200 and
+                          c2.get("/api/v1/nodes/ctrd-node2"), timeout=30)
+        assert node["spec"]["podCIDR"] == "10.245.0.0/24", node["spec"]
+        web = manifest("web", ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && "
+                                           "exec httpd -f -p 8080 -h /www"])
+        c.kubectl_apply_text(web)
+        c2.kubectl_apply_text(web)
+        ips = {}
+        for name, cl in (("first", c), ("second", c2)):
+            ips[name] = wait_phase(cl, "web", "Running")["status"]["podIP"]
+        assert ips["first"].startswith("10.244.0.") and ips["second"].startswith("10.245.0."), ips
+        assert bridge_exists("orchd0") and bridge_exists("orchd0af50000")
+
+        def answers(ip):
+            try:
+                with urllib.request.urlopen(f"http://{ip}:8080/", timeout=2) as r:
+                    return r.read().decode()
+            except OSError:
+                return None
+        for ip in ips.values():
+            assert wait_until(f"httpd on {ip}", lambda: answers(ip), timeout=20, interval=0.2) == "web\n"
+    finally:
+        code = other.stop(timeout=30)
+        print(other.log())
+    assert code == 0, other.log()
+    # The second node left nothing; the first node's pod is all there is.
+    left = leftovers(c.ctrd, other.data_dir)
+    assert left["netns"] == [] and left["ip allocations"] == [], left
+    assert len(left["containers"]) == 1 and len([d for d in left["pod cgroups"] if "/memory/" in d
+                                                 or "/sys/fs/cgroup/orchd/" in d]) == 1, left
+    # Its bridge went with it; the first node's pod is still on its own
+    # and answers.
+    assert not bridge_exists("orchd0af50000")
+    assert bridge_exists("orchd0")
+    assert answers(ips["first"]) == "web\n"

@@ -100,6 +100,13 @@ def test_a_failing_liveness_probe_restarts_the_container(node_cluster):
 """, grace=1))
     s = wait_until("a restart", lambda: (s := status(c, "sickly")).get("restartCount", 0) >= 1 and s, timeout=60)
     assert s["lastState"]["terminated"]["exitCode"] == 137, s
+    # Each run has its own id, <pod uid>-<container>-<attempt>, which the
+    # status names once it runs (until then, the ended run's).
+    uid = pod(c, "sickly")["metadata"]["uid"]
+    assert s["containerID"] in (f"orchd-wasm://{uid}-main-0", f"orchd-wasm://{uid}-main-1"), s
+    s = wait_until("the new run running", lambda: "running" in (s := status(c, "sickly"))["state"] and s,
+                   timeout=30, interval=0.1)
+    assert s["containerID"] == f"orchd-wasm://{uid}-main-{s['restartCount']}", s
     unhealthy = events(c, "sickly", "Unhealthy")
     assert any("Liveness probe failed: HTTP probe failed with statuscode: 500" in e["message"] for e in unhealthy)
     killing = events(c, "sickly", "Killing")

@@ -71,6 +71,11 @@ impl ContainerdShim {
         Ok(shim)
     }
 
+    /// The bridge this node's pods are on.
+    pub fn bridge(&self) -> &str {
+        self.network.bridge()
+    }
+
     /// containerd's cgroup version, as detected.
     pub fn cgroup_version(&self) -> &'static str {
         self.client.cgroup_version().as_str()
@@ -99,6 +104,10 @@ struct CtrdContainer(ctrd::Container);
 
 #[async_trait::async_trait]
 impl RunningContainer for CtrdContainer {
+    fn id(&self) -> String {
+        self.0.id.clone()
+    }
+
     fn started_at(&self) -> jiff::Timestamp {
         self.0.started_at
     }
@@ -182,8 +191,22 @@ impl Runtime for ContainerdShim {
             .map_err(|e| match e {
                 ctrd::StartError::Image(m) => StartError::Image(m),
                 ctrd::StartError::Create(m) => StartError::Create(m),
+                ctrd::StartError::Start(m) => StartError::Start(m),
             })?;
         Ok(Box::new(CtrdContainer(started)))
+    }
+
+    /// Deletes the pod bridge once no pod namespace is left.
+    async fn shutdown(&self) {
+        match self.network.remove_bridge().await {
+            Ok(true) => println!(
+                "orchd: node {}: removed the pod bridge {}",
+                self.node,
+                self.network.bridge()
+            ),
+            Ok(false) => {}
+            Err(e) => eprintln!("orchd: node {}: {e}", self.node),
+        }
     }
 
     async fn create_sandbox(&self, pod: &Value) -> Result<Sandbox, String> {

@@ -86,7 +86,7 @@ impl NodeConfig {
             name,
             data_dir,
             heartbeat: Duration::from_secs(10),
-            pod_cidr: "10.244.0.0/24".into(),
+            pod_cidr: orchd_runtime_containerd::network::DEFAULT_POD_CIDR.into(),
             containerd: None,
             default_handler: HANDLER_WASM.into(),
             eviction_interval: Duration::from_secs(10),
@@ -221,7 +221,7 @@ impl NodeAgent {
                 shim.version(),
                 socket.display(),
                 shim.cgroup_version(),
-                orchd_runtime_containerd::network::BRIDGE,
+                shim.bridge(),
                 config.pod_cidr
             );
             runtimes.insert(HANDLER_RUNC.into(), Arc::new(shim));
@@ -331,6 +331,9 @@ impl NodeAgent {
         // call stops only when the call returns.
         let _ =
             tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(draining)).await;
+        for runtime in self.inner.runtimes.values() {
+            runtime.shutdown().await;
+        }
     }
 }
 
@@ -989,7 +992,7 @@ impl Inner {
             return;
         };
         if let Ok(mut run) = worker.run.lock() {
-            run.pod_ip = Some(sandbox.pod_ip);
+            run.pod_ip = Some(sandbox.pod_ip.clone());
             if let Some((scheme, _)) = runtime.version().split_once("://") {
                 run.runtime = scheme.to_string();
             }
@@ -1029,8 +1032,11 @@ impl Inner {
                 },
             );
         }
+        // Probes and hooks without a `host` reach the pod's own IP (on the
+        // bridge for containerd pods; 127.0.0.1 is the host's loopback).
         let ctx = Arc::new(PodContext {
             runtime: runtime.clone(),
+            pod_ip: sandbox.pod_ip,
             ..(*self.ctx).clone()
         });
         let runner = {
@@ -1051,7 +1057,7 @@ impl Inner {
             };
             let verdict = self.ctx.policy.pod_status(&view).await;
             let status = match worker.run.lock() {
-                Ok(mut run) => run.status(&verdict, &uid, self.host_ip(), scheduled.clone()),
+                Ok(mut run) => run.status(&verdict, self.host_ip(), scheduled.clone()),
                 Err(_) => return,
             };
             for (kind, reason, message) in container_events(&previous, &status) {

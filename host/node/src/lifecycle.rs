@@ -117,6 +117,8 @@ pub struct ContainerStatus {
     pub ready: bool,
     /// The startup result of the current run (true without a probe).
     pub started: bool,
+    /// The runtime's id of the latest run, once one started.
+    pub container_id: Option<String>,
 }
 
 impl ContainerStatus {
@@ -132,6 +134,7 @@ impl ContainerStatus {
             restart_count: 0,
             ready: false,
             started: false,
+            container_id: None,
         }
     }
 
@@ -144,7 +147,7 @@ impl ContainerStatus {
         self.running() && self.ready && self.started
     }
 
-    fn to_json(&self, uid: &str, init: bool, runtime: &str) -> Value {
+    fn to_json(&self, init: bool, runtime: &str) -> Value {
         let terminated = |t: &Terminated| {
             let mut v = json!({"exitCode": t.exit_code, "reason": t.reason,
                 "startedAt": stamp(t.started_at), "finishedAt": stamp(t.finished_at)});
@@ -173,13 +176,16 @@ impl ContainerStatus {
             "name": self.name,
             "image": self.image,
             "imageID": format!("{runtime}://{}", self.image),
-            "containerID": format!("{runtime}://{uid}/{}", self.name),
             "ready": ready,
             "started": self.running() && self.started,
             "restartCount": self.restart_count,
             "state": state,
             "lastState": self.last.as_ref().map_or_else(|| json!({}), terminated),
         });
+        // None before the first run starts, as in Kubernetes.
+        if let Some(id) = &self.container_id {
+            v["containerID"] = json!(format!("{runtime}://{id}"));
+        }
         if init {
             v.as_object_mut().map(|o| o.remove("started"));
         }
@@ -296,13 +302,7 @@ impl PodRun {
     /// conditions of the node policy's `verdict` on [`Self::view`], the
     /// container states, keeping the PodScheduled condition `scheduled`
     /// as the scheduler wrote it.
-    pub fn status(
-        &mut self,
-        verdict: &PodVerdict,
-        uid: &str,
-        host_ip: &str,
-        scheduled: Value,
-    ) -> Value {
+    pub fn status(&mut self, verdict: &PodVerdict, host_ip: &str, scheduled: Value) -> Value {
         let mut conditions: Vec<Value> = verdict
             .conditions
             .iter()
@@ -328,7 +328,7 @@ impl PodRun {
             "hostIP": host_ip,
             "hostIPs": [{"ip": host_ip}],
             "startTime": stamp(self.start_time),
-            "containerStatuses": self.main.iter().map(|c| c.to_json(uid, false, &self.runtime)).collect::<Vec<_>>(),
+            "containerStatuses": self.main.iter().map(|c| c.to_json(false, &self.runtime)).collect::<Vec<_>>(),
         });
         if let Some(ip) = &self.pod_ip {
             status["podIP"] = json!(ip);
@@ -343,7 +343,7 @@ impl PodRun {
             status["initContainerStatuses"] = self
                 .init
                 .iter()
-                .map(|c| c.to_json(uid, true, &self.runtime))
+                .map(|c| c.to_json(true, &self.runtime))
                 .collect::<Vec<_>>()
                 .into();
         }
@@ -356,6 +356,7 @@ fn start_reason(e: &StartError) -> &'static str {
     match e {
         StartError::Image(_) => "ErrImagePull",
         StartError::Create(_) => "CreateContainerError",
+        StartError::Start(_) => "StartError",
     }
 }
 
@@ -519,6 +520,51 @@ impl PodWorker {
         self.changed.notify_one();
     }
 
+    /// One run of a started container: marks it running, watches it (hooks,
+    /// probes, deletion) until it ends. Returns its exit, when it started,
+    /// and whether the node stopped it for good.
+    async fn run_once(
+        &self,
+        ctx: &PodContext,
+        uid: &str,
+        spec: &Value,
+        slot: Slot,
+        container: Box<dyn RunningContainer>,
+        cancel: &mut watch::Receiver<Stop>,
+    ) -> (ContainerExit, Timestamp, bool) {
+        let container: Arc<dyn RunningContainer> = Arc::from(container);
+        let name = spec["name"].as_str().unwrap_or("").to_string();
+        let started_at = container.started_at();
+        let id = container.id();
+        // Init containers have no probes.
+        let probes = match slot {
+            Slot::Init(_) => Probes::default(),
+            Slot::Main(_) => Probes::of(spec, &ctx.pod_ip),
+        };
+        self.update(slot, |c| {
+            c.state = State::Running(started_at);
+            c.container_id = Some(id);
+            c.started = probes.startup.is_none();
+            c.ready = probes.readiness.is_none();
+        });
+        if let Ok(mut running) = ctx.containers.lock() {
+            running.insert((uid.to_string(), name.clone()), container.clone());
+        }
+        let (exit, stopped) = self
+            .watch_container(ctx, spec, slot, &container, probes, cancel)
+            .await;
+        if let Ok(mut running) = ctx.containers.lock() {
+            let key = (uid.to_string(), name);
+            if running
+                .get(&key)
+                .is_some_and(|c| Arc::ptr_eq(c, &container))
+            {
+                running.remove(&key);
+            }
+        }
+        (exit, started_at, stopped)
+    }
+
     /// Runs one container, restarting it as the policy says. For an init
     /// container (`until_success`), returns whether it completed; restarts
     /// follow the policy too, except that Always counts as OnFailure.
@@ -549,8 +595,46 @@ impl PodWorker {
             if started.is_err() {
                 ctx.logs.set_live(&log_path, false);
             }
-            let container = match started {
-                Ok(c) => c,
+            let (exit, started_at) = match started {
+                Ok(container) => {
+                    let (exit, started_at, stopped) =
+                        self.run_once(ctx, uid, spec, slot, container, cancel).await;
+                    if stopped {
+                        ctx.logs.set_live(&log_path, false);
+                        self.update(slot, |c| {
+                            c.state = State::Terminated(Terminated {
+                                exit_code: exit.code,
+                                reason: exit.reason.as_k8s().into(),
+                                message: exit.message,
+                                started_at,
+                                finished_at: exit.finished_at,
+                            })
+                        });
+                        return false;
+                    }
+                    (exit, started_at)
+                }
+                // The process never started: as the kubelet, a run that
+                // ended at once (StartError, 128), which the restart policy
+                // handles like any exit.
+                Err(StartError::Start(message)) => {
+                    self.event(
+                        ctx,
+                        EventType::Warning,
+                        "Failed",
+                        &format!("Error: {message}"),
+                    );
+                    // Nothing of that run is left to name.
+                    self.update(slot, |c| c.container_id = None);
+                    let now = Timestamp::now();
+                    let exit = ContainerExit {
+                        code: 128,
+                        reason: ExitReason::StartError,
+                        message: Some(message),
+                        finished_at: now,
+                    };
+                    (exit, now)
+                }
                 Err(e) => {
                     // Image and create errors retry with the same backoff
                     // (Kubernetes' ImagePullBackOff); the pod stays Pending.
@@ -568,47 +652,6 @@ impl PodWorker {
                     continue;
                 }
             };
-            let container: Arc<dyn RunningContainer> = Arc::from(container);
-            let name = spec["name"].as_str().unwrap_or("").to_string();
-            let started_at = container.started_at();
-            let probes = if until_success {
-                Probes::default()
-            } else {
-                Probes::of(spec, &ctx.pod_ip)
-            };
-            self.update(slot, |c| {
-                c.state = State::Running(started_at);
-                c.started = probes.startup.is_none();
-                c.ready = probes.readiness.is_none();
-            });
-            if let Ok(mut running) = ctx.containers.lock() {
-                running.insert((uid.to_string(), name.clone()), container.clone());
-            }
-            let (exit, stopped) = self
-                .watch_container(ctx, spec, slot, &container, probes, cancel)
-                .await;
-            if let Ok(mut running) = ctx.containers.lock() {
-                let key = (uid.to_string(), name.clone());
-                if running
-                    .get(&key)
-                    .is_some_and(|c| Arc::ptr_eq(c, &container))
-                {
-                    running.remove(&key);
-                }
-            }
-            if stopped {
-                ctx.logs.set_live(&log_path, false);
-                self.update(slot, |c| {
-                    c.state = State::Terminated(Terminated {
-                        exit_code: exit.code,
-                        reason: exit.reason.as_k8s().into(),
-                        message: exit.message,
-                        started_at,
-                        finished_at: exit.finished_at,
-                    })
-                });
-                return false;
-            }
             ctx.logs.set_live(&log_path, false);
             let terminated = Terminated {
                 exit_code: exit.code,
@@ -619,7 +662,7 @@ impl PodWorker {
             };
             let ran = exit.finished_at.duration_since(started_at).unsigned_abs();
             let facts = policy::ContainerExit {
-                name: name.clone(),
+                name: spec["name"].as_str().unwrap_or("").to_string(),
                 pod: self.pod_label(),
                 init: until_success,
                 exit_code: exit.code,
@@ -984,9 +1027,9 @@ mod tests {
     }
 
     /// The status with the built-in rules' verdict on the pod.
-    fn status(p: &mut PodRun, uid: &str, host_ip: &str, scheduled: Value) -> Value {
+    fn status(p: &mut PodRun, host_ip: &str, scheduled: Value) -> Value {
         let verdict = policy::builtin_pod_status(&p.view());
-        p.status(&verdict, uid, host_ip, scheduled)
+        p.status(&verdict, host_ip, scheduled)
     }
 
     fn phase(p: &PodRun) -> &'static str {
@@ -1016,16 +1059,30 @@ mod tests {
         p.runtime = "containerd".into();
         let s = status(
             &mut p,
-            "u1",
             "10.0.0.1",
             json!({"type": "PodScheduled", "status": "True"}),
         );
         assert!(s.get("qosClass").is_none(), "{s}");
-        assert_eq!(
-            s["containerStatuses"][0]["containerID"],
-            "containerd://u1/a"
+        // No run has started yet: no container ID.
+        assert!(
+            s["containerStatuses"][0].get("containerID").is_none(),
+            "{s}"
         );
         assert_eq!(s["initContainerStatuses"][0]["imageID"], "containerd://x");
+    }
+
+    #[test]
+    fn the_container_id_is_the_runtimes_id_of_the_latest_run() {
+        let mut p = pod("Always", 0);
+        p.runtime = "containerd".into();
+        p.main[0].container_id = Some("uid1-a-3".into());
+        p.main[0].state = term(1);
+        let s = status(&mut p, "10.0.0.1", json!({}));
+        assert_eq!(
+            s["containerStatuses"][0]["containerID"],
+            "containerd://uid1-a-3"
+        );
+        assert!(s["containerStatuses"][1].get("containerID").is_none());
     }
 
     fn term(code: i32) -> State {
@@ -1106,7 +1163,6 @@ mod tests {
         p.pod_ip = Some("127.0.0.1".into());
         let s = status(
             &mut p,
-            "u1",
             "127.0.0.1",
             json!({"type": "PodScheduled", "status": "True"}),
         );
@@ -1136,7 +1192,7 @@ mod tests {
         if let State::Terminated(t) = &mut p.main[1].state {
             t.reason = "OOMKilled".into();
         }
-        let s = status(&mut p, "u1", "127.0.0.1", json!({}));
+        let s = status(&mut p, "127.0.0.1", json!({}));
         assert_eq!(
             s["containerStatuses"][1]["state"]["terminated"]["reason"],
             "OOMKilled"
@@ -1158,7 +1214,7 @@ mod tests {
         // Running but its readiness probe not passed: not ready.
         p.main[1].state = State::Running(Timestamp::now());
         p.main[1].ready = false;
-        let s = status(&mut p, "u1", "127.0.0.1", json!({}));
+        let s = status(&mut p, "127.0.0.1", json!({}));
         assert_eq!(s["containerStatuses"][1]["ready"], false);
         assert_eq!(s["containerStatuses"][1]["started"], true);
         assert_eq!(s["containerStatuses"][0]["ready"], true);
@@ -1173,10 +1229,10 @@ mod tests {
         };
         assert_eq!(ready(&s), "False");
         p.main[1].ready = true;
-        assert_eq!(ready(&status(&mut p, "u1", "127.0.0.1", json!({}))), "True");
+        assert_eq!(ready(&status(&mut p, "127.0.0.1", json!({}))), "True");
         // Startup not done: neither started nor ready.
         p.main[1].started = false;
-        let s = status(&mut p, "u1", "127.0.0.1", json!({}));
+        let s = status(&mut p, "127.0.0.1", json!({}));
         assert_eq!(s["containerStatuses"][1]["started"], false);
         assert_eq!(ready(&s), "False");
     }
@@ -1186,7 +1242,7 @@ mod tests {
         let mut p = pod("Always", 0);
         p.main[0].state = State::Running(Timestamp::now());
         p.evicted = Some("The node was low on resource: memory.".into());
-        let s = status(&mut p, "u1", "127.0.0.1", json!({}));
+        let s = status(&mut p, "127.0.0.1", json!({}));
         assert_eq!(s["phase"], "Failed");
         assert_eq!(s["reason"], "Evicted");
         assert_eq!(s["message"], "The node was low on resource: memory.");

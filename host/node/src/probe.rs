@@ -426,6 +426,9 @@ mod tests {
         struct NoExec;
         #[async_trait::async_trait]
         impl RunningContainer for NoExec {
+            fn id(&self) -> String {
+                "no-exec".into()
+            }
             fn started_at(&self) -> jiff::Timestamp {
                 jiff::Timestamp::now()
             }

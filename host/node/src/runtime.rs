@@ -72,6 +72,9 @@ pub struct ContainerExit {
 /// lifecycle waits for the end: probes, hooks and `kubectl exec` need that.
 #[async_trait::async_trait]
 pub trait RunningContainer: Send + Sync {
+    /// The runtime's id of this run of the container (what
+    /// `status.containerStatuses[].containerID` shows after `SCHEME://`).
+    fn id(&self) -> String;
     /// When it started.
     fn started_at(&self) -> jiff::Timestamp;
     /// A function that stops it (callable many times, from any thread).
@@ -128,6 +131,10 @@ pub trait Runtime: Send + Sync {
         let _ = uid;
         running.iter().filter_map(|c| c.memory_bytes()).sum()
     }
+    /// Releases what the runtime holds for the node as a whole once the
+    /// agent stops and its pods are gone (the containerd shim: the pod
+    /// bridge). The default holds nothing.
+    async fn shutdown(&self) {}
 }
 
 /// The embedded wasm runtime: images are component files.
@@ -150,6 +157,8 @@ impl WasmShim {
 /// A wasm container: the running instance, and what a new instance for
 /// `exec` needs (see [`orchd_runtime_wasm::WasmRuntime::exec`]).
 struct WasmContainer {
+    /// `<pod uid>-<container name>-<attempt>`: one per run, as containerd's.
+    id: String,
     started_at: jiff::Timestamp,
     stopper: orchd_runtime_wasm::Stopper,
     /// The instance until the first `wait` takes it.
@@ -166,6 +175,10 @@ struct WasmContainer {
 
 #[async_trait::async_trait]
 impl RunningContainer for WasmContainer {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
     fn started_at(&self) -> jiff::Timestamp {
         self.started_at
     }
@@ -249,6 +262,7 @@ impl Runtime for WasmShim {
         config: ContainerConfig,
     ) -> Result<Box<dyn RunningContainer>, StartError> {
         let image = orchd_runtime_wasm::resolve_image(&config.image, &self.images)?;
+        let id = format!("{}-{}-{}", config.pod_uid, config.name, config.attempt);
         let container = self
             .runtime
             .start(orchd_runtime_wasm::ContainerSpec {
@@ -262,6 +276,7 @@ impl Runtime for WasmShim {
             })
             .await?;
         Ok(Box::new(WasmContainer {
+            id,
             started_at: container.started_at,
             stopper: container.stopper(),
             memory: container.memory_gauge(),

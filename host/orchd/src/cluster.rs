@@ -79,6 +79,11 @@ pub struct UpArgs {
     /// or `runc` (needs --runtime containerd).
     #[arg(long, value_name = "wasm|runc", default_value = "wasm")]
     pub default_runtime: String,
+    /// The node's podCIDR (IPv4): containerd pods get their addresses from
+    /// it, on a bridge of its own. Two nodes on one machine need different
+    /// ones.
+    #[arg(long, value_name = "CIDR", default_value = orchd_runtime_containerd::network::DEFAULT_POD_CIDR)]
+    pub pod_cidr: String,
 }
 
 /// containerd's usual socket.
@@ -421,6 +426,9 @@ async fn start_node(
     config.containerd = containerd_socket(args.runtime.as_deref())?;
     config.default_handler = args.default_runtime.clone();
     config.policy = policy;
+    orchd_runtime_containerd::network::parse_cidr(&args.pod_cidr)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    config.pod_cidr = args.pod_cidr.clone();
     let images = config.images_dir();
     let objects: Arc<dyn orchd_plugin_host::access::ObjectApi> =
         Arc::new(crate::inprocess::InProcessApi(api.clone()));

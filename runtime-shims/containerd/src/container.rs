@@ -21,16 +21,20 @@ use crate::{Containerd, LABEL_NODE, LABEL_POD_UID, RUNC_RUNTIME, SNAPSHOTTER, gr
 pub enum StartError {
     /// The image is not there or unreadable (`ErrImagePull`).
     Image(String),
-    /// The container or its process could not be created
-    /// (`CreateContainerError`: a command that does not exist, a refused
-    /// cgroup setting...).
+    /// The container could not be made: its snapshot, record, FIFOs or
+    /// log (`CreateContainerError`).
     Create(String),
+    /// The container was made but runc could not start its process (task
+    /// create or start failed: a command that does not exist or is not
+    /// executable, a cgroup setting the kernel refused); Kubernetes shows
+    /// this as a run terminated with reason `StartError`, exit code 128.
+    Start(String),
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Image(m) | StartError::Create(m) => f.write_str(m),
+            StartError::Image(m) | StartError::Create(m) | StartError::Start(m) => f.write_str(m),
         }
     }
 }
@@ -360,8 +364,9 @@ pub(crate) async fn start(
     if let Err(s) = task {
         cleanup(&fifos);
         remove_container(client, &id, false).await;
-        return Err(StartError::Create(format!(
-            "failed to create the container's task: {}",
+        // runc's own message (containerd's wording, as the kubelet shows it).
+        return Err(StartError::Start(format!(
+            "failed to create containerd task: {}",
             s.message()
         )));
     }
@@ -422,8 +427,8 @@ pub(crate) async fn start(
         }
         cleanup(&fifos);
         remove_container(client, &id, true).await;
-        return Err(StartError::Create(format!(
-            "failed to start the container: {}",
+        return Err(StartError::Start(format!(
+            "failed to start containerd task: {}",
             s.message()
         )));
     }

@@ -1,9 +1,12 @@
 //! The pod network: one network namespace per pod, held by a bind mount
 //! under the agent's run directory (as CNI runtimes do, so no pause
 //! container is needed), connected by the standard CNI plugins from
-//! containernetworking-plugins: `bridge` (the node's bridge, `orchd0`,
-//! with the gateway address on the host, so the host reaches every pod
-//! IP) with `host-local` IPAM over the node's podCIDR, and `loopback`.
+//! containernetworking-plugins: `bridge` (the node's bridge, `orchd0`
+//! for the default podCIDR, with the gateway address on the host, so the
+//! host reaches every pod IP) with `host-local` IPAM over the node's
+//! podCIDR, and `loopback`. A bridge carries one IPv4 gateway (the bridge
+//! plugin refuses a second), so each podCIDR has a bridge of its own
+//! ([`bridge_name`]): two nodes on one machine need different podCIDRs.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,8 +18,40 @@ use tokio::io::AsyncWriteExt;
 /// the plugins.
 const CNI_DIRS: &[&str] = &["/usr/lib/cni", "/opt/cni/bin"];
 
-/// The node's bridge.
+/// The bridge of the default podCIDR ([`DEFAULT_POD_CIDR`]).
 pub const BRIDGE: &str = "orchd0";
+
+/// The podCIDR of a node unless configured.
+pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/24";
+
+/// Checks an IPv4 CIDR (`a.b.c.d/n`, n from 8 to 30, no host bits set);
+/// returns its network address and prefix length.
+pub fn parse_cidr(cidr: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let bad = |why: &str| format!("invalid pod CIDR {cidr:?}: {why}");
+    let (addr, len) = cidr.split_once('/').ok_or_else(|| bad("no /prefix"))?;
+    let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad("not an IPv4 address"))?;
+    let len: u8 = len.parse().map_err(|_| bad("bad prefix length"))?;
+    // Below /30 there is no room for a gateway and a pod.
+    if !(8..=30).contains(&len) {
+        return Err(bad("the prefix length must be 8 to 30"));
+    }
+    let mask = u32::MAX << (32 - u32::from(len));
+    if u32::from(addr) & !mask != 0 {
+        return Err(bad("host bits are set"));
+    }
+    Ok((addr, len))
+}
+
+/// The bridge of the pods of `cidr`: [`BRIDGE`] for the default one,
+/// else `orchd` and the network address in hex (at most 15 characters,
+/// the kernel's limit).
+pub fn bridge_name(cidr: &str) -> String {
+    match parse_cidr(cidr) {
+        Ok(_) if cidr == DEFAULT_POD_CIDR => BRIDGE.to_string(),
+        Ok((addr, _)) => format!("orchd{:08x}", u32::from(addr)),
+        Err(_) => BRIDGE.to_string(),
+    }
+}
 
 /// A pod's network.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,12 +71,15 @@ pub struct Network {
     ipam_dir: PathBuf,
     cni_bin: PathBuf,
     subnet: String,
+    bridge: String,
 }
 
 impl Network {
     /// A network over `subnet` (the node's podCIDR), keeping its state
-    /// under `run_dir`. Fails if the CNI plugins are not installed.
+    /// under `run_dir`. Fails if the CNI plugins are not installed or the
+    /// subnet is no IPv4 CIDR.
     pub fn new(run_dir: &Path, subnet: &str) -> Result<Self, String> {
+        parse_cidr(subnet)?;
         let cni_bin = CNI_DIRS
             .iter()
             .map(PathBuf::from)
@@ -63,7 +101,47 @@ impl Network {
             ipam_dir,
             cni_bin,
             subnet: subnet.to_string(),
+            bridge: bridge_name(subnet),
         })
+    }
+
+    /// The bridge its pods are on.
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+
+    /// Deletes the bridge (and with it the gateway address) once no pod
+    /// uses it: none of this network's namespaces is left and no interface
+    /// is attached to it (another agent's pods on this machine would be).
+    /// Returns whether it deleted it.
+    pub async fn remove_bridge(&self) -> Result<bool, String> {
+        if !self.pods().is_empty() {
+            return Ok(false);
+        }
+        let dir = Path::new("/sys/class/net").join(&self.bridge);
+        if !dir.exists() {
+            return Ok(false);
+        }
+        let ports = std::fs::read_dir(dir.join("brif"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if ports > 0 {
+            return Ok(false);
+        }
+        let out = tokio::process::Command::new("ip")
+            .args(["link", "delete", &self.bridge, "type", "bridge"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run ip: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot delete the bridge {}: {}",
+                self.bridge,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(true)
     }
 
     /// The bridge plugin's configuration.
@@ -72,7 +150,7 @@ impl Network {
             "cniVersion": "1.0.0",
             "name": "orchd",
             "type": "bridge",
-            "bridge": BRIDGE,
+            "bridge": self.bridge,
             "isGateway": true,
             "ipMasq": false,
             "hairpinMode": true,
@@ -226,5 +304,37 @@ impl Network {
         }
         serde_json::from_str(&stdout)
             .map_err(|e| format!("CNI {plugin} {command}: unreadable result ({e}): {stdout}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_are_checked() {
+        assert_eq!(
+            parse_cidr("10.244.0.0/24"),
+            Ok((std::net::Ipv4Addr::new(10, 244, 0, 0), 24))
+        );
+        for bad in [
+            "10.244.0.0",
+            "10.244.0.1/24",
+            "10.244.0.0/31",
+            "fd00::/64",
+            "x/24",
+            "10.0.0.0/7",
+        ] {
+            assert!(parse_cidr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn each_pod_cidr_has_its_own_bridge() {
+        assert_eq!(bridge_name(DEFAULT_POD_CIDR), "orchd0");
+        let other = bridge_name("10.245.0.0/24");
+        assert_eq!(other, "orchd0af50000");
+        assert!(other.len() <= 15);
+        assert_ne!(bridge_name("10.245.1.0/24"), other);
     }
 }

@@ -92,10 +92,22 @@ async fn runs_logs_ooms_execs_and_cleans_up() {
     let missing = c
         .start(spec(dir.path(), "nope", &["no-such-command"]))
         .await;
+    // runc fails to start the process: a start error, not a create error.
     assert!(
-        matches!(&missing, Err(orchd_runtime_containerd::StartError::Create(m)) if m.contains("no-such-command")),
+        matches!(&missing, Err(orchd_runtime_containerd::StartError::Start(m))
+            if m.contains(r#"exec: "no-such-command": executable file not found in $PATH"#)),
         "{:?}",
         missing.err()
+    );
+    // A limit below what runc's init already uses: the cgroup write is
+    // refused (v1: EBUSY) or the init OOM-killed (v2).
+    let mut tiny = spec(dir.path(), "tiny", &["true"]);
+    tiny.memory_limit = Some(1 << 20);
+    let tiny = c.start(tiny).await;
+    assert!(
+        matches!(&tiny, Err(orchd_runtime_containerd::StartError::Start(m)) if m.contains("memory limit")),
+        "{:?}",
+        tiny.err()
     );
     let ghost = c
         .start(ContainerSpec {

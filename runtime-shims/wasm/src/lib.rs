@@ -94,12 +94,18 @@ pub enum StartError {
     /// The file is no runnable `wasi:cli` command component, or the
     /// container could not be set up (`CreateContainerError`).
     Create(String),
+    /// The container was made but its process could not be started (runc:
+    /// an executable that is not there or not executable, a cgroup setting
+    /// the kernel refused). Kubernetes counts this as a run that ended at
+    /// once: terminated with reason `StartError` and exit code 128
+    /// ([`ExitReason::StartError`]), then restarted as the policy says.
+    Start(String),
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Image(m) | StartError::Create(m) => f.write_str(m),
+            StartError::Image(m) | StartError::Create(m) | StartError::Start(m) => f.write_str(m),
         }
     }
 }
@@ -115,6 +121,8 @@ pub enum ExitReason {
     OomKilled,
     /// It was stopped ([`Stopper::stop`]).
     Killed,
+    /// Its process never started ([`StartError::Start`]); the code is 128.
+    StartError,
 }
 
 impl ExitReason {
@@ -124,6 +132,7 @@ impl ExitReason {
             ExitReason::Completed => "Completed",
             ExitReason::Error | ExitReason::Killed => "Error",
             ExitReason::OomKilled => "OOMKilled",
+            ExitReason::StartError => "StartError",
         }
     }
 }
