@@ -137,7 +137,9 @@ def leftovers(ctrd: Containerd, data_dir: Path) -> dict:
         "tasks": [line for line in ctrd.ctr("tasks", "ls").stdout.splitlines()[1:] if line.strip()],
         "active snapshots": [r for r in table_rows(ctrd.ctr("snapshots", "ls").stdout)[1:] if "Committed" not in r],
         "netns": os.listdir(data_dir / "run" / "netns") if (data_dir / "run" / "netns").exists() else [],
-        "pod cgroups": glob.glob("/sys/fs/cgroup/*/orchd/pod*") + glob.glob("/sys/fs/cgroup/orchd/pod*"),
+        "pod cgroups": [d for pattern in ("/sys/fs/cgroup/*/orchd/pod*", "/sys/fs/cgroup/*/orchd/*/pod*",
+                                          "/sys/fs/cgroup/orchd/pod*", "/sys/fs/cgroup/orchd/*/pod*")
+                        for d in glob.glob(pattern)],
         "ip allocations": [f for f in glob.glob(str(data_dir / "run" / "cni-ipam" / "orchd" / "10.*"))],
     }
 
@@ -374,12 +376,13 @@ def test_a_command_that_cannot_start_is_a_start_error_then_crash_loop_backoff(cl
     assert s["restartCount"] == 0, s
 
 
-def test_a_memory_limit_the_kernel_refuses_is_a_start_error_with_runcs_message(cluster):
-    """1 MiB is below what runc's init already uses in the new cgroup: on
-    cgroup v1 the kernel refuses the write (EBUSY) and runc says "unable to
-    set memory limit to 1048576 (current usage: ..."; on v2 the init is
-    OOM-killed instead ("container init was OOM-killed (memory limit too
-    low?)"). Either way the process never starts."""
+def test_a_memory_limit_too_small_to_start_is_a_start_error_with_runcs_message(cluster):
+    """1 MiB is below what runc's init needs: the pod's cgroup gets the
+    limit (empty, it takes it), then runc's init is OOM-killed in it
+    ("container init was OOM-killed (memory limit too low?)"; without a
+    pod-level limit, cgroup v1 refused runc's own write with "unable to set
+    memory limit to 1048576 (current usage: ..."). The process never
+    starts."""
     c = cluster
     c.kubectl_apply_text(manifest("tiny", ["sh", "-c", "echo never"], policy="Never", memory="1Mi"))
     p = wait_phase(c, "tiny", "Failed", timeout=30)
@@ -387,8 +390,6 @@ def test_a_memory_limit_the_kernel_refuses_is_a_start_error_with_runcs_message(c
     term = s["state"]["terminated"]
     assert term["reason"] == "StartError" and term["exitCode"] == 128, s
     assert "memory limit" in term["message"], term
-    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        assert "unable to set memory limit to 1048576 (current usage: " in term["message"], term
     failed = wait_until("a Failed event", lambda: [e for e in events_of(c, "tiny") if e["reason"] == "Failed"],
                         timeout=20)
     assert failed[0]["type"] == "Warning" and term["message"] in failed[0]["message"], failed
@@ -397,6 +398,48 @@ def test_a_memory_limit_the_kernel_refuses_is_a_start_error_with_runcs_message(c
     wait_until("nothing left behind", lambda: not nothing_left(c.ctrd, c.orchd.data_dir), timeout=30, interval=0.2)
     c.kubectl("delete", "pod", "tiny", timeout=60)
     assert not nothing_left(c.ctrd, c.orchd.data_dir)
+
+
+def test_a_cgroup_write_the_kernel_refuses_fails_the_sandbox_with_its_message(cluster):
+    """cgroup v1 refuses a CPU quota above the parent's (EINVAL): with the
+    burstable QoS cgroup capped at 0.1 CPU, a Burstable pod limited to
+    0.5 CPU cannot get its cgroup. It stays Pending with the kernel's
+    message in FailedCreatePodSandBox events, nothing half made is left,
+    and it starts once the cap is lifted."""
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        pytest.skip("needs cgroup v1's parent quota check (this machine mounts v2)")
+    cpu = next(Path(r) for r in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct")
+               if Path(r, "cpu.shares").exists())
+    parent = cpu / "orchd" / "burstable"
+    parent.mkdir(parents=True, exist_ok=True)
+    (parent / "cpu.cfs_quota_us").write_text("10000")
+    c = cluster
+    try:
+        c.kubectl_apply_text("""apiVersion: v1
+kind: Pod
+metadata: {name: capped}
+spec:
+  containers:
+    - name: a
+      image: busybox
+      command: ["sleep", "3600"]
+      resources: {requests: {cpu: 100m}, limits: {cpu: 500m}}
+""")
+        events = wait_until("FailedCreatePodSandBox", lambda: [
+            e for e in events_of(c, "capped") if e["reason"] == "FailedCreatePodSandBox"], timeout=30)
+        message = events[0]["message"]
+        assert events[0]["type"] == "Warning", events[0]
+        assert "cannot write \"50000\"" in message and "cpu.cfs_quota_us" in message, message
+        assert "Invalid argument" in message, message
+        p = pod(c, "capped")
+        assert p["status"]["phase"] == "Pending", p["status"]
+        uid = p["metadata"]["uid"]
+        assert not glob.glob(f"/sys/fs/cgroup/*/orchd/burstable/pod{uid}"), "a half-made pod cgroup was left"
+        assert not c.ctrd.ctr("containers", "ls", "-q").stdout.split()
+    finally:
+        (parent / "cpu.cfs_quota_us").write_text("-1")
+    wait_phase(c, "capped", "Running", timeout=60)
+    c.kubectl("delete", "pod", "capped", "--grace-period=0", "--force")
 
 
 def test_a_missing_runtime_class_fails_the_pod(cluster):
@@ -442,6 +485,83 @@ scheduling:
     assert p["spec"]["nodeSelector"] == {"kubernetes.io/hostname": NODE}, p["spec"]
     # Its handler is runc: a real task in containerd.
     assert any("RUNNING" in line for line in c.ctrd.ctr("tasks", "ls").stdout.splitlines())
+
+
+def cgroup_file(parent: str, uid: str, controller: str, file: str) -> str | None:
+    """A pod cgroup's file under its QoS parent (cgroup v1 hierarchy of
+    `controller`, or the v2 unified one); None if it is not there."""
+    rel = f"orchd/{parent + '/' if parent else ''}pod{uid}/{file}"
+    for root in (f"/sys/fs/cgroup/{controller}", "/sys/fs/cgroup"):
+        path = Path(root) / rel
+        if path.exists():
+            return path.read_text().strip()
+    return None
+
+
+def test_qos_classes_get_their_cgroups_and_pod_limits(cluster):
+    """The node policy's pod-cgroup: Guaranteed pods directly under the
+    node's root with the sum of their limits, Burstable under burstable
+    (limited only when every container is), BestEffort under besteffort
+    with the minimum CPU weight."""
+    c = cluster
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    c.kubectl_apply_text("""apiVersion: v1
+kind: Pod
+metadata: {name: guaranteed}
+spec:
+  containers:
+    - name: a
+      image: busybox
+      command: ["sleep", "3600"]
+      resources: {limits: {cpu: 250m, memory: 48Mi}}
+    - name: b
+      image: busybox
+      command: ["sleep", "3600"]
+      resources: {limits: {cpu: 250m, memory: 16Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: burstable}
+spec:
+  containers:
+    - name: a
+      image: busybox
+      command: ["sleep", "3600"]
+      resources: {requests: {cpu: 500m, memory: 8Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: besteffort}
+spec:
+  containers:
+    - name: a
+      image: busybox
+      command: ["sleep", "3600"]
+""")
+    uids = {}
+    for name in ("guaranteed", "burstable", "besteffort"):
+        p = wait_phase(c, name, "Running")
+        uids[name] = p["metadata"]["uid"]
+    g, b, e = uids["guaranteed"], uids["burstable"], uids["besteffort"]
+    if v2:
+        assert cgroup_file("", g, "", "memory.max") == str(64 << 20)
+        assert cgroup_file("", g, "", "cpu.max") == "50000 100000"
+        assert cgroup_file("burstable", b, "", "memory.max") == "max"
+        assert cgroup_file("besteffort", e, "", "cpu.weight") == "1"
+    else:
+        assert cgroup_file("", g, "memory", "memory.limit_in_bytes") == str(64 << 20)
+        assert cgroup_file("", g, "cpu", "cpu.cfs_quota_us") == "50000"
+        assert cgroup_file("", g, "cpu", "cpu.shares") == "512"
+        assert cgroup_file("burstable", b, "cpu", "cpu.shares") == "512"
+        assert int(cgroup_file("burstable", b, "memory", "memory.limit_in_bytes")) > 1 << 60
+        assert cgroup_file("burstable", b, "cpu", "cpu.cfs_quota_us") == "-1"
+        assert cgroup_file("besteffort", e, "cpu", "cpu.shares") == "2"
+        # The containers' cgroups sit below their pod's.
+        assert glob.glob(f"/sys/fs/cgroup/memory/orchd/besteffort/pod{e}/*/memory.limit_in_bytes")
+    c.kubectl("delete", "pod", "guaranteed", "burstable", "besteffort", "--grace-period=0", "--force")
+    wait_until("the pod cgroups removed", lambda: all(
+        cgroup_file(parent, uid, "memory", "memory.stat" if not v2 else "cgroup.procs") is None
+        for parent, uid in (("", g), ("burstable", b), ("besteffort", e))), timeout=30)
 
 
 def lifecycle_pod(name: str, script: str, container_extra: str = "", grace: int = 2) -> str:

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use orchd_runtime_containerd as ctrd;
 use serde_json::Value;
 
+use crate::policy::PodCgroup;
 use crate::runtime::{
     ContainerConfig, ContainerExit, ExecOutput, ExitReason, RunningContainer, Runtime, Sandbox,
     StartError,
@@ -24,6 +25,8 @@ pub const CGROUP_ROOT: &str = "/orchd";
 struct PodSandbox {
     netns: PathBuf,
     name: String,
+    /// Its cgroup, its containers' parent.
+    cgroup: String,
 }
 
 /// The containerd runtime of a node.
@@ -35,9 +38,25 @@ pub struct ContainerdShim {
     sandboxes: Mutex<HashMap<String, PodSandbox>>,
 }
 
-/// The cgroup of pod `uid`.
-pub fn pod_cgroup(uid: &str) -> String {
-    format!("{CGROUP_ROOT}/pod{uid}")
+/// The QoS cgroups below [`CGROUP_ROOT`] a pod's may sit in (Guaranteed
+/// pods' sit directly in the root).
+pub const QOS_PARENTS: [&str; 3] = ["", "burstable", "besteffort"];
+
+/// The cgroup of pod `uid` under the QoS cgroup `parent`.
+pub fn pod_cgroup(parent: &str, uid: &str) -> String {
+    if parent.is_empty() {
+        format!("{CGROUP_ROOT}/pod{uid}")
+    } else {
+        format!("{CGROUP_ROOT}/{parent}/pod{uid}")
+    }
+}
+
+/// Removes pod `uid`'s cgroup wherever it is; returns what could not be.
+fn remove_pod_cgroups(uid: &str) -> Vec<String> {
+    QOS_PARENTS
+        .iter()
+        .flat_map(|parent| ctrd::cgroups::remove(&pod_cgroup(parent, uid)))
+        .collect()
 }
 
 impl ContainerdShim {
@@ -63,7 +82,7 @@ impl ContainerdShim {
         let left = shim.client.remove_leftovers(node).await?;
         for uid in shim.network.pods() {
             shim.network.teardown(&uid).await;
-            ctrd::cgroups::remove(&pod_cgroup(&uid));
+            remove_pod_cgroups(&uid);
         }
         if left > 0 {
             println!("orchd: node {node}: removed {left} containers left by an earlier run");
@@ -184,7 +203,7 @@ impl Runtime for ContainerdShim {
                 cpu_limit_millis: config.cpu_millis,
                 cpu_request_millis: cpu_request(spec),
                 netns: Some(sandbox.netns),
-                cgroup_parent: pod_cgroup(&config.pod_uid),
+                cgroup_parent: sandbox.cgroup,
                 log_path: config.log_path,
             })
             .await
@@ -209,15 +228,33 @@ impl Runtime for ContainerdShim {
         }
     }
 
-    async fn create_sandbox(&self, pod: &Value) -> Result<Sandbox, String> {
+    /// The pod's cgroup first (under its QoS parent, with its limits: a
+    /// write the kernel refuses fails the sandbox with its message), then
+    /// its network.
+    async fn create_sandbox(&self, pod: &Value, cgroup: &PodCgroup) -> Result<Sandbox, String> {
         let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
-        let net = self.network.setup(uid).await?;
+        let path = pod_cgroup(&cgroup.parent, uid);
+        let limits = ctrd::cgroups::PodLimits {
+            memory_bytes: cgroup.memory_limit_bytes,
+            cpu_shares: cgroup.cpu_shares,
+            cpu_limit_millis: cgroup.cpu_limit_millis,
+        };
+        ctrd::cgroups::create_pod(self.client.cgroup_version(), &path, &limits)
+            .map_err(|e| format!("pod cgroup {path}: {e}"))?;
+        let net = match self.network.setup(uid).await {
+            Ok(net) => net,
+            Err(e) => {
+                ctrd::cgroups::remove(&path);
+                return Err(e);
+            }
+        };
         if let Ok(mut s) = self.sandboxes.lock() {
             s.insert(
                 uid.to_string(),
                 PodSandbox {
                     netns: net.netns,
                     name: pod["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    cgroup: path,
                 },
             );
         }
@@ -225,11 +262,13 @@ impl Runtime for ContainerdShim {
     }
 
     async fn remove_sandbox(&self, uid: &str) {
-        if let Ok(mut s) = self.sandboxes.lock() {
-            s.remove(uid);
-        }
+        let sandbox = self.sandboxes.lock().ok().and_then(|mut s| s.remove(uid));
         self.network.teardown(uid).await;
-        for left in ctrd::cgroups::remove(&pod_cgroup(uid)) {
+        let left = match sandbox {
+            Some(s) => ctrd::cgroups::remove(&s.cgroup),
+            None => remove_pod_cgroups(uid),
+        };
+        for left in left {
             eprintln!("orchd: pod {uid}: cannot remove cgroup {left}");
         }
     }
@@ -237,7 +276,13 @@ impl Runtime for ContainerdShim {
     /// The pod cgroup's working set: every container's memory at once.
     fn pod_memory_bytes(&self, uid: &str, running: &[Arc<dyn RunningContainer>]) -> u64 {
         let _ = running;
-        ctrd::cgroups::memory_working_set(self.client.cgroup_version(), &pod_cgroup(uid))
+        let cgroup = self
+            .sandboxes
+            .lock()
+            .ok()
+            .and_then(|s| s.get(uid).map(|s| s.cgroup.clone()));
+        cgroup
+            .and_then(|c| ctrd::cgroups::memory_working_set(self.client.cgroup_version(), &c))
             .unwrap_or(0)
     }
 }
@@ -259,6 +304,7 @@ mod tests {
         );
         assert_eq!(cpu_request(&json!({})), None);
         assert_eq!(strings(&json!(["a", 1, "b"])), vec!["a", "b"]);
-        assert_eq!(pod_cgroup("u"), "/orchd/podu");
+        assert_eq!(pod_cgroup("", "u"), "/orchd/podu");
+        assert_eq!(pod_cgroup("besteffort", "u"), "/orchd/besteffort/podu");
     }
 }

@@ -931,9 +931,14 @@ impl Inner {
     ) -> Option<runtime::Sandbox> {
         use orchd_plugin_host::events::EventType;
         let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+        let cgroup = self
+            .ctx
+            .policy
+            .pod_cgroup(&policy::pod_resources(pod))
+            .await;
         let mut delay = Duration::from_secs(1);
         loop {
-            match runtime.create_sandbox(pod).await {
+            match runtime.create_sandbox(pod, &cgroup).await {
                 Ok(s) => return Some(s),
                 Err(e) => {
                     eprintln!(

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::policy::PodCgroup;
+
 pub use orchd_runtime_wasm::{ExitReason, StartError};
 
 /// One container to start (resolved from a pod's container spec).
@@ -111,11 +113,16 @@ pub trait Runtime: Send + Sync {
     async fn start(&self, config: ContainerConfig)
     -> Result<Box<dyn RunningContainer>, StartError>;
     /// Sets up what the containers of `pod` share (network namespace, pod
-    /// IP, pod cgroup) before the first starts. The default fits a runtime
-    /// without sandboxes (the wasm shim): the pod shares the host's
-    /// network view, its IP is 127.0.0.1.
-    async fn create_sandbox(&self, pod: &serde_json::Value) -> Result<Sandbox, String> {
-        let _ = pod;
+    /// IP, pod cgroup as `cgroup` says: its QoS parent and limits) before
+    /// the first starts. The default fits a runtime without sandboxes (the
+    /// wasm shim): the pod shares the host's network view, its IP is
+    /// 127.0.0.1, and it has no cgroup.
+    async fn create_sandbox(
+        &self,
+        pod: &serde_json::Value,
+        cgroup: &PodCgroup,
+    ) -> Result<Sandbox, String> {
+        let _ = (pod, cgroup);
         Ok(Sandbox {
             pod_ip: "127.0.0.1".into(),
         })

@@ -59,6 +59,114 @@ pub fn oom_kills(version: CgroupVersion, path: &str) -> Option<u64> {
     parse_oom_kills(&text)
 }
 
+/// The limits of a pod's cgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodLimits {
+    /// Memory limit, if any.
+    pub memory_bytes: Option<u64>,
+    /// CPU weight as v1 `cpu.shares`.
+    pub cpu_shares: u64,
+    /// CPU limit in millicores, if any (a CFS quota per 100 ms period).
+    pub cpu_limit_millis: Option<u64>,
+}
+
+/// The CFS period the CPU limit is a quota of, in microseconds.
+pub const CFS_PERIOD_US: u64 = 100_000;
+
+/// v1 `cpu.shares` (2..262144) as v2 `cpu.weight` (1..10000), the
+/// conversion runc and the kubelet use.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let shares = shares.clamp(2, 262_144);
+    1 + ((shares - 2) * 9_999) / 262_142
+}
+
+/// The CFS quota of a CPU limit, in microseconds per [`CFS_PERIOD_US`]
+/// (at least the kernel's 1 ms).
+pub fn cfs_quota_us(millis: u64) -> u64 {
+    (millis.saturating_mul(CFS_PERIOD_US) / 1000).max(1000)
+}
+
+/// Creates the pod cgroup `path` (e.g. `/orchd/burstable/pod<uid>`) with
+/// `limits`, before its containers' cgroups are made below it. On v1 the
+/// memory and cpu hierarchies get it (runc makes the others); on v2 the
+/// cpu and memory controllers are enabled down to its parent. An error
+/// names the write the kernel refused; what was made is removed again.
+pub fn create_pod(version: CgroupVersion, path: &str, limits: &PodLimits) -> Result<(), String> {
+    let made = match version {
+        CgroupVersion::V1 => create_pod_v1(path, limits),
+        CgroupVersion::V2 => create_pod_v2(path, limits),
+    };
+    if made.is_err() {
+        remove(path);
+    }
+    made
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> Result<(), String> {
+    std::fs::write(dir.join(file), value).map_err(|e| {
+        format!(
+            "cannot write {value:?} to {}: {e}",
+            dir.join(file).display()
+        )
+    })
+}
+
+fn mkdir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+fn create_pod_v1(path: &str, limits: &PodLimits) -> Result<(), String> {
+    let rel = path.trim_start_matches('/');
+    let memory = Path::new(CGROUP_ROOT).join("memory").join(rel);
+    mkdir(&memory)?;
+    if let Some(bytes) = limits.memory_bytes {
+        write(&memory, "memory.limit_in_bytes", &bytes.to_string())?;
+    }
+    let cpu_root = ["cpu", "cpu,cpuacct"]
+        .iter()
+        .map(|c| Path::new(CGROUP_ROOT).join(c))
+        .find(|p| p.join("cpu.shares").exists());
+    if let Some(root) = cpu_root {
+        let cpu = root.join(rel);
+        mkdir(&cpu)?;
+        write(&cpu, "cpu.shares", &limits.cpu_shares.to_string())?;
+        if let Some(millis) = limits.cpu_limit_millis {
+            write(&cpu, "cpu.cfs_period_us", &CFS_PERIOD_US.to_string())?;
+            write(&cpu, "cpu.cfs_quota_us", &cfs_quota_us(millis).to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn create_pod_v2(path: &str, limits: &PodLimits) -> Result<(), String> {
+    let rel = path.trim_start_matches('/');
+    let root = Path::new(CGROUP_ROOT);
+    // Each level down to the pod's parent hands cpu and memory on.
+    let mut dir = root.to_path_buf();
+    for part in Path::new(rel).iter() {
+        write(&dir, "cgroup.subtree_control", "+cpu +memory")?;
+        dir = dir.join(part);
+        mkdir(&dir)?;
+    }
+    write(
+        &dir,
+        "memory.max",
+        &limits
+            .memory_bytes
+            .map_or_else(|| "max".to_string(), |b| b.to_string()),
+    )?;
+    write(
+        &dir,
+        "cpu.weight",
+        &shares_to_weight(limits.cpu_shares).to_string(),
+    )?;
+    let quota = limits
+        .cpu_limit_millis
+        .map_or_else(|| "max".to_string(), |m| cfs_quota_us(m).to_string());
+    write(&dir, "cpu.max", &format!("{quota} {CFS_PERIOD_US}"))?;
+    Ok(())
+}
+
 /// A cgroup's memory working set, as the kubelet counts it: usage less
 /// inactive file cache (v1 `memory.usage_in_bytes` less `total_inactive_file`
 /// of `memory.stat`; v2 `memory.current` less `inactive_file`). `None` if
@@ -146,6 +254,20 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod pod_tests {
+    use super::*;
+
+    #[test]
+    fn cpu_conversions_match_runc_and_the_kubelet() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(cfs_quota_us(250), 25_000);
+        assert_eq!(cfs_quota_us(1), 1_000);
     }
 }
 
