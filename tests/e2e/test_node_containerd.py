@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Cluster, Orchd, orchd_bin, table_rows, wait_until
+from helpers import Cluster, Orchd, orchd_bin, plugin_path, run_orchd, table_rows, wait_until
 
 NODE = "ctrd-node"
 ROOT = Path(__file__).resolve().parents[2]
@@ -562,6 +562,48 @@ spec:
     wait_until("the pod cgroups removed", lambda: all(
         cgroup_file(parent, uid, "memory", "memory.stat" if not v2 else "cgroup.procs") is None
         for parent, uid in (("", g), ("burstable", b), ("besteffort", e))), timeout=30)
+
+
+def test_a_node_policy_sees_the_pods_cgroups_and_network_only_with_the_grants(cluster):
+    """The node policy's host calls on real containers: a build of the
+    test node policy that logs, on each pressure check, what `runtime`,
+    `cgroups` and `network` report per pod. With the three granted it
+    sees the pod's cgroup under its QoS parent with its limit and the
+    pod's IP and netns; with only `runtime` the other two are forbidden."""
+    c = cluster
+    install = ["plugin", "install", str(plugin_path("inspecting-node-policy.wasm")), "--name", "kubelet"]
+    run_orchd(c, *install, "--host-calls", "runtime,cgroups,network")
+    c.kubectl_apply_text("""apiVersion: v1
+kind: Pod
+metadata: {name: seen}
+spec:
+  containers:
+    - name: a
+      image: busybox
+      command: ["sleep", "3600"]
+      resources: {requests: {cpu: 100m}, limits: {memory: 64Mi}}
+""")
+    p = wait_phase(c, "seen", "Running")
+    uid, ip = p["metadata"]["uid"], p["status"]["podIP"]
+
+    def line_about(pod: str, must: str):
+        return next((l for l in c.orchd.log_lines if f"inspect: pod default/{pod}:" in l and must in l), None)
+
+    line = wait_until("the inspect line with the cgroup", lambda: line_about("seen", f"/orchd/burstable/pod{uid}"),
+                      timeout=40)
+    assert "qos Burstable handler runc" in line, line
+    assert str(64 << 20) in line, line  # the pod cgroup's memory limit
+    assert f'"{ip}"' in line and "netns: Some(" in line, line
+    assert "Forbidden" not in line, line
+    node = next(l for l in c.orchd.log_lines if "inspect: node:" in l)
+    assert "V1" in node or "V2" in node, node
+    assert "10.244.0.0/24" in node and "orchd0" in node, node
+
+    run_orchd(c, *install, "--host-calls", "runtime")
+    line = wait_until("the inspect line without the grants", lambda: line_about("seen", "Forbidden"), timeout=40)
+    assert "may not call the node's cgroups" in line.replace("\\'", "'"), line
+    assert "usage Ok(" in line, line
+    c.kubectl("delete", "pod", "seen", "--grace-period=0", "--force")
 
 
 def lifecycle_pod(name: str, script: str, container_extra: str = "", grace: int = 2) -> str:

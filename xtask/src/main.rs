@@ -236,8 +236,9 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         env: &[],
         features: "",
     },
-    // The default node policy, the same with every restart after 1 s, and
-    // one that traps (tests/e2e/test_node_policy.py).
+    // The default node policy, the same with every restart after 1 s, one
+    // that traps and one that logs what the node's host calls report
+    // (tests/e2e/test_node_policy.py, test_node_containerd.py).
     TestPlugin {
         package: "orchd-kubelet",
         file: "kubelet.wasm",
@@ -254,6 +255,12 @@ const TEST_PLUGINS: &[TestPlugin] = &[
         package: "orchd-test-node-policy",
         file: "trapping-node-policy.wasm",
         env: &[],
+        features: "",
+    },
+    TestPlugin {
+        package: "orchd-test-node-policy",
+        file: "inspecting-node-policy.wasm",
+        env: &[("ORCHD_NODE_POLICY_MODE", "inspect")],
         features: "",
     },
     TestPlugin {

@@ -273,6 +273,23 @@ impl Runtime for ContainerdShim {
         }
     }
 
+    fn pod_cgroup(&self, uid: &str) -> Option<String> {
+        self.sandboxes
+            .lock()
+            .ok()?
+            .get(uid)
+            .map(|s| s.cgroup.clone())
+    }
+
+    fn pod_netns(&self, uid: &str) -> Option<String> {
+        let s = self.sandboxes.lock().ok()?;
+        s.get(uid).map(|s| s.netns.display().to_string())
+    }
+
+    fn bridge(&self) -> Option<String> {
+        Some(ContainerdShim::bridge(self).to_string())
+    }
+
     /// The pod cgroup's working set: every container's memory at once.
     fn pod_memory_bytes(&self, uid: &str, running: &[Arc<dyn RunningContainer>]) -> u64 {
         let _ = running;

@@ -29,7 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchd_plugin_host::access::ObjectApi;
-use orchd_plugin_host::node_policy::{NodePolicySlot, NodeRuntime, PodSandbox, PodUsage};
+use orchd_plugin_host::node_policy::{
+    CgroupStats, CgroupVersion, NodeNetworkInfo, NodePolicySlot, NodeRuntime, PodNetworkInfo,
+    PodSandbox, PodUsage,
+};
 use orchd_store::{EventType, FieldSelector, ListOptions, Scope, Store, StoreError, WatchOptions};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
@@ -139,10 +142,14 @@ struct RunningPod {
 }
 
 /// The pods running now and their containers: what the node policy's
-/// `runtime` host calls answer with.
+/// `runtime`, `cgroups` and `network` host calls answer with.
 struct NodePods {
     running: Mutex<HashMap<String, RunningPod>>,
     containers: Arc<lifecycle::Containers>,
+    /// `spec.podCIDR`.
+    pod_cidr: String,
+    /// The pod bridge of a runtime that has one (containerd's).
+    bridge: Option<String>,
 }
 
 impl NodeRuntime for NodePods {
@@ -165,6 +172,44 @@ impl NodeRuntime for NodePods {
         };
         Some(PodUsage {
             memory_working_set_bytes: runtime.pod_memory_bytes(uid, &containers),
+        })
+    }
+
+    fn cgroup_version(&self) -> CgroupVersion {
+        match orchd_runtime_containerd::cgroups::CgroupVersion::detect() {
+            orchd_runtime_containerd::cgroups::CgroupVersion::V1 => CgroupVersion::V1,
+            orchd_runtime_containerd::cgroups::CgroupVersion::V2 => CgroupVersion::V2,
+        }
+    }
+
+    fn pod_cgroup_stats(&self, uid: &str) -> Option<CgroupStats> {
+        let runtime = self.running.lock().ok()?.get(uid)?.runtime.clone();
+        let path = runtime.pod_cgroup(uid)?;
+        let version = orchd_runtime_containerd::cgroups::CgroupVersion::detect();
+        let stats = orchd_runtime_containerd::cgroups::stats(version, &path)?;
+        Some(CgroupStats {
+            path,
+            memory_usage_bytes: stats.memory_usage_bytes,
+            memory_limit_bytes: stats.memory_limit_bytes,
+            oom_kills: stats.oom_kills,
+            cpu_usage_micros: stats.cpu_usage_micros,
+        })
+    }
+
+    fn node_network(&self) -> NodeNetworkInfo {
+        NodeNetworkInfo {
+            pod_cidr: self.pod_cidr.clone(),
+            bridge: self.bridge.clone(),
+        }
+    }
+
+    fn pod_network(&self, uid: &str) -> Option<PodNetworkInfo> {
+        let running = self.running.lock().ok()?;
+        let pod = running.get(uid)?;
+        let ip = pod.run.lock().ok()?.pod_ip.clone().unwrap_or_default();
+        Some(PodNetworkInfo {
+            ip,
+            netns: pod.runtime.pod_netns(uid),
         })
     }
 }
@@ -243,6 +288,8 @@ impl NodeAgent {
         let pods = Arc::new(NodePods {
             running: Mutex::new(HashMap::new()),
             containers: containers.clone(),
+            pod_cidr: config.pod_cidr.clone(),
+            bridge: runtimes.values().find_map(|r| r.bridge()),
         });
         config.policy.attach(pods.clone());
         let inner = Arc::new(Inner {

@@ -132,6 +132,20 @@ pub trait Runtime: Send + Sync {
     async fn remove_sandbox(&self, uid: &str) {
         let _ = uid;
     }
+    /// Pod `uid`'s cgroup path, if the runtime gave it one.
+    fn pod_cgroup(&self, uid: &str) -> Option<String> {
+        let _ = uid;
+        None
+    }
+    /// Pod `uid`'s network namespace, if it has its own.
+    fn pod_netns(&self, uid: &str) -> Option<String> {
+        let _ = uid;
+        None
+    }
+    /// The bridge the runtime's pods hang on, if any.
+    fn bridge(&self) -> Option<String> {
+        None
+    }
     /// The memory pod `uid` uses now (working set), given its `running`
     /// containers. The default adds up the containers' own figures.
     fn pod_memory_bytes(&self, uid: &str, running: &[Arc<dyn RunningContainer>]) -> u64 {

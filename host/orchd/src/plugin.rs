@@ -69,8 +69,9 @@ struct InstallArgs {
     /// Resources the plugin may write (create, update, patch, delete).
     #[arg(long, value_delimiter = ',')]
     write: Option<Vec<String>>,
-    /// Host interfaces the plugin may call, comma-separated: `runtime`
-    /// (a node policy's view of the node's pods and what they use).
+    /// Host interfaces the plugin may call, comma-separated (node
+    /// policies): `runtime` (the node's pods and what they use), `cgroups`,
+    /// `network`.
     #[arg(long, value_delimiter = ',')]
     host_calls: Option<Vec<String>>,
     /// Configuration text handed to the plugin when it starts.

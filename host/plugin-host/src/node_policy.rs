@@ -11,9 +11,10 @@
 //!   plugins' host calls). A swap replaces the `Arc` in one step: a call
 //!   runs entirely on the old or entirely on the new revision, and since
 //!   the node keeps all the state, no decision is lost or taken twice.
-//! * The `runtime` host calls (the node's pods and what they use), a
-//!   capability: only a Plugin whose `spec.capabilities.hostCalls` names
-//!   `runtime` may make them; others get `forbidden`.
+//! * The `runtime`, `cgroups` and `network` host calls (the node's pods
+//!   and what they use, their cgroups, their network), capabilities: only
+//!   a Plugin whose `spec.capabilities.hostCalls` names the interface may
+//!   call it; others get `forbidden`.
 //!
 //! A failed call (trap, deadline, memory, or no plugin in charge) is the
 //! caller's to handle: the node agent falls back on the built-in rules for
@@ -43,6 +44,10 @@ mod bindings {
     });
 }
 
+/// The records of the `cgroups` host calls.
+pub use bindings::orchd::plugin::cgroups::{CgroupStats, CgroupVersion};
+/// The records of the `network` host calls.
+pub use bindings::orchd::plugin::network::{NodeNetworkInfo, PodNetworkInfo};
 /// The typed records of `interface node-types`.
 pub use bindings::orchd::plugin::node_types as types;
 /// The records of the `runtime` host calls.
@@ -57,29 +62,40 @@ use types::{
 impl types::Host for HostState {}
 impl bindings::orchd::plugin::types::Host for HostState {}
 
-/// The host call grant that opens the `runtime` interface.
-pub const RUNTIME_GRANT: &str = "runtime";
+/// The host call grants a node policy may be given, one per interface.
+pub const HOST_CALL_GRANTS: [&str; 3] = ["runtime", "cgroups", "network"];
 
-/// What the node agent answers the `runtime` host calls with.
+/// What the node agent answers the `runtime`, `cgroups` and `network`
+/// host calls with.
 pub trait NodeRuntime: Send + Sync {
     /// The pods the node runs now.
     fn pod_sandboxes(&self) -> Vec<PodSandbox>;
     /// What pod `uid` uses now; `None` if the node does not run it.
     fn pod_sandbox_stats(&self, uid: &str) -> Option<PodUsage>;
+    /// The machine's cgroup hierarchy.
+    fn cgroup_version(&self) -> CgroupVersion;
+    /// Pod `uid`'s cgroup; `None` if it has none.
+    fn pod_cgroup_stats(&self, uid: &str) -> Option<CgroupStats>;
+    /// The node's pod network.
+    fn node_network(&self) -> NodeNetworkInfo;
+    /// Pod `uid`'s network; `None` if the node does not run it.
+    fn pod_network(&self, uid: &str) -> Option<PodNetworkInfo>;
 }
 
-/// A node policy instance's way to the node's runtime.
+/// A node policy instance's way to the node.
 pub struct NodeAccess {
     plugin: String,
-    granted: bool,
+    /// The interfaces it was granted (of [`HOST_CALL_GRANTS`]).
+    granted: Vec<String>,
     runtime: Arc<RwLock<Option<Arc<dyn NodeRuntime>>>>,
 }
 
 impl NodeAccess {
-    fn runtime(&self) -> Result<Arc<dyn NodeRuntime>, WitError> {
-        if !self.granted {
+    /// The node, if `interface` was granted.
+    fn node(&self, interface: &str) -> Result<Arc<dyn NodeRuntime>, WitError> {
+        if !self.granted.iter().any(|g| g == interface) {
             return Err(WitError::Forbidden(format!(
-                "plugin {} may not call the node's runtime: its spec.capabilities.hostCalls does not name {RUNTIME_GRANT:?}",
+                "plugin {} may not call the node's {interface}: its spec.capabilities.hostCalls does not name {interface:?}",
                 self.plugin
             )));
         }
@@ -91,23 +107,58 @@ impl NodeAccess {
     }
 }
 
+impl HostState {
+    fn node(&self, interface: &str) -> Result<Arc<dyn NodeRuntime>, WitError> {
+        self.node
+            .as_ref()
+            .ok_or_else(|| WitError::Internal("not a node policy".into()))?
+            .node(interface)
+    }
+}
+
 impl bindings::orchd::plugin::runtime::Host for HostState {
     fn list_pod_sandboxes(&mut self) -> Result<Vec<PodSandbox>, WitError> {
-        let node = self
-            .node
-            .as_ref()
-            .ok_or_else(|| WitError::Internal("not a node policy".into()))?;
-        Ok(node.runtime()?.pod_sandboxes())
+        Ok(self.node("runtime")?.pod_sandboxes())
     }
 
     fn pod_sandbox_stats(&mut self, uid: String) -> Result<PodUsage, WitError> {
-        let node = self
-            .node
-            .as_ref()
-            .ok_or_else(|| WitError::Internal("not a node policy".into()))?;
-        node.runtime()?
+        self.node("runtime")?
             .pod_sandbox_stats(&uid)
             .ok_or_else(|| WitError::NotFound(format!("the node runs no pod {uid}")))
+    }
+}
+
+impl bindings::orchd::plugin::cgroups::Host for HostState {
+    fn version(&mut self) -> Result<CgroupVersion, WitError> {
+        Ok(self.node("cgroups")?.cgroup_version())
+    }
+
+    fn pod_cgroup_stats(&mut self, uid: String) -> Result<CgroupStats, WitError> {
+        self.node("cgroups")?
+            .pod_cgroup_stats(&uid)
+            .ok_or_else(|| WitError::NotFound(format!("pod {uid} has no cgroup on this node")))
+    }
+}
+
+impl bindings::orchd::plugin::network::Host for HostState {
+    fn node_network(&mut self) -> Result<NodeNetworkInfo, WitError> {
+        Ok(self.node("network")?.node_network())
+    }
+
+    fn pod_network(&mut self, uid: String) -> Result<PodNetworkInfo, WitError> {
+        self.node("network")?
+            .pod_network(&uid)
+            .ok_or_else(|| WitError::NotFound(format!("the node runs no pod {uid}")))
+    }
+}
+
+/// The machine's cgroup hierarchy: v2 when `/sys/fs/cgroup` is the
+/// unified one.
+pub fn detect_cgroup_version() -> CgroupVersion {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        CgroupVersion::V2
+    } else {
+        CgroupVersion::V1
     }
 }
 
@@ -156,7 +207,7 @@ impl NodePolicyPlugin {
         })?;
         let access = Arc::new(NodeAccess {
             plugin: name.to_string(),
-            granted: host_calls.iter().any(|g| g == RUNTIME_GRANT),
+            granted: host_calls.to_vec(),
             runtime: slot.runtime.clone(),
         });
         let config = config.to_string();

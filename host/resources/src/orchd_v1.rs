@@ -154,8 +154,9 @@ pub struct PluginCapabilities {
     /// May create, update, patch and delete these (and their status).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub write: Vec<String>,
-    /// Host interfaces beyond object access it may call: `runtime` (a
-    /// node policy's view of the node's pods and their use).
+    /// Host interfaces beyond object access it may call (node policies):
+    /// `runtime` (the node's pods and their use), `cgroups` (their
+    /// cgroups), `network` (their network).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_calls: Vec<String>,
 }

@@ -346,11 +346,13 @@ fn check_plugin(object: &Value, errors: &mut Vec<FieldError>) {
         .map(Vec::as_slice)
         .unwrap_or_default();
     for (i, call) in host_calls.iter().enumerate() {
-        if call.as_str() != Some("runtime") {
+        if !matches!(call.as_str(), Some("runtime" | "cgroups" | "network")) {
             errors.push(FieldError::new(
                 "FieldValueNotSupported",
                 format!("spec.capabilities.hostCalls[{i}]"),
-                format!("Unsupported value: {call}: supported values: \"runtime\""),
+                format!(
+                    "Unsupported value: {call}: supported values: \"runtime\", \"cgroups\", \"network\""
+                ),
             ));
         }
     }

@@ -23,7 +23,7 @@
 //! * node-pressure eviction ([`eviction`]).
 
 pub mod cgroups;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
 pub mod eviction;
 

@@ -186,6 +186,62 @@ pub fn memory_working_set(version: CgroupVersion, path: &str) -> Option<u64> {
     Some(usage.saturating_sub(stat_value(&stat, inactive_key).unwrap_or(0)))
 }
 
+/// What a cgroup reports now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Memory charged to it, page cache included.
+    pub memory_usage_bytes: u64,
+    /// Its memory limit; `None` when unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    /// OOM kills in it so far.
+    pub oom_kills: u64,
+    /// CPU time used, in microseconds.
+    pub cpu_usage_micros: u64,
+}
+
+/// A v1 "unlimited" memory limit is the largest page-aligned value; any
+/// limit this large means none.
+const UNLIMITED: u64 = 1 << 62;
+
+/// The cgroup `path`'s figures; `None` if it is not there.
+pub fn stats(version: CgroupVersion, path: &str) -> Option<Stats> {
+    let memory = memory_dir(version, path);
+    let number = |dir: &Path, file: &str| -> Option<u64> {
+        std::fs::read_to_string(dir.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    match version {
+        CgroupVersion::V1 => {
+            let rel = path.trim_start_matches('/');
+            let cpuacct = ["cpuacct", "cpu,cpuacct"]
+                .iter()
+                .map(|c| Path::new(CGROUP_ROOT).join(c).join(rel))
+                .find(|d| d.join("cpuacct.usage").exists());
+            Some(Stats {
+                memory_usage_bytes: number(&memory, "memory.usage_in_bytes")?,
+                memory_limit_bytes: number(&memory, "memory.limit_in_bytes")
+                    .filter(|l| *l < UNLIMITED),
+                oom_kills: oom_kills(version, path).unwrap_or(0),
+                cpu_usage_micros: cpuacct
+                    .and_then(|d| number(&d, "cpuacct.usage"))
+                    .map_or(0, |ns| ns / 1000),
+            })
+        }
+        CgroupVersion::V2 => {
+            let cpu = std::fs::read_to_string(memory.join("cpu.stat")).unwrap_or_default();
+            Some(Stats {
+                memory_usage_bytes: number(&memory, "memory.current")?,
+                memory_limit_bytes: number(&memory, "memory.max"),
+                oom_kills: oom_kills(version, path).unwrap_or(0),
+                cpu_usage_micros: stat_value(&cpu, "usage_usec").unwrap_or(0),
+            })
+        }
+    }
+}
+
 /// The value of `key` in a `memory.stat` text (`key N` lines).
 pub fn stat_value(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {

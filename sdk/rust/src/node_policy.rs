@@ -11,8 +11,10 @@
 //! between calls but the configuration [`NodePolicy::setup`] receives:
 //! any instance (or a new revision) may answer the next one.
 //!
-//! Host calls: [`runtime`] (the pods the node runs and what they use),
-//! granted by the Plugin's `spec.capabilities.hostCalls: [runtime]`.
+//! Host calls, each granted by naming it in the Plugin's
+//! `spec.capabilities.hostCalls`: [`runtime`] (the pods the node runs and
+//! what they use), [`cgroups`] (their cgroups), [`network`] (the pod
+//! network). Without the grant a call answers [`Error::Forbidden`].
 
 pub use crate::bindings::node_policy::orchd::plugin::node_types::{
     AfterExit, ContainerExit, ContainerResources, ContainerState, ContainerView, Eviction,
@@ -27,6 +29,24 @@ pub use crate::bindings::node_policy::orchd::plugin::types::Error;
 pub mod runtime {
     pub use crate::bindings::node_policy::orchd::plugin::runtime::{
         PodSandbox, PodUsage, list_pod_sandboxes, pod_sandbox_stats,
+    };
+}
+
+/// The node's cgroups (capability `cgroups`): the machine's hierarchy
+/// ([`cgroups::version`]) and a pod's cgroup ([`cgroups::pod_cgroup_stats`]).
+/// Only inside a component.
+pub mod cgroups {
+    pub use crate::bindings::node_policy::orchd::plugin::cgroups::{
+        CgroupStats, CgroupVersion, pod_cgroup_stats, version,
+    };
+}
+
+/// The node's pod network (capability `network`): the node's side
+/// ([`network::node_network`]) and a pod's ([`network::pod_network`]).
+/// Only inside a component.
+pub mod network {
+    pub use crate::bindings::node_policy::orchd::plugin::network::{
+        NodeNetworkInfo, PodNetworkInfo, node_network, pod_network,
     };
 }
 
