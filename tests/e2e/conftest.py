@@ -50,6 +50,21 @@ def orchd_factory(tmp_path):
 
 
 @pytest.fixture
+def node_cluster(tmp_path, request) -> Cluster:
+    """`orchd up` with its in-process node agent (named after the test
+    module's `NODE`, else wasm-node) and no hollow nodes; stops it at the
+    end and checks the stop was clean."""
+    name = getattr(request.module, "NODE", "wasm-node")
+    o = Orchd(tmp_path / "data", ["--node-name", name], node=True).start()
+    try:
+        yield Cluster(o, tmp_path)
+    finally:
+        code = o.stop()
+        print(o.log())
+    assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
+
+
+@pytest.fixture
 def cluster(tmp_path) -> Cluster:
     """A fresh orchd with a tmp data dir; yields a Cluster, which unpacks to
     (url, kubeconfig path). Stops orchd at the end and checks the stop was

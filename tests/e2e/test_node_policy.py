@@ -20,37 +20,13 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
-from helpers import Cluster, Orchd, plugin_path, run_orchd, wait_until
+from helpers import Cluster, plugin_path, run_orchd, wait_until
 
 NODE = "policy-node"
 
 
-@pytest.fixture
-def node_cluster(tmp_path):
-    """`orchd up` with its node agent, no hollow nodes."""
-    o = Orchd(tmp_path / "data", ["--node-name", NODE], node=True).start()
-    try:
-        yield Cluster(o, tmp_path)
-    finally:
-        code = o.stop()
-        print(o.log())
-    assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
-
-
 def crasher(c: Cluster, name: str) -> None:
-    image = "file://" + str(plugin_path("hello-wasm.wasm").resolve())
-    c.kubectl_apply_text(f"""apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-spec:
-  containers:
-    - name: main
-      image: {image}
-      args: ["--count", "1", "--exit", "1"]
-""")
+    wasm_pod(c, name, ["--count", "1", "--exit", "1"])
 
 
 def status(c: Cluster, name: str) -> dict:

@@ -11,23 +11,9 @@ import re
 import subprocess
 import time
 
-import pytest
-
-from helpers import Cluster, Orchd, plugin_path, table_rows, wait_until
+from helpers import Cluster, plugin_path, table_rows, wait_until
 
 NODE = "wasm-node"
-
-
-@pytest.fixture
-def node_cluster(tmp_path):
-    """`orchd up` with its node agent (named wasm-node), no hollow nodes."""
-    o = Orchd(tmp_path / "data", ["--node-name", NODE], node=True).start()
-    try:
-        yield Cluster(o, tmp_path)
-    finally:
-        code = o.stop()
-        print(o.log())
-    assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
 
 
 def image() -> str:

@@ -699,57 +699,14 @@ impl Manager {
         let Some(chain) = self.config.admission.clone() else {
             return;
         };
-        let Revision {
-            generation,
-            revision,
-            digest,
-            settings,
-            asked_at,
-        } = r;
         let phase = match plugin.settings().phase {
             orchd_api::admission::Phase::Mutating => "mutating",
             orchd_api::admission::Phase::Validating => "validating",
         };
-        let from = self.running.get(name).map(|r| r.revision);
         chain.install(Arc::new(plugin));
-        // Replaced, not stopped: stopping would take the plugin out of
-        // the chain the new revision is now in.
-        self.running.insert(
-            name.to_string(),
-            Running {
-                revision,
-                digest: digest.clone(),
-                scheduler_name: None,
-                runner: Runs::Admission(chain, name.to_string()),
-                previous: None,
-                asked_at,
-                settings,
-                generation,
-            },
-        );
-        let message = match from {
-            Some(from) if from != revision => {
-                format!(
-                    "revision {revision} reviews API writes ({phase}), took over from revision {from}"
-                )
-            }
-            _ => format!("revision {revision} reviews API writes ({phase})"),
-        };
-        let took_over = TookOver {
-            phase: "Active",
-            generation,
-            revision,
-            digest: &digest,
-            scheduler_name: None,
-            message: &message,
-        };
-        self.took_over(name, took_over).await;
-        let millis = i64::try_from(asked_at.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.write_status(name, |s| s.swap_millis = Some(millis))
+        let role = format!("reviews API writes ({phase})");
+        self.replaced_in_place(name, r, Runs::Admission(chain, name.to_string()), &role)
             .await;
-        let object = self.current_object(name).await;
-        self.events
-            .record(&object, EventType::Normal, "RevisionActive", &message);
     }
 
     /// Puts a node policy revision in charge of the node agent's
@@ -758,6 +715,17 @@ impl Manager {
         let Some(slot) = self.config.node_policy.clone() else {
             return;
         };
+        slot.install(Arc::new(plugin));
+        let runs = Runs::NodePolicy(slot, name.to_string());
+        self.replaced_in_place(name, r, runs, "decides the node's pod lifecycle")
+            .await;
+    }
+
+    /// Records a revision that took over in place (put into the admission
+    /// chain or the node policy slot by the caller, replacing the one
+    /// before in one step), in `running`, the status and an Event; `role`
+    /// says what it does ("reviews API writes (validating)").
+    async fn replaced_in_place(&mut self, name: &str, r: Revision, runs: Runs, role: &str) {
         let Revision {
             generation,
             revision,
@@ -766,15 +734,15 @@ impl Manager {
             asked_at,
         } = r;
         let from = self.running.get(name).map(|r| r.revision);
-        slot.install(Arc::new(plugin));
-        // Replaced, not stopped: stopping would take the new revision out.
+        // Replaced, not stopped: stopping the old entry would take the
+        // plugin's name out of the chain or slot the new revision is in.
         self.running.insert(
             name.to_string(),
             Running {
                 revision,
                 digest: digest.clone(),
                 scheduler_name: None,
-                runner: Runs::NodePolicy(slot, name.to_string()),
+                runner: runs,
                 previous: None,
                 asked_at,
                 settings,
@@ -782,10 +750,10 @@ impl Manager {
             },
         );
         let message = match from {
-            Some(from) if from != revision => format!(
-                "revision {revision} decides the node's pod lifecycle, took over from revision {from}"
-            ),
-            _ => format!("revision {revision} decides the node's pod lifecycle"),
+            Some(from) if from != revision => {
+                format!("revision {revision} {role}, took over from revision {from}")
+            }
+            _ => format!("revision {revision} {role}"),
         };
         let took_over = TookOver {
             phase: "Active",
