@@ -30,6 +30,9 @@ use crate::runtime::{
     ContainerConfig, ContainerExit, ExitReason, RunningContainer, Runtime, StartError,
 };
 
+/// The longest restart delay the node takes from its policy.
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(24 * 3600);
+
 /// How long a PostStart hook may run.
 pub const POST_START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -680,7 +683,9 @@ impl PodWorker {
             };
             step = plan.next_step;
             attempt += 1;
-            let delay = Duration::from_millis(plan.delay_ms);
+            // A policy's delay is bounded: the node still wakes up daily
+            // to ask again (a plugin asking for ever is a plugin bug).
+            let delay = Duration::from_millis(plan.delay_ms).min(MAX_RESTART_DELAY);
             self.update(slot, |c| {
                 c.restart_count += 1;
                 c.last = Some(terminated.clone());
