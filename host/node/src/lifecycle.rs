@@ -683,8 +683,9 @@ impl PodWorker {
             };
             step = plan.next_step;
             attempt += 1;
-            // A policy's delay is bounded: the node still wakes up daily
-            // to ask again (a plugin asking for ever is a plugin bug).
+            // A policy's delay is bounded (a plugin's u64::MAX would
+            // overflow a deadline); to keep a container down for good a
+            // policy answers stay-terminated.
             let delay = Duration::from_millis(plan.delay_ms).min(MAX_RESTART_DELAY);
             self.update(slot, |c| {
                 c.restart_count += 1;
