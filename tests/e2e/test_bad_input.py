@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import start_orchd
-from helpers import Cluster, Response, cm_path, configmap, current_revision
+from conftest import serve, start_orchd
+from helpers import Response, cm_path, configmap, current_revision
 
 
 @pytest.fixture
@@ -15,13 +15,7 @@ def cluster(tmp_path):
     """conftest's `cluster` without the default plugins: these tests check
     that the store's revision does not move, and the serviceaccount
     controller and the scheduler write on their own."""
-    o = start_orchd(tmp_path, ["--no-default-plugins"])
-    try:
-        yield Cluster(o, tmp_path)
-    finally:
-        code = o.stop()
-        print(o.log())
-    assert code == 0, f"orchd exited {code} on SIGTERM:\n{o.log()}"
+    yield from serve(start_orchd(tmp_path, ["--no-default-plugins"]), tmp_path)
 
 
 def assert_status(r: Response, code: int, reason: str) -> dict:
