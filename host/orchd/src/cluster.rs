@@ -537,7 +537,12 @@ async fn start_plugins(
             "orchd: warning: this orchd was built without its default plugins (the wasm32-wasip2 target was missing: `rustup target add wasm32-wasip2`, then rebuild); pods stay Pending until you `orchd plugin install` a scheduler"
         );
     } else {
-        for p in DEFAULT_PLUGINS {
+        // The default node policy only where a node agent runs to use it
+        // (a process with a node installs it itself on a shared store).
+        let wanted = DEFAULT_PLUGINS
+            .iter()
+            .filter(|p| p.world != orchd_plugin_host::World::NodePolicy || node_policy.is_some());
+        for p in wanted {
             let capabilities = (!p.read.is_empty()
                 || !p.write.is_empty()
                 || !p.host_calls.is_empty())

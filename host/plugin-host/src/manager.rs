@@ -344,7 +344,13 @@ impl Manager {
                 return;
             }
         };
-        if !self.config.plugins.runs(&plugin.spec.world) {
+        // On a shared store, a replica without a node agent leaves node
+        // policies to the replicas that have one (refusing them would
+        // fight those replicas over the status); alone, it refuses them.
+        let no_node_here = plugin.spec.world == World::NodePolicy.name()
+            && self.config.node_policy.is_none()
+            && self.config.plugins != PluginSet::All;
+        if !self.config.plugins.runs(&plugin.spec.world) || no_node_here {
             // Another manager's (its world changed, say): stop what runs
             // here, and leave its status to that manager.
             self.remove(&name, "the Plugin's world is run elsewhere")
