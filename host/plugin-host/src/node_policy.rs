@@ -1,6 +1,7 @@
 //! The host side of `world node-policy`: the node agent's pod lifecycle
 //! decisions (what a container's exit leads to, a pod's phase and
-//! conditions) asked of a plugin.
+//! conditions, a starting pod's cgroup, what the node's pressure signals
+//! mean) asked of a plugin.
 //!
 //! * [`NodePolicyPlugin`]: one loaded revision and its supervised
 //!   instance. Calls are short pure functions, so one instance serves the
@@ -149,16 +150,6 @@ impl bindings::orchd::plugin::network::Host for HostState {
         self.node("network")?
             .pod_network(&uid)
             .ok_or_else(|| WitError::NotFound(format!("the node runs no pod {uid}")))
-    }
-}
-
-/// The machine's cgroup hierarchy: v2 when `/sys/fs/cgroup` is the
-/// unified one.
-pub fn detect_cgroup_version() -> CgroupVersion {
-    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        CgroupVersion::V2
-    } else {
-        CgroupVersion::V1
     }
 }
 
