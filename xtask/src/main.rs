@@ -1171,7 +1171,9 @@ xtask: the demo cluster is running at http://{addr} (state in .orchd/). In anoth
 One node is real (the in-process node agent runs wasm components: see
 `kubectl logs deploy/hello-wasm -f`); 3 are hollow (they heartbeat and report
 pods Running without running them). A non-wasm image (nginx, busybox) that
-lands on the real node shows ErrImagePull: the containerd runtime comes later.
+lands on the real node shows ErrImagePull: real containers need containerd
+(`orchd up --runtime containerd`, see the README). The node's restart and
+eviction rules are the `kubelet` plugin (`kubectl get plugins`).
 Press Ctrl-C here to stop the cluster.",
         kubectl_dir.display()
     );
