@@ -511,16 +511,7 @@ impl PodWorker {
     }
 
     fn update(&self, slot: Slot, f: impl FnOnce(&mut ContainerStatus)) {
-        if let Ok(mut run) = self.run.lock() {
-            let c = match slot {
-                Slot::Init(i) => run.init.get_mut(i),
-                Slot::Main(i) => run.main.get_mut(i),
-            };
-            if let Some(c) = c {
-                f(c);
-            }
-        }
-        self.changed.notify_one();
+        update_container(&self.run, &self.changed, slot, f);
     }
 
     /// One run of a started container: marks it running, watches it (hooks,
@@ -894,16 +885,7 @@ struct ProbeTarget {
 
 impl ProbeTarget {
     fn update(&self, slot: Slot, f: impl FnOnce(&mut ContainerStatus)) {
-        if let Ok(mut run) = self.run.lock() {
-            let c = match slot {
-                Slot::Init(i) => run.init.get_mut(i),
-                Slot::Main(i) => run.main.get_mut(i),
-            };
-            if let Some(c) = c {
-                f(c);
-            }
-        }
-        self.changed.notify_one();
+        update_container(&self.run, &self.changed, slot, f);
     }
 
     /// Runs the startup probe until it succeeds, then liveness and
@@ -994,6 +976,25 @@ impl ProbeTarget {
             }
         }
     }
+}
+
+/// Changes the container in `slot` of `run` and wakes the status writer.
+fn update_container(
+    run: &Mutex<PodRun>,
+    changed: &Notify,
+    slot: Slot,
+    f: impl FnOnce(&mut ContainerStatus),
+) {
+    if let Ok(mut run) = run.lock() {
+        let c = match slot {
+            Slot::Init(i) => run.init.get_mut(i),
+            Slot::Main(i) => run.main.get_mut(i),
+        };
+        if let Some(c) = c {
+            f(c);
+        }
+    }
+    changed.notify_one();
 }
 
 /// Which container of the pod.
