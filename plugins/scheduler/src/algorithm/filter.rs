@@ -105,8 +105,13 @@ pub fn untolerated_taint(pod: &PodInfo, node: &NodeInfo) -> Option<Taint> {
     {
         return Some(t.clone());
     }
+    if node.ready {
+        return None;
+    }
+    // Built only for a node that is not Ready: an allocation per node
+    // looked at was a tenth of a decision in WebAssembly.
     let not_ready = implicit_taint(NOT_READY_TAINT);
-    (!node.ready && !tolerated(&pod.tolerations, &not_ready)).then_some(not_ready)
+    (!tolerated(&pod.tolerations, &not_ready)).then_some(not_ready)
 }
 
 fn implicit_taint(key: &str) -> Taint {

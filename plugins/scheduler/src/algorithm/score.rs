@@ -129,10 +129,15 @@ fn non_zero(requests: &Resources) -> (u64, u64) {
 /// `part * MAX_SCORE / whole` for `part <= whole`, `whole > 0`, exactly:
 /// in u64 whenever it fits, as it does for any real node (a u128 division
 /// is a library call, several times slower, in WebAssembly above all).
+/// The bound is compared rather than `checked_mul` used: WebAssembly has
+/// no high-half multiply, so the overflow check alone was a call to
+/// `__multi3` per score.
 pub(crate) fn share(part: u64, whole: u64) -> i64 {
-    let score = match part.checked_mul(MAX_SCORE as u64) {
-        Some(scaled) => scaled / whole,
-        None => (u128::from(part) * u128::from(MAX_SCORE as u64) / u128::from(whole)) as u64,
+    const SCALE: u64 = MAX_SCORE as u64;
+    let score = if part <= u64::MAX / SCALE {
+        part * SCALE / whole
+    } else {
+        (u128::from(part) * u128::from(SCALE) / u128::from(whole)) as u64
     };
     score as i64
 }
@@ -189,7 +194,12 @@ pub fn balanced_allocation(pod: &PodInfo, node: &NodeInfo) -> i64 {
         return 0;
     }
     let fraction = |requested: u64, capacity: u64| -> Option<f64> {
-        (capacity != 0).then(|| (requested as f64 / capacity as f64).min(1.0))
+        // Not `f64::min`: its NaN rules make it a call to `fmin` in
+        // WebAssembly; the ratio of two integers is never NaN.
+        (capacity != 0).then(|| {
+            let used = requested as f64 / capacity as f64;
+            if used > 1.0 { 1.0 } else { used }
+        })
     };
     let cpu = fraction(
         node.requested.milli_cpu.saturating_add(want.milli_cpu),
