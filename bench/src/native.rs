@@ -12,6 +12,7 @@
 
 use orchd_plugin_host::PluginError;
 use orchd_plugin_host::runner::Decide;
+use orchd_plugin_host::scheduler::ViewChange;
 use orchd_plugin_host::scheduler::types as wit;
 use orchd_scheduler::algorithm as alg;
 use orchd_sdk::scheduler::{self as sdk, Cluster};
@@ -38,7 +39,7 @@ impl Decide for NativeScheduler {
 
     fn schedule(
         &mut self,
-        changes: &[wit::ClusterChange],
+        changes: &[ViewChange],
         reset: bool,
         pods: &[wit::PodInfo],
     ) -> Result<Vec<wit::Decision>, PluginError> {
@@ -79,10 +80,10 @@ pub fn decision_of(decision: alg::Decision) -> wit::Decision {
 }
 
 /// A change as the SDK takes it (a copy, as the component's lifting makes).
-pub fn change_of(change: &wit::ClusterChange) -> sdk::ClusterChange {
+pub fn change_of(change: &ViewChange) -> sdk::ClusterChange {
     use sdk::ClusterChange as Sdk;
     match change {
-        wit::ClusterChange::NodeSet(n) => Sdk::NodeSet(sdk::Node {
+        ViewChange::NodeSet(n) => Sdk::NodeSet(sdk::Node {
             name: n.name.clone(),
             labels: labels(&n.labels),
             allocatable: resources(&n.allocatable),
@@ -90,8 +91,8 @@ pub fn change_of(change: &wit::ClusterChange) -> sdk::ClusterChange {
             unschedulable: n.unschedulable,
             ready: n.ready,
         }),
-        wit::ClusterChange::NodeRemoved(name) => Sdk::NodeRemoved(name.clone()),
-        wit::ClusterChange::PodPlaced(p) => Sdk::PodPlaced(sdk::PlacedPod {
+        ViewChange::NodeRemoved(name) => Sdk::NodeRemoved(name.clone()),
+        ViewChange::PodPlaced(p) => Sdk::PodPlaced(sdk::PlacedPod {
             key: p.key.clone(),
             node: p.node.clone(),
             namespace: p.namespace.clone(),
@@ -100,7 +101,7 @@ pub fn change_of(change: &wit::ClusterChange) -> sdk::ClusterChange {
             requests: resources(&p.requests),
             host_ports: p.host_ports.clone(),
         }),
-        wit::ClusterChange::PodRemoved(key) => Sdk::PodRemoved(key.clone()),
+        ViewChange::PodRemoved(key) => Sdk::PodRemoved(key.clone()),
     }
 }
 

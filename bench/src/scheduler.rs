@@ -30,9 +30,8 @@ use futures::StreamExt;
 use orchd_plugin_host::manager::{self, ManagerConfig};
 use orchd_plugin_host::runner::{self, Decide, RunnerStats};
 use orchd_plugin_host::sandbox::HostState;
-use orchd_plugin_host::scheduler::types::{
-    ClusterChange, Label, Node, PlacedPod, PodInfo, Resources,
-};
+use orchd_plugin_host::scheduler::ViewChange;
+use orchd_plugin_host::scheduler::types::{Label, Node, PlacedPod, PodInfo, Resources};
 use orchd_plugin_host::supervisor::Supervised;
 use orchd_plugin_host::{Compiled, Limits, LogLevel, LogSink, PluginEngine, SchedulerPlugin};
 use orchd_plugin_host::{World, engine::one_line, podinfo};
@@ -514,7 +513,7 @@ fn instantiate_time(engine: &PluginEngine, compiled: &Compiled) -> anyhow::Resul
 /// The view of hollow nodes halfway through an end to end run, as the
 /// runner's cache sends it whole: `orchd sim nodes`' labels and size, one
 /// pod placed on each.
-fn micro_view(count: usize) -> Vec<ClusterChange> {
+fn micro_view(count: usize) -> Vec<ViewChange> {
     let label = |k: &str, v: &str| Label {
         key: k.into(),
         value: v.into(),
@@ -522,7 +521,7 @@ fn micro_view(count: usize) -> Vec<ClusterChange> {
     let mut changes = Vec::with_capacity(2 * count);
     for i in 0..count {
         let name = format!("{NODE_PREFIX}-{i}");
-        changes.push(ClusterChange::PodPlaced(PlacedPod {
+        changes.push(ViewChange::PodPlaced(Arc::new(PlacedPod {
             key: format!("default/placed-{i}"),
             node: name.clone(),
             namespace: "default".into(),
@@ -534,8 +533,8 @@ fn micro_view(count: usize) -> Vec<ClusterChange> {
                 pods: 1,
             },
             host_ports: Vec::new(),
-        }));
-        changes.push(ClusterChange::NodeSet(Node {
+        })));
+        changes.push(ViewChange::NodeSet(Arc::new(Node {
             labels: vec![
                 label("kubernetes.io/hostname", &name),
                 label("kubernetes.io/os", "linux"),
@@ -551,7 +550,7 @@ fn micro_view(count: usize) -> Vec<ClusterChange> {
             taints: Vec::new(),
             unschedulable: false,
             ready: true,
-        }));
+        })));
     }
     changes
 }

@@ -877,10 +877,10 @@ impl Manager {
             return;
         };
         match report {
-            Report::FirstDecision { digest, .. } if digest == running.digest => {
+            Report::FirstDecision { digest, at } if digest == running.digest => {
                 // From the manager seeing the revision (before it loaded
                 // it) to the new revision's first decision.
-                let total = running.asked_at.elapsed();
+                let total = at.saturating_duration_since(running.asked_at);
                 let millis = i64::try_from(total.as_millis()).unwrap_or(i64::MAX);
                 self.write_status(name, |s| s.swap_millis = Some(millis))
                     .await;

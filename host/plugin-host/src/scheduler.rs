@@ -2,7 +2,9 @@
 //! `log` import, and typed, supervised calls to `scheduler-name` and
 //! `schedule`.
 
-use wasmtime::component::HasSelf;
+use std::sync::Arc;
+
+use wasmtime::component::{ComponentType, HasSelf, Lower, TypedFunc};
 
 use crate::PluginError;
 use crate::engine::{Compiled, PluginEngine, one_line};
@@ -36,7 +38,43 @@ pub mod types {
     };
 }
 
-use types::{ClusterChange, Decision, PodInfo};
+use types::{Decision, Node, PlacedPod, PodInfo};
+
+/// A change to a scheduler's view of the cluster as the host keeps it:
+/// `cluster-change` of `scheduling-types` with its records shared, which
+/// is how it is lowered (the component sees a `cluster-change`).
+///
+/// The host's cache, its log of changes and a whole view handed to a new
+/// instance all point at the same records: giving a swapped-in revision
+/// the view of 5,000 nodes and 20,000 pods is a reference count per
+/// record, not a copy of every string in them, and the records are
+/// lowered into the plugin's memory straight from the cache's.
+#[derive(ComponentType, Lower, Clone, Debug, PartialEq)]
+#[component(variant)]
+pub enum ViewChange {
+    /// A node appeared or changed.
+    #[component(name = "node-set")]
+    NodeSet(Arc<Node>),
+    /// A node is gone (its pods stay counted under its name).
+    #[component(name = "node-removed")]
+    NodeRemoved(String),
+    /// A pod counts on a node (bound, or assumed by the plugin).
+    #[component(name = "pod-placed")]
+    PodPlaced(Arc<PlacedPod>),
+    /// A pod no longer counts anywhere (by `namespace/name`).
+    #[component(name = "pod-removed")]
+    PodRemoved(String),
+}
+
+/// The exports of one scheduler instance.
+struct Exports {
+    /// As generated from the world.
+    bindings: Scheduler,
+    /// `update`, typed over the host's shared records instead of the
+    /// generated owned ones (type-checked against the component once,
+    /// at instantiation).
+    update: TypedFunc<(Vec<ViewChange>, bool), ()>,
+}
 
 // The scheduling types interface has only types: nothing to implement.
 impl bindings::orchd::plugin::scheduling_types::Host for HostState {}
@@ -86,7 +124,7 @@ pub fn warm_up_pod() -> PodInfo {
 /// A loaded scheduler plugin: a supervised instance of a component of
 /// `world scheduler`.
 pub struct SchedulerPlugin {
-    inner: Supervised<Scheduler>,
+    inner: Supervised<Exports>,
     scheduler_name: String,
     digest: String,
     /// The instance whose view of the cluster the host has filled.
@@ -126,11 +164,17 @@ impl SchedulerPlugin {
             engine.engine().clone(),
             limits,
             log,
-            Box::new(move |store| pre.instantiate(store)),
+            Box::new(move |store| {
+                let instance = pre.instance_pre().instantiate(&mut *store)?;
+                let bindings = Scheduler::new(&mut *store, &instance)?;
+                let update = instance.get_typed_func(&mut *store, "update")?;
+                Ok(Exports { bindings, update })
+            }),
         );
         inner.warm()?;
-        let scheduler_name =
-            inner.call("scheduler-name", |s, store| s.call_scheduler_name(store))?;
+        let scheduler_name = inner.call("scheduler-name", |s, store| {
+            s.bindings.call_scheduler_name(store)
+        })?;
         if scheduler_name.is_empty() {
             return Err(PluginError::Invalid(format!(
                 "{name} returned an empty scheduler-name"
@@ -139,9 +183,11 @@ impl SchedulerPlugin {
         // A first decision, in an empty cluster, so a plugin that cannot
         // take changes or decide at all fails here, before it is put in
         // charge. Any answer will do: the first real call resets the view.
-        inner.call("update", |s, store| s.call_update(store, &[], true))?;
+        inner.call("update", |s, store| {
+            s.update.call(store, (Vec::new(), true))
+        })?;
         let decisions = inner.call("schedule", |s, store| {
-            s.call_schedule(store, &[warm_up_pod()])
+            s.bindings.call_schedule(store, &[warm_up_pod()])
         })?;
         if decisions.len() != 1 {
             return Err(PluginError::Invalid(format!(
@@ -170,8 +216,9 @@ impl SchedulerPlugin {
     /// Asks the plugin again for its schedulerName (a cheap call, useful
     /// to check that the plugin answers).
     pub fn call_scheduler_name(&mut self) -> Result<String, PluginError> {
-        self.inner
-            .call("scheduler-name", |s, store| s.call_scheduler_name(store))
+        self.inner.call("scheduler-name", |s, store| {
+            s.bindings.call_scheduler_name(store)
+        })
     }
 
     /// Whether the plugin's view of the cluster must be sent whole before
@@ -188,7 +235,7 @@ impl SchedulerPlugin {
     /// the view is stale and `changes` are not the whole cluster.
     pub fn schedule(
         &mut self,
-        changes: &[ClusterChange],
+        changes: &[ViewChange],
         reset: bool,
         pods: &[PodInfo],
     ) -> Result<Vec<Decision>, PluginError> {
@@ -199,8 +246,9 @@ impl SchedulerPlugin {
             )));
         }
         if reset || !changes.is_empty() {
-            self.inner
-                .call_preparing("update", |s, store| s.call_update(store, changes, reset))?;
+            self.inner.call_preparing("update", |s, store| {
+                s.update.call(store, (changes.to_vec(), reset))
+            })?;
             self.synced = self.inner.instance();
         }
         if pods.is_empty() {
@@ -208,7 +256,7 @@ impl SchedulerPlugin {
         }
         let decisions = self
             .inner
-            .call("schedule", |s, store| s.call_schedule(store, pods))?;
+            .call("schedule", |s, store| s.bindings.call_schedule(store, pods))?;
         if decisions.len() != pods.len() {
             // Whatever it assumed is unknown to the host: start it over.
             self.synced = None;

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use orchd_plugin_host::PluginError;
 use orchd_plugin_host::runner::{self, Decide, Report};
-use orchd_plugin_host::scheduler::types::{ClusterChange, Decision, PodInfo};
+use orchd_plugin_host::scheduler::ViewChange;
+use orchd_plugin_host::scheduler::types::{Decision, PodInfo};
 use orchd_store::{ObjectKey, RedbStore, RedbStoreConfig, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -47,7 +48,7 @@ impl Decide for Native {
     }
     fn schedule(
         &mut self,
-        changes: &[ClusterChange],
+        changes: &[ViewChange],
         reset: bool,
         pods: &[PodInfo],
     ) -> Result<Vec<Decision>, PluginError> {
@@ -67,8 +68,8 @@ impl Decide for Native {
         };
         for change in changes {
             match change {
-                ClusterChange::NodeSet(n) if !nodes.contains(&n.name) => nodes.push(n.name.clone()),
-                ClusterChange::NodeRemoved(name) => nodes.retain(|n| n != name),
+                ViewChange::NodeSet(n) if !nodes.contains(&n.name) => nodes.push(n.name.clone()),
+                ViewChange::NodeRemoved(name) => nodes.retain(|n| n != name),
                 _ => {}
             }
         }
@@ -175,7 +176,7 @@ async fn probation_rolls_back_a_failing_decider_and_confirms_a_good_one() {
         }
         fn schedule(
             &mut self,
-            _: &[ClusterChange],
+            _: &[ViewChange],
             _: bool,
             pods: &[PodInfo],
         ) -> Result<Vec<Decision>, PluginError> {

@@ -12,7 +12,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use orchd_plugin_host::runner;
-use orchd_plugin_host::scheduler::types::{ClusterChange, Decision, Node, PodInfo};
+use orchd_plugin_host::scheduler::ViewChange;
+use orchd_plugin_host::scheduler::types::{Decision, Node, PodInfo};
 use orchd_plugin_host::{Limits, PluginEngine, SchedulerPlugin, World, podinfo};
 use orchd_store::{ListOptions, ObjectKey, RedbStore, RedbStoreConfig, Scope, Store};
 use serde_json::{Value, json};
@@ -99,21 +100,21 @@ fn pod_object(name: &str, cpu: &str) -> Value {
     })
 }
 
-fn node_set(node: &Value) -> ClusterChange {
-    ClusterChange::NodeSet(Node {
+fn node_set(node: &Value) -> ViewChange {
+    ViewChange::NodeSet(Arc::new(Node {
         name: node["metadata"]["name"].as_str().unwrap_or_default().into(),
         labels: podinfo::labels(node),
         allocatable: podinfo::node_allocatable(node),
         taints: podinfo::node_taints(node),
         unschedulable: false,
         ready: true,
-    })
+    }))
 }
 
 /// The one decision for `pod`, after `changes`.
 fn decide(
     plugin: &mut SchedulerPlugin,
-    changes: &[ClusterChange],
+    changes: &[ViewChange],
     reset: bool,
     pod: &PodInfo,
 ) -> Decision {
@@ -160,14 +161,14 @@ fn the_default_scheduler_decides_through_the_host() {
         other => panic!("unexpected {other:?}"),
     }
     // Until the host says the binding failed.
-    let removed = [ClusterChange::PodRemoved("default/p".into())];
+    let removed = [ViewChange::PodRemoved("default/p".into())];
     assert_eq!(
         decide(&mut plugin, &removed, false, &seven),
         Decision::Bind("big".into())
     );
     // A reset with many nodes stays fast (lowering ~1,000 records once),
     // and forgets what was counted before.
-    let many: Vec<ClusterChange> = (0..1000)
+    let many: Vec<ViewChange> = (0..1000)
         .map(|i| node_set(&node_object(&format!("n{i}"), "4", json!([]))))
         .collect();
     let started = Instant::now();

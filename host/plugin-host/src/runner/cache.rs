@@ -10,17 +10,19 @@
 //! recorded yet (see [`Cache::assume`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::podinfo;
-use crate::scheduler::types::{ClusterChange, Node, PlacedPod};
+use crate::scheduler::ViewChange;
+use crate::scheduler::types::{Node, PlacedPod};
 
 /// A pod counted on a node.
 #[derive(Clone, Debug)]
 pub(crate) struct Placement {
-    /// What the plugin sees of it.
-    pub(crate) pod: PlacedPod,
+    /// What the plugin sees of it (shared with the changes that carry it).
+    pub(crate) pod: Arc<PlacedPod>,
     /// Chosen by this scheduler, binding not yet seen in the store.
     pub(crate) assumed: bool,
 }
@@ -29,7 +31,7 @@ impl Placement {
     /// The placement of `pod` (known as `key`) on `node`.
     pub(crate) fn of(key: &str, pod: &Value, node: &str, assumed: bool) -> Self {
         Placement {
-            pod: PlacedPod {
+            pod: Arc::new(PlacedPod {
                 key: key.into(),
                 node: node.into(),
                 namespace: pod["metadata"]["namespace"]
@@ -40,7 +42,7 @@ impl Placement {
                 owner_uid: podinfo::controller_uid(pod),
                 requests: podinfo::pod_requests(pod),
                 host_ports: podinfo::host_ports(pod),
-            },
+            }),
             assumed,
         }
     }
@@ -51,20 +53,20 @@ impl Placement {
 pub(crate) struct Cache {
     /// Nodes in the order they appeared (a removal moves the last one into
     /// the gap, as the SDK's view does).
-    nodes: Vec<Node>,
+    nodes: Vec<Arc<Node>>,
     /// Node name → position in `nodes`.
     index: HashMap<String, usize>,
     /// Pod key (`namespace/name`) → where it is counted, also on nodes not
     /// (or no longer) known, so they count as soon as the node appears.
     pods: HashMap<String, Placement>,
     /// Changes since the plugin's view was last brought up to date.
-    log: Vec<ClusterChange>,
+    log: Vec<ViewChange>,
     /// The log was dropped for being longer than the view: the plugin
     /// needs the whole view.
     log_dropped: bool,
     /// While a decider that is about to take over is being given the
     /// whole view: the changes since that view (see [`Cache::fork`]).
-    incoming: Option<Vec<ClusterChange>>,
+    incoming: Option<Vec<ViewChange>>,
     /// `incoming` outgrew the view and was dropped: the decider taking
     /// over will need the whole view again.
     incoming_dropped: bool,
@@ -73,7 +75,7 @@ pub(crate) struct Cache {
 /// What brings a plugin's view up to date: changes, or with `reset` the
 /// whole view.
 pub(crate) struct ViewUpdate {
-    pub(crate) changes: Vec<ClusterChange>,
+    pub(crate) changes: Vec<ViewChange>,
     pub(crate) reset: bool,
 }
 
@@ -104,11 +106,12 @@ impl Cache {
     /// Every node, then every placed pod, to replace a plugin's view.
     fn whole_view(&self) -> ViewUpdate {
         let mut changes = Vec::with_capacity(self.nodes.len() + self.pods.len());
-        changes.extend(self.nodes.iter().cloned().map(ClusterChange::NodeSet));
+        // Reference counts, not copies: see `ViewChange`.
+        changes.extend(self.nodes.iter().cloned().map(ViewChange::NodeSet));
         changes.extend(
             self.pods
                 .values()
-                .map(|p| ClusterChange::PodPlaced(p.pod.clone())),
+                .map(|p| ViewChange::PodPlaced(p.pod.clone())),
         );
         ViewUpdate {
             changes,
@@ -130,7 +133,7 @@ impl Cache {
         self.incoming = None;
     }
 
-    fn record(&mut self, change: ClusterChange) {
+    fn record(&mut self, change: ViewChange) {
         let limit = self.log_limit();
         if let Some(incoming) = &mut self.incoming
             && !self.incoming_dropped
@@ -182,16 +185,18 @@ impl Cache {
             ready: podinfo::node_ready(node),
         };
         match self.index.get(name) {
-            Some(&i) if self.nodes[i] == fresh => false,
+            Some(&i) if *self.nodes[i] == fresh => false,
             Some(&i) => {
+                let fresh = Arc::new(fresh);
                 self.nodes[i] = fresh.clone();
-                self.record(ClusterChange::NodeSet(fresh));
+                self.record(ViewChange::NodeSet(fresh));
                 true
             }
             None => {
+                let fresh = Arc::new(fresh);
                 self.index.insert(name.into(), self.nodes.len());
                 self.nodes.push(fresh.clone());
-                self.record(ClusterChange::NodeSet(fresh));
+                self.record(ViewChange::NodeSet(fresh));
                 true
             }
         }
@@ -206,7 +211,7 @@ impl Cache {
         if let Some(moved) = self.nodes.get(i) {
             self.index.insert(moved.name.clone(), i);
         }
-        self.record(ClusterChange::NodeRemoved(name.into()));
+        self.record(ViewChange::NodeRemoved(name.into()));
     }
 
     /// Number of placed pods (bound or assumed).
@@ -236,7 +241,7 @@ impl Cache {
         let pod = (!unchanged).then(|| placement.pod.clone());
         self.pods.insert(key.into(), placement);
         if let Some(pod) = pod {
-            self.record(ClusterChange::PodPlaced(pod));
+            self.record(ViewChange::PodPlaced(pod));
         }
     }
 
@@ -247,7 +252,7 @@ impl Cache {
         if let Some(incoming) = &mut self.incoming
             && !self.incoming_dropped
         {
-            incoming.push(ClusterChange::PodPlaced(placement.pod.clone()));
+            incoming.push(ViewChange::PodPlaced(placement.pod.clone()));
         }
         self.pods.insert(key.into(), placement);
     }
@@ -268,13 +273,13 @@ impl Cache {
     /// node the host will not bind it to.
     pub(crate) fn disown(&mut self, key: &str) {
         self.pods.remove(key);
-        self.record(ClusterChange::PodRemoved(key.into()));
+        self.record(ViewChange::PodRemoved(key.into()));
     }
 
     /// Stops counting pod `key`. Returns its placement, if it had one.
     pub(crate) fn unplace(&mut self, key: &str) -> Option<Placement> {
         let old = self.pods.remove(key)?;
-        self.record(ClusterChange::PodRemoved(key.into()));
+        self.record(ViewChange::PodRemoved(key.into()));
         Some(old)
     }
 }
@@ -302,10 +307,10 @@ mod tests {
             .changes
             .iter()
             .map(|c| match c {
-                ClusterChange::NodeSet(n) => format!("node-set {}", n.name),
-                ClusterChange::NodeRemoved(n) => format!("node-removed {n}"),
-                ClusterChange::PodPlaced(p) => format!("pod-placed {} on {}", p.key, p.node),
-                ClusterChange::PodRemoved(k) => format!("pod-removed {k}"),
+                ViewChange::NodeSet(n) => format!("node-set {}", n.name),
+                ViewChange::NodeRemoved(n) => format!("node-removed {n}"),
+                ViewChange::PodPlaced(p) => format!("pod-placed {} on {}", p.key, p.node),
+                ViewChange::PodRemoved(k) => format!("pod-removed {k}"),
             })
             .collect()
     }

@@ -40,7 +40,8 @@ use crate::events::{EventRecorder, EventType};
 use crate::informer::{self, Change};
 use crate::podinfo;
 use crate::scheduler::SchedulerPlugin;
-use crate::scheduler::types::{ClusterChange, Decision, PodInfo, Rejection};
+use crate::scheduler::ViewChange;
+use crate::scheduler::types::{Decision, PodInfo, Rejection};
 use cache::{Cache, Placement};
 
 /// Which informer a change comes from.
@@ -71,7 +72,7 @@ pub trait Decide: Send + 'static {
     /// decision per pod, counting each pod it binds at once.
     fn schedule(
         &mut self,
-        changes: &[ClusterChange],
+        changes: &[ViewChange],
         reset: bool,
         pods: &[PodInfo],
     ) -> Result<Vec<Decision>, PluginError>;
@@ -89,7 +90,7 @@ impl Decide for SchedulerPlugin {
     }
     fn schedule(
         &mut self,
-        changes: &[ClusterChange],
+        changes: &[ViewChange],
         reset: bool,
         pods: &[PodInfo],
     ) -> Result<Vec<Decision>, PluginError> {
@@ -111,13 +112,14 @@ const PROBATION_FAILURES: u32 = 2;
 /// it happens.
 #[derive(Debug)]
 pub enum Report {
-    /// A swapped-in decider made its first decision this long after the
-    /// swap was asked for.
+    /// A swapped-in decider made its first decision.
     FirstDecision {
         /// Its digest.
         digest: String,
-        /// From [`RunnerHandle::swap`] being called to the decision.
-        after: Duration,
+        /// When the decision came back: a report is read later, after
+        /// whatever its reader was doing (such as writing the status of
+        /// the takeover), and the swap time must not include that.
+        at: Instant,
     },
     /// A swapped-in decider passed its probation; the previous one is gone.
     Confirmed {
@@ -174,7 +176,6 @@ pub struct WarmUp {
 struct Swap {
     decider: Box<dyn Decide>,
     probation: Duration,
-    asked_at: Instant,
     reply: oneshot::Sender<Result<WarmUp, PluginError>>,
 }
 
@@ -183,7 +184,6 @@ struct Probation {
     previous: Box<dyn Decide>,
     until: Instant,
     failures: u32,
-    asked_at: Instant,
     decided: bool,
 }
 
@@ -244,7 +244,6 @@ impl RunnerHandle {
         let swap = Swap {
             decider,
             probation,
-            asked_at: Instant::now(),
             reply,
         };
         if self.swaps.send(swap).is_err() {
@@ -561,7 +560,6 @@ impl Runner {
             previous: current,
             until: Instant::now() + swap.probation,
             failures: 0,
-            asked_at: swap.asked_at,
             decided: false,
         });
         // Pods that were backing off because of the old decider get a
@@ -750,14 +748,14 @@ impl Runner {
         let first = match &mut self.probation {
             Some(probation) if !probation.decided && result.is_ok() => {
                 probation.decided = true;
-                Some(probation.asked_at.elapsed())
+                true
             }
-            _ => None,
+            _ => false,
         };
-        if let Some(after) = first {
+        if first {
             self.report(Report::FirstDecision {
                 digest: plugin.digest().to_string(),
-                after,
+                at: Instant::now(),
             });
         }
         self.plugin = Some(plugin);
