@@ -44,7 +44,7 @@ impl Decide for NativeScheduler {
         pods: &[wit::PodInfo],
     ) -> Result<Vec<wit::Decision>, PluginError> {
         let cluster = match (&mut self.cluster, reset) {
-            (slot, true) => slot.insert(Cluster::default()),
+            (slot, true) => slot.get_or_insert_default(),
             (Some(cluster), false) => cluster,
             (None, false) => {
                 return Err(PluginError::Internal(
@@ -52,9 +52,7 @@ impl Decide for NativeScheduler {
                 ));
             }
         };
-        for change in changes {
-            cluster.apply(change_of(change));
-        }
+        cluster.update(changes.iter().map(change_of).collect(), reset);
         let pods = pods.iter().map(pod_info).collect();
         let decisions = cluster.decide(pods, |pod, nodes| {
             alg::schedule_with(pod, nodes, &orchd_scheduler::PROFILE)

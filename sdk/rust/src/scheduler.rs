@@ -45,14 +45,7 @@ impl<T: Scheduler> crate::bindings::scheduler::Guest for T {
     }
 
     fn update(changes: Vec<ClusterChange>, reset: bool) {
-        CLUSTER.with_borrow_mut(|cluster| {
-            if reset {
-                *cluster = Cluster::default();
-            }
-            for change in changes {
-                cluster.apply(change);
-            }
-        });
+        CLUSTER.with_borrow_mut(|cluster| cluster.update(changes, reset));
     }
 
     fn schedule(pods: Vec<PodInfo>) -> Vec<Decision> {
@@ -125,6 +118,28 @@ impl Cluster {
         self.placements.len()
     }
 
+    /// Applies the host's changes in order; with `reset`, they are the
+    /// whole cluster and replace the view. A whole view is sized up front
+    /// (thousands of nodes and tens of thousands of pods at once: no
+    /// growing and rehashing on the way).
+    pub fn update(&mut self, changes: Vec<ClusterChange>, reset: bool) {
+        if reset {
+            let nodes = changes
+                .iter()
+                .filter(|c| matches!(c, ClusterChange::NodeSet(_)))
+                .count();
+            *self = Cluster {
+                nodes: Vec::with_capacity(nodes),
+                index: HashMap::with_capacity(nodes),
+                placements: HashMap::with_capacity(changes.len() - nodes),
+                waiting: HashMap::new(),
+            };
+        }
+        for change in changes {
+            self.apply(change);
+        }
+    }
+
     /// Applies one change from the host.
     pub fn apply(&mut self, change: ClusterChange) {
         match change {
@@ -179,34 +194,37 @@ impl Cluster {
 
     /// Counts `pod` on its node, replacing where it was counted before.
     pub fn place(&mut self, pod: PlacedPod) {
-        self.remove_pod(&pod.key);
-        self.placements.insert(pod.key.clone(), pod.node.clone());
+        // One lookup of the key, which also says where it was counted:
+        // this runs for every pod of a whole view and every decision.
+        if let Some(before) = self.placements.insert(pod.key.clone(), pod.node.clone()) {
+            self.uncount(&before, &pod.key);
+        }
         match self.index.get(&pod.node) {
-            Some(&i) => {
-                let node = &mut self.nodes[i];
-                node.pods.push(pod);
-                node.add_up();
-            }
+            Some(&i) => self.nodes[i].count(pod),
             None => self.waiting.entry(pod.node.clone()).or_default().push(pod),
         }
     }
 
     /// Stops counting pod `key`.
     pub fn remove_pod(&mut self, key: &str) {
-        let Some(node) = self.placements.remove(key) else {
-            return;
-        };
-        match self.index.get(&node) {
+        if let Some(node) = self.placements.remove(key) {
+            self.uncount(&node, key);
+        }
+    }
+
+    /// Takes pod `key` off `node`, known or not.
+    fn uncount(&mut self, node: &str, key: &str) {
+        match self.index.get(node) {
             Some(&i) => {
                 let info = &mut self.nodes[i];
                 info.pods.retain(|p| p.key != key);
                 info.add_up();
             }
             None => {
-                if let Some(pods) = self.waiting.get_mut(&node) {
+                if let Some(pods) = self.waiting.get_mut(node) {
                     pods.retain(|p| p.key != key);
                     if pods.is_empty() {
-                        self.waiting.remove(&node);
+                        self.waiting.remove(node);
                     }
                 }
             }
@@ -233,6 +251,19 @@ impl Cluster {
 }
 
 impl NodeInfo {
+    /// Adds `pod` to `pods`, `requested` and `used_host_ports` (the same
+    /// as [`NodeInfo::add_up`] after pushing it: saturating sums add up
+    /// in any order, but without going over every pod on the node).
+    fn count(&mut self, pod: PlacedPod) {
+        self.requested = self.requested.saturating_add(&pod.requests);
+        if !pod.host_ports.is_empty() {
+            self.used_host_ports.extend_from_slice(&pod.host_ports);
+            self.used_host_ports.sort_unstable();
+            self.used_host_ports.dedup();
+        }
+        self.pods.push(pod);
+    }
+
     /// Recomputes `requested` and `used_host_ports` from `pods`.
     fn add_up(&mut self) {
         let mut requested = Resources::ZERO;
