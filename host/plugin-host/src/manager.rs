@@ -810,6 +810,9 @@ impl Manager {
             s.active_digest = Some(t.digest.to_string());
             s.scheduler_name = t.scheduler_name.map(str::to_string);
             s.restarts = 0;
+            // The swap time of this revision, once measured; never the
+            // one before's.
+            s.swap_millis = None;
             s.failed_revisions.retain(|r| *r != t.revision);
             s.message = Some(t.message.to_string());
         })
