@@ -1271,20 +1271,7 @@ async fn flow_and_swap(
         );
     }
     let upload = upload_started.elapsed();
-    let path = format!("/apis/orchd.dev/v1/plugins/{PLUGIN}");
-    let (code, body) = conn
-        .send("GET", &path, "application/json", Vec::new())
-        .await?;
-    if code != 200 {
-        bail!("reading the Plugin answered {code}");
-    }
-    let mut plugin: Value = serde_json::from_slice(&body)?;
-    plugin["spec"]["revisions"]
-        .as_array_mut()
-        .context("the Plugin has no revisions")?
-        .push(json!({"revision": 2, "digest": digest, "source": "first-fit-scheduler.wasm"}));
-    plugin["spec"]["revision"] = json!(2);
-    let body = serde_json::to_vec(&plugin)?;
+    let body = with_revision(&mut conn, 2, digest, "first-fit-scheduler.wasm").await?;
     println!(
         "updating Plugin {PLUGIN} to revision 2 (first-fit, artifact already cached) while pods flow..."
     );
@@ -1292,13 +1279,7 @@ async fn flow_and_swap(
     if let Ok(mut s) = seen.lock() {
         s.updated_at = Some(updated_at);
     }
-    let (code, resp) = conn.send("PUT", &path, "application/json", body).await?;
-    if code != 200 {
-        bail!(
-            "updating the Plugin answered {code}: {}",
-            String::from_utf8_lossy(&resp)
-        );
-    }
+    put_plugin(&mut conn, body, 2).await?;
     let put_done = updated_at.elapsed();
 
     let store = cluster.store.as_ref();
@@ -1331,7 +1312,10 @@ async fn flow_and_swap(
 
     // One swap is one sample on a noisy 2-core machine: swap back and
     // forth a few more times while the pods still flow.
-    let default_digest = plugin["spec"]["revisions"][0]["digest"]
+    let object = store
+        .get(&ObjectKey::cluster(manager::PLUGINS, PLUGIN))
+        .await?;
+    let default_digest = object["spec"]["revisions"][0]["digest"]
         .as_str()
         .context("revision 1 has no digest")?
         .to_string();
@@ -1377,18 +1361,14 @@ async fn flow_and_swap(
     Ok((all_millis, update_to_binding, upload, flowing))
 }
 
-/// Swaps after the first one, each measured by the manager alone.
-const MORE_SWAPS: usize = 4;
-
-/// Makes `revision` (component `digest`) the Plugin's revision and waits
-/// for it to decide; returns its `status.swapMillis`.
-async fn swap_to(
+/// The Plugin as it is now, with `revision` (component `digest`) added
+/// and made current: the body of `orchd plugin install`'s update.
+async fn with_revision(
     conn: &mut Conn,
-    store: &dyn Store,
     revision: i64,
     digest: &str,
     source: &str,
-) -> anyhow::Result<i64> {
+) -> anyhow::Result<Vec<u8>> {
     let path = format!("/apis/orchd.dev/v1/plugins/{PLUGIN}");
     let (code, body) = conn
         .send("GET", &path, "application/json", Vec::new())
@@ -1402,20 +1382,36 @@ async fn swap_to(
         .context("the Plugin has no revisions")?
         .push(json!({"revision": revision, "digest": digest, "source": source}));
     plugin["spec"]["revision"] = json!(revision);
-    let (code, resp) = conn
-        .send(
-            "PUT",
-            &path,
-            "application/json",
-            serde_json::to_vec(&plugin)?,
-        )
-        .await?;
+    Ok(serde_json::to_vec(&plugin)?)
+}
+
+/// Sends an update made by [`with_revision`].
+async fn put_plugin(conn: &mut Conn, body: Vec<u8>, revision: i64) -> anyhow::Result<()> {
+    let path = format!("/apis/orchd.dev/v1/plugins/{PLUGIN}");
+    let (code, resp) = conn.send("PUT", &path, "application/json", body).await?;
     if code != 200 {
         bail!(
             "updating the Plugin to revision {revision} answered {code}: {}",
             String::from_utf8_lossy(&resp)
         );
     }
+    Ok(())
+}
+
+/// Swaps after the first one, each measured by the manager alone.
+const MORE_SWAPS: usize = 4;
+
+/// Makes `revision` (component `digest`) the Plugin's revision and waits
+/// for it to decide; returns its `status.swapMillis`.
+async fn swap_to(
+    conn: &mut Conn,
+    store: &dyn Store,
+    revision: i64,
+    digest: &str,
+    source: &str,
+) -> anyhow::Result<i64> {
+    let body = with_revision(conn, revision, digest, source).await?;
+    put_plugin(conn, body, revision).await?;
     let asked = Instant::now();
     loop {
         let status = plugin_status(store).await?;
