@@ -166,19 +166,17 @@ fn the_default_scheduler_decides_through_the_host() {
         decide(&mut plugin, &removed, false, &seven),
         Decision::Bind("big".into())
     );
-    // A reset with many nodes stays fast (lowering ~1,000 records once),
-    // and forgets what was counted before.
+    // A reset with many nodes replaces the view and forgets what was
+    // counted before (how fast it is, `cargo xtask bench scheduler` says).
     let many: Vec<ViewChange> = (0..1000)
         .map(|i| node_set(&node_object(&format!("n{i}"), "4", json!([]))))
         .collect();
-    let started = Instant::now();
     let batch: Vec<PodInfo> = (0..50)
         .map(|i| podinfo::pod_info(&pod_object(&format!("b{i}"), "1")))
         .collect();
     let decisions = plugin
         .schedule(&many, true, &batch)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(decisions.len(), 50);
     assert!(
         decisions
