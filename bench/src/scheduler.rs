@@ -443,9 +443,7 @@ fn micro(bytes: &[u8], node_count: usize) -> anyhow::Result<Micro> {
         Ok(())
     })?;
     let mut cluster = orchd_sdk::scheduler::Cluster::default();
-    for change in &view {
-        cluster.apply(native::change_of(change));
-    }
+    cluster.update(view.iter().map(native::change_of).collect(), true);
     let converted_pods: Vec<_> = pods.iter().map(native::pod_info).collect();
     let algorithm_only = per_iteration(20, || {
         i += 1;

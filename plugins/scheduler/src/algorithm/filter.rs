@@ -108,8 +108,8 @@ pub fn untolerated_taint(pod: &PodInfo, node: &NodeInfo) -> Option<Taint> {
     if node.ready {
         return None;
     }
-    // Built only for a node that is not Ready: an allocation per node
-    // looked at was a tenth of a decision in WebAssembly.
+    // Built only for a node that is not Ready: it was an allocation and a
+    // free for every node looked at, dear in WebAssembly's allocator.
     let not_ready = implicit_taint(NOT_READY_TAINT);
     (!tolerated(&pod.tolerations, &not_ready)).then_some(not_ready)
 }
