@@ -127,7 +127,7 @@ def mounts_under(*dirs: Path) -> list[str]:
 
 
 def leftovers(ctrd: Containerd, data_dir: Path) -> dict:
-    """What pods may leave behind: containerd containers and tasks,
+    """What pods may leave behind: containerd containers, tasks and leases,
     snapshots other than the image's layers, network namespaces, pod
     cgroups, mounts (rootfs under containerd's state, netns bind mounts
     under the node's data dir)."""
@@ -136,6 +136,8 @@ def leftovers(ctrd: Containerd, data_dir: Path) -> dict:
         "containers": ctrd.ctr("containers", "ls", "-q").stdout.split(),
         "tasks": [line for line in ctrd.ctr("tasks", "ls").stdout.splitlines()[1:] if line.strip()],
         "active snapshots": [r for r in table_rows(ctrd.ctr("snapshots", "ls").stdout)[1:] if "Committed" not in r],
+        # A lease held while a container is made must end with the making.
+        "leases": ctrd.ctr("leases", "ls", "-q").stdout.split(),
         "netns": os.listdir(data_dir / "run" / "netns") if (data_dir / "run" / "netns").exists() else [],
         "pod cgroups": [d for pattern in ("/sys/fs/cgroup/*/orchd/pod*", "/sys/fs/cgroup/*/orchd/*/pod*",
                                           "/sys/fs/cgroup/orchd/pod*", "/sys/fs/cgroup/orchd/*/pod*")
@@ -359,8 +361,10 @@ def test_a_command_that_cannot_start_is_a_start_error_then_crash_loop_backoff(cl
     # Not running, but restarting: Running, as Kubernetes counts it.
     assert pod(c, "typo")["status"]["phase"] == "Running"
     # No half-made container stays behind a failed start (the next try is
-    # 10 s away).
-    assert c.ctrd.ctr("containers", "ls", "-q").stdout.split() == []
+    # 10 s away). containerd ids begin with the pod's uid; notexec's may
+    # still be in the making.
+    uid = pod(c, "typo")["metadata"]["uid"]
+    assert [i for i in c.ctrd.ctr("containers", "ls", "-q").stdout.split() if i.startswith(uid)] == []
     failed = wait_until("a Failed event for typo", lambda: [e for e in events_of(c, "typo")
                                                            if e["reason"] == "Failed"], timeout=20)
     assert failed[0]["type"] == "Warning" and failed[0]["message"].startswith("Error: failed to create containerd task"), \

@@ -498,12 +498,34 @@ pub(crate) async fn start(
 
 /// The snapshot and the container record; returns the rootfs mounts and
 /// the output FIFOs.
+///
+/// Both are made under a lease: containerd's garbage collector removes a
+/// snapshot nothing references, and between `Prepare` and the container
+/// record that references it, only the lease does. (Without it, a
+/// collection set off by another container's removal took the fresh
+/// snapshot, and the task failed to mount its root filesystem.)
 async fn create(
     client: &Containerd,
     spec: &ContainerSpec,
     id: &str,
     image: &crate::ResolvedImage,
     runtime_spec: &serde_json::Value,
+) -> Result<(Vec<Mount>, Fifos), StartError> {
+    let lease = create_lease(client, "orchd-create")
+        .await
+        .map_err(StartError::Create)?;
+    let created = create_leased(client, spec, id, image, runtime_spec, &lease).await;
+    delete_lease(client, lease).await;
+    created
+}
+
+async fn create_leased(
+    client: &Containerd,
+    spec: &ContainerSpec,
+    id: &str,
+    image: &crate::ResolvedImage,
+    runtime_spec: &serde_json::Value,
+    lease: &str,
 ) -> Result<(Vec<Mount>, Fifos), StartError> {
     let mut snapshots = snap::snapshots_client::SnapshotsClient::new(client.channel());
     let mounts = snapshots
@@ -514,7 +536,7 @@ async fn create(
                 parent: image.chain_id.clone(),
                 labels: HashMap::new(),
             },
-            None,
+            Some(lease),
         ))
         .await
         .map_err(|s| {
@@ -557,7 +579,7 @@ async fn create(
                     ..Default::default()
                 }),
             },
-            None,
+            Some(lease),
         ))
         .await
         .map_err(|s| StartError::Create(grpc("cannot create the container", s)))?;
@@ -851,29 +873,49 @@ pub(crate) async fn import(
 ) -> Result<Vec<String>, String> {
     let file = std::fs::File::open(tar_path)
         .map_err(|e| format!("cannot open {}: {e}", tar_path.display()))?;
+    let lease = create_lease(client, "orchd-import").await?;
+    let result = import_leased(client, &lease, file, progress).await;
+    delete_lease(client, lease).await;
+    result
+}
+
+/// How long a lease outlives an agent that died holding it.
+const LEASE_EXPIRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(3600);
+
+/// A lease named `prefix-<now in ns>-<n>` (unique in this process, and
+/// within containerd's 76 characters for an id), which protects what is
+/// made under it from garbage collection until it is deleted or expires.
+async fn create_lease(client: &Containerd, prefix: &str) -> Result<String, String> {
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = Timestamp::now();
+    let n = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{prefix}-{}-{n}", now.as_nanosecond());
+    let expire = now
+        .checked_add(LEASE_EXPIRY)
+        .map_err(|e| format!("cannot compute a lease expiry: {e}"))?;
     let mut leases = api::leases_client::LeasesClient::new(client.channel());
-    let lease_id = format!("orchd-import-{}", Timestamp::now().as_nanosecond());
     leases
         .create(client.req(
             api::CreateRequest {
-                id: lease_id.clone(),
-                labels: HashMap::new(),
+                id: id.clone(),
+                labels: HashMap::from([(
+                    "containerd.io/gc.expire".to_string(),
+                    expire.to_string(),
+                )]),
             },
             None,
         ))
         .await
         .map_err(|s| grpc("create a lease", s))?;
-    let result = import_leased(client, &lease_id, file, progress).await;
+    Ok(id)
+}
+
+/// Ends a lease; what it held is kept only if something else references it.
+async fn delete_lease(client: &Containerd, id: String) {
+    let mut leases = api::leases_client::LeasesClient::new(client.channel());
     let _ = leases
-        .delete(client.req(
-            api::DeleteRequest {
-                id: lease_id,
-                sync: false,
-            },
-            None,
-        ))
+        .delete(client.req(api::DeleteRequest { id, sync: false }, None))
         .await;
-    result
 }
 
 /// Small blobs (manifests, indexes, configs) kept in memory to read.
