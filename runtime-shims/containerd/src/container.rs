@@ -316,7 +316,12 @@ pub(crate) async fn start(
         cpu_limit_millis: spec.cpu_limit_millis,
         cpu_request_millis: spec.cpu_request_millis,
     });
-    let created = create(client, &spec, &id, &image, &runtime_spec).await;
+    let lease = create_lease(client, "orchd-create")
+        .await
+        .map_err(StartError::Create)?;
+    let created = create(client, &spec, &id, &image, &runtime_spec, &lease).await;
+    // The container record holds the snapshot from here on.
+    delete_lease(client, lease).await;
     let (mounts, fifos) = match created {
         Ok(x) => x,
         Err(e) => {
@@ -496,30 +501,15 @@ pub(crate) async fn start(
     })
 }
 
-/// The snapshot and the container record; returns the rootfs mounts and
-/// the output FIFOs.
+/// The snapshot and the container record, made under `lease`; returns
+/// the rootfs mounts and the output FIFOs.
 ///
-/// Both are made under a lease: containerd's garbage collector removes a
-/// snapshot nothing references, and between `Prepare` and the container
-/// record that references it, only the lease does. (Without it, a
-/// collection set off by another container's removal took the fresh
-/// snapshot, and the task failed to mount its root filesystem.)
+/// containerd's garbage collector removes a snapshot nothing references,
+/// and between `Prepare` and the container record that references it, only
+/// the lease does. (Without one, a collection set off by another
+/// container's removal took the fresh snapshot, and the task failed to
+/// mount its root filesystem.)
 async fn create(
-    client: &Containerd,
-    spec: &ContainerSpec,
-    id: &str,
-    image: &crate::ResolvedImage,
-    runtime_spec: &serde_json::Value,
-) -> Result<(Vec<Mount>, Fifos), StartError> {
-    let lease = create_lease(client, "orchd-create")
-        .await
-        .map_err(StartError::Create)?;
-    let created = create_leased(client, spec, id, image, runtime_spec, &lease).await;
-    delete_lease(client, lease).await;
-    created
-}
-
-async fn create_leased(
     client: &Containerd,
     spec: &ContainerSpec,
     id: &str,
