@@ -89,17 +89,17 @@ pub fn now_rfc3339() -> String {
 /// Whether `a` and `b` differ outside `metadata` and `status`: the change
 /// that bumps `metadata.generation`.
 pub fn spec_changed(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| -> Map<String, Value> {
-        v.as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status"))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    strip(a) != strip(b)
+    // Compared in place: copying both objects minus metadata and status
+    // to compare the copies was 2.5% of all CPU in the scheduler
+    // benchmark (every binding and status update comes through here).
+    let empty = Map::new();
+    let (a, b) = (
+        a.as_object().unwrap_or(&empty),
+        b.as_object().unwrap_or(&empty),
+    );
+    let compared = |k: &str| !matches!(k, "metadata" | "status");
+    let count = |m: &Map<String, Value>| m.keys().filter(|k| compared(k)).count();
+    count(a) != count(b) || a.iter().any(|(k, v)| compared(k) && b.get(k) != Some(v))
 }
 
 /// Stamps the server-owned metadata of an object about to be created:
@@ -340,6 +340,34 @@ mod tests {
 
     fn at(s: &str) -> jiff::Timestamp {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_changes_outside_metadata_and_status_count_as_spec_changes() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+                         "spec": {"nodeName": ""}, "status": {"phase": "Pending"}});
+        let mut other = pod.clone();
+        other["status"]["phase"] = json!("Running");
+        other["metadata"]["labels"] = json!({"x": "y"});
+        assert!(!spec_changed(&pod, &other));
+        // Field order does not matter.
+        let reordered = json!({"status": {"phase": "Pending"}, "spec": {"nodeName": ""},
+                               "metadata": {"name": "a"}, "kind": "Pod", "apiVersion": "v1"});
+        assert!(!spec_changed(&pod, &reordered));
+        let mut bound = pod.clone();
+        bound["spec"]["nodeName"] = json!("n1");
+        assert!(spec_changed(&pod, &bound));
+        let mut added = pod.clone();
+        added["data"] = json!({});
+        assert!(spec_changed(&pod, &added) && spec_changed(&added, &pod));
+        let mut removed = pod.clone();
+        removed.as_object_mut().unwrap().remove("spec");
+        assert!(spec_changed(&pod, &removed) && spec_changed(&removed, &pod));
+        // Without status on one side, nothing else differs.
+        let mut no_status = pod.clone();
+        no_status.as_object_mut().unwrap().remove("status");
+        assert!(!spec_changed(&pod, &no_status) && !spec_changed(&no_status, &pod));
+        assert!(!spec_changed(&json!(null), &json!(1)));
     }
 
     #[test]
