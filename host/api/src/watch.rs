@@ -9,6 +9,7 @@
 //!   rollout status): the current objects, then a `BOOKMARK` annotated
 //!   `k8s.io/initial-events-end: "true"`, then changes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -137,7 +138,7 @@ impl ApiServer {
                     }
                     Some(Ok(event)) => match event.event_type {
                         EventType::Bookmark => encoder.bookmark(event.revision, false),
-                        t => encoder.event(t.as_str(), with_type_meta(resource, &event.object)),
+                        t => encoder.stored(t.as_str(), &event.object),
                     },
                 };
                 if tx.send(line).await.is_err() {
@@ -174,10 +175,33 @@ struct Encoder {
 
 impl Encoder {
     fn line(event_type: &str, object: Value) -> Bytes {
-        let mut bytes =
-            serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+        Self::line_of(event_type, &object)
+    }
+
+    /// `{"type":...,"object":...}` and a newline, the object encoded where
+    /// it lies.
+    fn line_of(event_type: &str, object: &Value) -> Bytes {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            #[serde(rename = "type")]
+            event_type: &'a str,
+            object: &'a Value,
+        }
+        let mut bytes = serde_json::to_vec(&Line { event_type, object }).unwrap_or_default();
         bytes.push(b'\n');
         Bytes::from(bytes)
+    }
+
+    /// The line of a stored object's event. Stored objects carry their
+    /// `apiVersion` and `kind` (the API writes them), so the shared object
+    /// is encoded as it is: copying each one for each watcher was most of
+    /// a watch's cost. One that lacks them is completed on a copy.
+    fn stored(&mut self, event_type: &str, object: &Arc<Value>) -> Bytes {
+        let typed = object.get("apiVersion").is_some() && object.get("kind").is_some();
+        if typed && !self.wants_table {
+            return Self::line_of(event_type, object);
+        }
+        self.event(event_type, with_type_meta(self.resource, object))
     }
 
     fn event(&mut self, event_type: &str, object: Value) -> Bytes {

@@ -63,7 +63,7 @@ impl EventRecorder {
     /// a failed event write is never the caller's failure.
     pub fn record(self: &Arc<Self>, object: &Value, kind: EventType, reason: &str, message: &str) {
         let recorder = self.clone();
-        let object = object.clone();
+        let object = reference(object);
         let reason = reason.to_string();
         let message = message.to_string();
         tokio::spawn(async move {
@@ -179,6 +179,25 @@ impl EventRecorder {
     }
 }
 
+/// The parts of `object` an Event names it by: a scheduler records one
+/// for every pod it binds, and copying the whole pod for that was a
+/// visible share of the scheduling CPU.
+fn reference(object: &Value) -> Value {
+    let mut metadata = serde_json::Map::new();
+    for field in ["namespace", "name", "uid", "resourceVersion"] {
+        if let Some(v) = object["metadata"].get(field) {
+            metadata.insert(field.into(), v.clone());
+        }
+    }
+    let mut reference = json!({"metadata": metadata});
+    for field in ["apiVersion", "kind"] {
+        if let Some(v) = object.get(field) {
+            reference[field] = v.clone();
+        }
+    }
+    reference
+}
+
 #[cfg(test)]
 mod tests {
     use orchd_store::{ListOptions, RedbStore, RedbStoreConfig, Scope};
@@ -194,6 +213,20 @@ mod tests {
             Ok(list) => list.items,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn a_reference_keeps_what_an_event_names_and_nothing_else() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {"name": "p", "namespace": "ns", "uid": "u",
+                                      "resourceVersion": "7", "labels": {"a": "b"}},
+                         "spec": {"containers": []}});
+        assert_eq!(
+            reference(&pod),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7"}})
+        );
+        assert_eq!(reference(&json!("x")), json!({"metadata": {}}));
     }
 
     #[tokio::test]

@@ -17,10 +17,11 @@ pub(crate) enum Change<K> {
     /// revision it reflects: anything cached from before that revision
     /// and not in it is gone.
     Resync(K, Vec<Value>, u64),
-    /// Added or modified.
-    Upsert(K, Value),
-    /// Deleted (its last state).
-    Delete(K, Value),
+    /// Added or modified. The store's own copy, shared with every other
+    /// watcher: a receiver that keeps or reads it copies nothing.
+    Upsert(K, Arc<Value>),
+    /// Deleted (its last state), shared as for `Upsert`.
+    Delete(K, Arc<Value>),
 }
 
 /// Runs the informer of `resource` (the store's group-qualified plural),
@@ -86,10 +87,8 @@ pub(crate) async fn run<K: Copy + Send + 'static>(
             };
             let change = match next {
                 Some(Ok(event)) => match event.event_type {
-                    EventType::Added | EventType::Modified => {
-                        Change::Upsert(kind, (*event.object).clone())
-                    }
-                    EventType::Deleted => Change::Delete(kind, (*event.object).clone()),
+                    EventType::Added | EventType::Modified => Change::Upsert(kind, event.object),
+                    EventType::Deleted => Change::Delete(kind, event.object),
                     EventType::Bookmark => continue,
                 },
                 // Expired: fell behind compaction; any other error or the

@@ -311,7 +311,7 @@ impl Manager {
                     self.reconcile(plugin).await;
                 }
             }
-            Change::Upsert((), plugin) => self.reconcile(plugin).await,
+            Change::Upsert((), plugin) => self.reconcile(Arc::unwrap_or_clone(plugin)).await,
             Change::Delete((), plugin) => {
                 if let Some(name) = meta::meta_str(&plugin, "name") {
                     self.remove(name, "the Plugin was deleted").await;

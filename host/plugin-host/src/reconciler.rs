@@ -365,7 +365,9 @@ impl Reconciler {
                 self.selected.retain(|(at, _, _), _| *at != i);
                 (i, objects)
             }
-            Change::Upsert(i, object) | Change::Delete(i, object) => (i, vec![object]),
+            Change::Upsert(i, object) | Change::Delete(i, object) => {
+                (i, vec![Arc::unwrap_or_clone(object)])
+            }
         };
         let Some((resource, maps)) = self.maps.get(index).cloned() else {
             return;
@@ -622,27 +624,27 @@ mod tests {
         // An orphan pod: every primary whose selector matches (an empty
         // selector selects nothing).
         let orphan = serde_json::json!({"metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}}});
-        r.apply(Change::Upsert(1, orphan.clone()));
+        r.apply(Change::Upsert(1, Arc::new(orphan.clone())));
         assert_eq!(
             drain(&mut r.queue),
             ["replicasets.apps ns/web", "replicasets.apps ns/web-or-api"]
         );
         // Another namespace is not selected.
         let elsewhere = serde_json::json!({"metadata": {"name": "p", "namespace": "other", "labels": {"app": "web"}}});
-        r.apply(Change::Upsert(1, elsewhere));
+        r.apply(Change::Upsert(1, Arc::new(elsewhere)));
         assert!(drain(&mut r.queue).is_empty());
         // An owned pod maps to its owner too; a deleted primary selects
         // nothing any more.
-        r.apply(Change::Delete(0, rs("web", Value::Null)));
+        r.apply(Change::Delete(0, Arc::new(rs("web", Value::Null))));
         drain(&mut r.queue);
         let owned = serde_json::json!({"metadata": {"name": "q", "namespace": "ns", "labels": {"app": "api"},
             "ownerReferences": [{"kind": "ReplicaSet", "name": "gone", "controller": true}]}});
-        r.apply(Change::Upsert(1, owned));
+        r.apply(Change::Upsert(1, Arc::new(owned)));
         assert_eq!(
             drain(&mut r.queue),
             ["replicasets.apps ns/gone", "replicasets.apps ns/web-or-api"]
         );
-        r.apply(Change::Upsert(1, orphan));
+        r.apply(Change::Upsert(1, Arc::new(orphan)));
         assert_eq!(drain(&mut r.queue), ["replicasets.apps ns/web-or-api"]);
     }
 
@@ -657,14 +659,14 @@ mod tests {
         );
         let node = serde_json::json!({"metadata": {"name": "n1"}});
         // No primary known yet: a node change queues nothing.
-        r.apply(Change::Upsert(1, node.clone()));
+        r.apply(Change::Upsert(1, Arc::new(node.clone())));
         assert!(drain(&mut r.queue).is_empty());
         let ds = |ns: &str, name: &str| serde_json::json!({"metadata": {"name": name, "namespace": ns}, "spec": {}});
         r.apply(Change::Resync(0, vec![ds("a", "x"), ds("b", "y")], 0));
         drain(&mut r.queue);
-        r.apply(Change::Upsert(0, ds("a", "z")));
+        r.apply(Change::Upsert(0, Arc::new(ds("a", "z"))));
         drain(&mut r.queue);
-        r.apply(Change::Upsert(1, node.clone()));
+        r.apply(Change::Upsert(1, Arc::new(node.clone())));
         assert_eq!(
             drain(&mut r.queue),
             [
@@ -674,9 +676,9 @@ mod tests {
             ]
         );
         // A deleted primary is no longer queued; a relist replaces the set.
-        r.apply(Change::Delete(0, ds("a", "x")));
+        r.apply(Change::Delete(0, Arc::new(ds("a", "x"))));
         drain(&mut r.queue);
-        r.apply(Change::Delete(1, node.clone()));
+        r.apply(Change::Delete(1, Arc::new(node.clone())));
         assert_eq!(
             drain(&mut r.queue),
             ["daemonsets.apps a/z", "daemonsets.apps b/y"]
@@ -710,18 +712,30 @@ mod tests {
         let pod = |labels: Value| serde_json::json!({"metadata": {"name": "p", "namespace": "ns", "labels": labels}});
         r.apply(Change::Upsert(
             1,
-            pod(serde_json::json!({"app": "web", "tier": "front"})),
+            Arc::new(pod(serde_json::json!({"app": "web", "tier": "front"}))),
         ));
         assert_eq!(drain(&mut r.queue), ["services ns/set", "services ns/web"]);
         // Every label of a plain map must match; the Service the pod
         // leaves hears of it too, once.
-        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "web"}))));
+        r.apply(Change::Upsert(
+            1,
+            Arc::new(pod(serde_json::json!({"app": "web"}))),
+        ));
         assert_eq!(drain(&mut r.queue), ["services ns/set", "services ns/web"]);
-        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "web"}))));
+        r.apply(Change::Upsert(
+            1,
+            Arc::new(pod(serde_json::json!({"app": "web"}))),
+        ));
         assert_eq!(drain(&mut r.queue), ["services ns/set"]);
-        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "api"}))));
+        r.apply(Change::Upsert(
+            1,
+            Arc::new(pod(serde_json::json!({"app": "api"}))),
+        ));
         assert_eq!(drain(&mut r.queue), ["services ns/set"]);
-        r.apply(Change::Upsert(1, pod(serde_json::json!({"app": "api"}))));
+        r.apply(Change::Upsert(
+            1,
+            Arc::new(pod(serde_json::json!({"app": "api"}))),
+        ));
         assert!(drain(&mut r.queue).is_empty());
     }
 
@@ -739,7 +753,7 @@ mod tests {
         );
         let lease = serde_json::json!({"metadata": {"name": "n1", "namespace": "kube-node-lease",
             "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u"}]}});
-        r.apply(Change::Upsert(1, lease));
+        r.apply(Change::Upsert(1, Arc::new(lease)));
         assert_eq!(drain(&mut r.queue), ["nodes n1"]);
     }
 

@@ -111,8 +111,11 @@ impl ResourceType {
     }
 }
 
+/// Decodes `value` as `T` and encodes it back: the canonical object.
+/// Decoding from the borrowed value, not a copy: a pod's deep copy was a
+/// quarter of the round trip, and every create and update makes one.
 fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, String> {
-    let typed: T = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+    let typed: T = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." {

@@ -646,7 +646,7 @@ impl Runner {
                     }
                 }
                 for pod in pods {
-                    self.upsert_pod(pod);
+                    self.upsert_pod(Arc::new(pod));
                 }
                 self.synced.insert("pods");
                 self.flush = true;
@@ -670,7 +670,7 @@ impl Runner {
         }
     }
 
-    fn upsert_pod(&mut self, pod: Value) {
+    fn upsert_pod(&mut self, pod: Arc<Value>) {
         let Some(key) = pod_key(&pod) else { return };
         let terminal = matches!(
             pod["status"]["phase"].as_str(),
@@ -717,7 +717,7 @@ impl Runner {
 
     /// One call for a batch of pods. Returns false if the runner cannot
     /// go on.
-    async fn attempt(&mut self, batch: Vec<(String, Value)>) -> bool {
+    async fn attempt(&mut self, batch: Vec<(String, Arc<Value>)>) -> bool {
         let Some(mut plugin) = self.plugin.take() else {
             return false;
         };
@@ -799,7 +799,7 @@ impl Runner {
     }
 
     /// Acts on the plugin's decision for one pod.
-    fn decided(&mut self, key: String, pod: Value, decision: Decision) {
+    fn decided(&mut self, key: String, pod: Arc<Value>, decision: Decision) {
         match decision {
             Decision::Bind(node) if self.cache.has_node(&node) => {
                 self.cache

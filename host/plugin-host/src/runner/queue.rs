@@ -3,6 +3,7 @@
 //! move back at once when the cluster changes in a way that may help them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,8 +24,9 @@ pub(crate) fn backoff(attempts: u32) -> Duration {
 /// Pending pods by key (`namespace/name`).
 #[derive(Default)]
 pub(crate) struct Queue {
-    /// The newest object of every pod waiting for a decision.
-    pods: HashMap<String, Value>,
+    /// The newest object of every pod waiting for a decision (the store's
+    /// shared copy).
+    pods: HashMap<String, Arc<Value>>,
     /// Keys ready for an attempt, oldest first (each at most once).
     active: VecDeque<String>,
     in_active: HashSet<String>,
@@ -40,7 +42,7 @@ pub(crate) struct Queue {
 impl Queue {
     /// Adds or refreshes a pending pod. A new pod is ready at once; a known
     /// one keeps its place (or its backoff).
-    pub(crate) fn upsert(&mut self, key: &str, pod: Value) {
+    pub(crate) fn upsert(&mut self, key: &str, pod: Arc<Value>) {
         let known = self.pods.insert(key.into(), pod).is_some();
         if !known && !self.in_flight.contains(key) {
             self.push_active(key);
@@ -59,7 +61,7 @@ impl Queue {
 
     /// The next pod to decide, marked in flight until
     /// [`Queue::done`], [`Queue::retry_later`] or [`Queue::retry_now`].
-    pub(crate) fn pop(&mut self) -> Option<(String, Value)> {
+    pub(crate) fn pop(&mut self) -> Option<(String, Arc<Value>)> {
         while let Some(key) = self.active.pop_front() {
             self.in_active.remove(&key);
             if let Some(pod) = self.pods.get(&key) {
@@ -175,13 +177,13 @@ mod tests {
     #[test]
     fn fifo_with_backoff_and_flush() {
         let mut q = Queue::default();
-        q.upsert("ns/a", json!({"n": 1}));
-        q.upsert("ns/b", json!({}));
-        q.upsert("ns/a", json!({"n": 2}));
+        q.upsert("ns/a", Arc::new(json!({"n": 1})));
+        q.upsert("ns/b", Arc::new(json!({})));
+        q.upsert("ns/a", Arc::new(json!({"n": 2})));
         let (key, pod) = q.pop().unwrap_or_default();
         assert_eq!((key.as_str(), pod["n"].as_i64()), ("ns/a", Some(2)));
         // An update while in flight does not queue it twice.
-        q.upsert("ns/a", json!({"n": 3}));
+        q.upsert("ns/a", Arc::new(json!({"n": 3})));
         assert_eq!(q.retry_later("ns/a"), Duration::from_secs(1));
         let (key, _) = q.pop().unwrap_or_default();
         assert_eq!(key, "ns/b");
