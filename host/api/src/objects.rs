@@ -511,16 +511,17 @@ impl ApiServer {
 
     /// POST on a collection.
     pub(crate) async fn create(&self, req: &Request, target: &Target) -> ApiResult<Reply> {
-        let mut object = decode_object(req.content_type(), &req.body)?;
-        self.create_object(req, target, &mut object).await
+        let object = decode_object(req.content_type(), &req.body)?;
+        self.create_object(req, target, object).await
     }
 
     async fn create_object(
         &self,
         req: &Request,
         target: &Target,
-        object: &mut Value,
+        mut object: Value,
     ) -> ApiResult<Reply> {
+        let object = &mut object;
         fix_type_meta(target.resource, object)?;
         fix_namespace(target, object)?;
         strip_server_metadata(object)?;
@@ -539,7 +540,7 @@ impl ApiServer {
             .insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         let mut warnings = Vec::new();
         let mut admitted = self
-            .admit(req, target, object.clone(), None, &mut warnings)
+            .admit(req, target, std::mem::take(object), None, &mut warnings)
             .await?;
         if target.resource.kind == "Pod" && target.resource.group.is_empty() {
             // A mutating admission plugin may have changed the requests
@@ -853,7 +854,7 @@ impl ApiServer {
                     orchd_patch::server_side_apply(None, &applied, kind, &manager, &now)
                         .map_err(patch_error)?;
                 ensure_name(&mut created, name)?;
-                self.create_object(req, target, &mut created).await
+                self.create_object(req, target, created).await
             }
             Err(e) => Err(ApiError::from_store(e, &target.subject(name))),
             Ok(_) => {

@@ -104,6 +104,32 @@ impl Client {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> anyhow::Result<Answer> {
+        self.exchange(method, path, content_type, body, true).await
+    }
+
+    /// Sends a JSON body for its effect: a success's body is not parsed
+    /// (left `Null`), an error's is, for its message. A hollow node's
+    /// status update answers with the whole pod, which it has no use for.
+    pub async fn send_json_for_effect(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: &Value,
+    ) -> anyhow::Result<Answer> {
+        let body = serde_json::to_vec(body)?;
+        self.exchange(method, path, Some(content_type), body, false)
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        parse_success: bool,
+    ) -> anyhow::Result<Answer> {
         let mut sender = self.connection().await?;
         let request = self.request(method, path, content_type, body)?;
         let response = sender.send_request(request).await?;
@@ -114,9 +140,14 @@ impl Client {
         {
             idle.push(sender);
         }
+        let parse = parse_success || !(200..300).contains(&code);
         Ok(Answer {
             code,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            body: if parse {
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            } else {
+                Value::Null
+            },
         })
     }
 
@@ -152,8 +183,9 @@ impl Client {
 }
 
 impl WatchLines {
-    /// The next event, `None` when the server closed the watch.
-    pub async fn next(&mut self) -> anyhow::Result<Option<Value>> {
+    /// The next event decoded as `T` (which may read only the fields it
+    /// needs), `None` when the server closed the watch.
+    pub async fn next_as<T: serde::de::DeserializeOwned>(&mut self) -> anyhow::Result<Option<T>> {
         loop {
             if let Some(at) = self.buffer.iter().position(|b| *b == b'\n') {
                 let line = self.buffer.split_to(at + 1);
