@@ -145,12 +145,17 @@ pub trait PodLogs: Send + Sync {
 /// A JSON reply before encoding.
 pub(crate) struct Reply {
     code: u16,
-    body: Value,
+    /// Shared: a written object is answered with the store's own copy.
+    body: Arc<Value>,
     warnings: Vec<String>,
 }
 
 impl Reply {
     fn json(code: u16, body: Value) -> Self {
+        Self::shared(code, Arc::new(body))
+    }
+
+    fn shared(code: u16, body: Arc<Value>) -> Self {
         Reply {
             code,
             body,

@@ -554,10 +554,10 @@ impl ApiServer {
         }
         let created = self
             .store
-            .create(&target.key(&name), admitted)
+            .create_shared(&target.key(&name), admitted)
             .await
             .map_err(|e| ApiError::from_store(e, &target.subject(&name)))?;
-        Ok(Reply::json(201, created).with_warnings(warnings))
+        Ok(Reply::shared(201, created).with_warnings(warnings))
     }
 
     /// POST of a review kind (SelfSubjectAccessReview): answered, not stored.
@@ -685,8 +685,8 @@ impl ApiServer {
             if req.dry_run() {
                 return Ok(Reply::json(200, admitted).with_warnings(warnings));
             }
-            match self.store.update(&key, admitted).await {
-                Ok(updated) => return Ok(Reply::json(200, updated).with_warnings(warnings)),
+            match self.store.update_shared(&key, admitted).await {
+                Ok(updated) => return Ok(Reply::shared(200, updated).with_warnings(warnings)),
                 Err(StoreError::Conflict { .. }) if user_rv.is_none() => continue,
                 Err(e) => return Err(ApiError::from_store(e, &subject)),
             }

@@ -153,7 +153,7 @@ impl EventRecorder {
             });
             match self
                 .store
-                .create(
+                .create_shared(
                     &ObjectKey::namespaced("events", namespace, &event_name),
                     event,
                 )

@@ -42,6 +42,7 @@ macro_rules! each_conformance_check {
             create_get_already_exists,
             generation_bumps_only_on_spec_change,
             noop_update_writes_nothing,
+            shared_answers_are_the_stored_objects,
             update_conflict_on_stale_resource_version,
             unconditional_update,
             delete_with_preconditions,
@@ -272,6 +273,43 @@ pub async fn noop_update_writes_nothing(store: Arc<dyn Store>) {
         next_summary(&mut w).await,
         (EventType::Modified, "a".into(), rv(&changed))
     );
+}
+
+/// `create_shared` and `update_shared` answer with what `get` then reads,
+/// and refuse what `create` and `update` refuse.
+pub async fn shared_answers_are_the_stored_objects(store: Arc<dyn Store>) {
+    let ns = unique_ns("shared");
+    let k = key(&ns, "a");
+    let created = store
+        .create_shared(&k, widget(&ns, "a", json!({}), json!({"size": 1})))
+        .await
+        .expect("create");
+    assert_eq!(*created, store.get(&k).await.expect("get"));
+    assert!(matches!(
+        store
+            .create_shared(&k, widget(&ns, "a", json!({}), json!({})))
+            .await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    let mut changed = (*created).clone();
+    changed["spec"]["size"] = json!(2);
+    let updated = store
+        .update_shared(&k, changed.clone())
+        .await
+        .expect("update");
+    assert_eq!(updated["spec"]["size"], json!(2));
+    assert!(rv(&updated) > rv(&created));
+    assert_eq!(*updated, store.get(&k).await.expect("get"));
+    let same = store
+        .update_shared(&k, (*updated).clone())
+        .await
+        .expect("no-op update");
+    assert_eq!(same, updated);
+    // `changed` still carries the first resourceVersion: stale now.
+    assert!(matches!(
+        store.update_shared(&k, changed).await,
+        Err(StoreError::Conflict { .. })
+    ));
 }
 
 /// A stale resourceVersion is a `Conflict` with Kubernetes' message; a

@@ -189,6 +189,19 @@ pub trait Store: Send + Sync + 'static {
     /// event), and its last state is returned.
     async fn update(&self, key: &ObjectKey, object: Value) -> Result<Value>;
 
+    /// [`Store::create`], answered with the stored object itself rather
+    /// than a copy: for callers that only read the answer (encode it, look
+    /// at a field). The backend may share it with its watchers, which a
+    /// copy of a pod for every write made a visible cost of.
+    async fn create_shared(&self, key: &ObjectKey, object: Value) -> Result<Arc<Value>> {
+        self.create(key, object).await.map(Arc::new)
+    }
+
+    /// [`Store::update`], answered as [`Store::create_shared`] is.
+    async fn update_shared(&self, key: &ObjectKey, object: Value) -> Result<Arc<Value>> {
+        self.update(key, object).await.map(Arc::new)
+    }
+
     /// Deletes the object at `key`, honouring `preconditions` and finalizers.
     async fn delete(&self, key: &ObjectKey, preconditions: &Preconditions)
     -> Result<DeleteOutcome>;

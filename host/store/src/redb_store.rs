@@ -200,7 +200,9 @@ enum WriteOp {
 }
 
 enum WriteOutput {
-    Object(Value),
+    /// The object as stored, shared with the events: a caller wanting its
+    /// own copy makes it on its own thread, not the writer's.
+    Object(Arc<Value>),
     Delete(DeleteOutcome),
     Done,
 }
@@ -716,7 +718,7 @@ impl Batch<'_> {
         Ok(())
     }
 
-    fn create(&mut self, key: &ObjectKey, mut object: Value) -> Result<Value> {
+    fn create(&mut self, key: &ObjectKey, mut object: Value) -> Result<Arc<Value>> {
         validate_key(key)?;
         meta::metadata_mut(&mut object)?;
         let enc = key.encode();
@@ -739,10 +741,10 @@ impl Batch<'_> {
             Some(json),
             None,
         )?;
-        Ok(Arc::unwrap_or_clone(object))
+        Ok(object)
     }
 
-    fn update(&mut self, key: &ObjectKey, mut object: Value) -> Result<Value> {
+    fn update(&mut self, key: &ObjectKey, mut object: Value) -> Result<Arc<Value>> {
         validate_key(key)?;
         meta::metadata_mut(&mut object)?;
         let enc = key.encode();
@@ -769,10 +771,10 @@ impl Batch<'_> {
                 None,
                 Some((stored, stored_json)),
             )?;
-            return Ok(Arc::unwrap_or_clone(object));
+            return Ok(object);
         }
         if object == *stored {
-            return Ok(Arc::unwrap_or_clone(stored));
+            return Ok(stored);
         }
         self.revision += 1;
         meta::set_resource_version(&mut object, Some(self.revision));
@@ -786,7 +788,7 @@ impl Batch<'_> {
             Some(json),
             Some((stored, stored_json)),
         )?;
-        Ok(Arc::unwrap_or_clone(object))
+        Ok(object)
     }
 
     fn delete(
@@ -1117,6 +1119,12 @@ pub(crate) fn validate_scope(scope: &Scope) -> Result<()> {
 #[async_trait]
 impl Store for RedbStore {
     async fn create(&self, key: &ObjectKey, object: Value) -> Result<Value> {
+        self.create_shared(key, object)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    async fn create_shared(&self, key: &ObjectKey, object: Value) -> Result<Arc<Value>> {
         match self.submit(WriteOp::Create(key.clone(), object)).await? {
             WriteOutput::Object(v) => Ok(v),
             _ => Err(StoreError::Internal("unexpected writer answer".into())),
@@ -1156,6 +1164,12 @@ impl Store for RedbStore {
     }
 
     async fn update(&self, key: &ObjectKey, object: Value) -> Result<Value> {
+        self.update_shared(key, object)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    async fn update_shared(&self, key: &ObjectKey, object: Value) -> Result<Arc<Value>> {
         match self.submit(WriteOp::Update(key.clone(), object)).await? {
             WriteOutput::Object(v) => Ok(v),
             _ => Err(StoreError::Internal("unexpected writer answer".into())),

@@ -356,7 +356,8 @@ pub fn start(
 
 /// How a binding ended.
 enum BindOutcome {
-    Bound(Value),
+    /// The pod as stored after the binding (the store's shared copy).
+    Bound(Arc<Value>),
     Conflict,
     Gone,
     Failed(StoreError),
@@ -899,7 +900,7 @@ impl Runner {
         tokio::spawn(async move {
             // A conflict means a newer version exists; the next attempt
             // writes the condition on that one.
-            let _ = store.update(&key, next).await;
+            let _ = store.update_shared(&key, next).await;
         });
     }
 }
@@ -920,7 +921,7 @@ async fn bind(store: &dyn Store, pod: &Value, node: &str) -> BindOutcome {
         json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
                "lastTransitionTime": meta::now_rfc3339()}),
     );
-    match store.update(&key, next).await {
+    match store.update_shared(&key, next).await {
         Ok(bound) => BindOutcome::Bound(bound),
         Err(StoreError::Conflict { .. }) => BindOutcome::Conflict,
         Err(StoreError::NotFound { .. }) => BindOutcome::Gone,
