@@ -1249,8 +1249,12 @@ fn restrict_to_subresource(
     let rv = meta::meta_str(&patched, "resourceVersion").map(str::to_string);
     let result = match sub {
         Some(Subresource::Status) => {
+            let status = patched
+                .as_object_mut()
+                .and_then(|o| o.shift_remove("status"))
+                .unwrap_or(Value::Null);
             let mut next = current.clone();
-            next["status"] = patched.get("status").cloned().unwrap_or(Value::Null);
+            next["status"] = status;
             next
         }
         _ if has_status => {
