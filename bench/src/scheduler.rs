@@ -277,6 +277,13 @@ struct Micro {
     view_wasm: Duration,
     /// The same into the native build's view.
     view_native: Duration,
+    /// The whole view with as many pods as at the swap phase
+    /// ([`SWAP_PODS_PER_NODE`] on each node), sent to the Wasm plugin.
+    swap_view_wasm: Duration,
+    /// The same into the native build's view.
+    swap_view_native: Duration,
+    /// The same sent to a fresh instance, as a swap does.
+    swap_view_fresh: Duration,
     /// One decision (one pod in the batch, no changes), Wasm.
     decision_wasm: Duration,
     /// The same decision, native.
@@ -406,7 +413,7 @@ fn micro(bytes: &[u8], node_count: usize) -> anyhow::Result<Micro> {
         ns(trivial_native)
     );
 
-    let view = micro_view(node_count);
+    let view = micro_view(node_count, 1);
     let pods: Vec<PodInfo> = (0..50)
         .map(|i| podinfo::pod_info(&pod_object("micro", i, Some(&format!("uid-{i}")))))
         .collect();
@@ -421,6 +428,39 @@ fn micro(bytes: &[u8], node_count: usize) -> anyhow::Result<Micro> {
         "the whole view ({node_count} nodes, a pod on each) sent to a plugin: Wasm {:.1} ms, native {:.1} ms",
         ms(view_wasm),
         ms(view_native)
+    );
+    // What a swap sends at the end to end run's swap phase: by then about
+    // four pods are placed on each node.
+    let swap_view = micro_view(node_count, SWAP_PODS_PER_NODE);
+    let swap_view_wasm = time_each(3, || {
+        plugin
+            .schedule(&swap_view, true, &[])
+            .map_err(err)
+            .map(drop)
+    })?;
+    let swap_view_native = time_each(3, || {
+        baseline
+            .schedule(&swap_view, true, &[])
+            .map_err(err)
+            .map(drop)
+    })?;
+    // A swap gives the view to a fresh instance: its first call also
+    // grows its memory from nothing.
+    let mut fresh_rounds = Vec::new();
+    for _ in 0..3 {
+        let mut fresh =
+            SchedulerPlugin::load(&engine, &compiled, "bench", Limits::default(), quiet_sink())
+                .map_err(err)?;
+        let started = Instant::now();
+        fresh.schedule(&swap_view, true, &[]).map_err(err)?;
+        fresh_rounds.push(started.elapsed());
+    }
+    let swap_view_fresh = median(fresh_rounds);
+    println!(
+        "the whole view ({node_count} nodes, {SWAP_PODS_PER_NODE} pods on each) sent to a plugin: Wasm {:.1} ms (to a fresh instance, as a swap does: {:.1} ms), native {:.1} ms",
+        ms(swap_view_wasm),
+        ms(swap_view_fresh),
+        ms(swap_view_native)
     );
     // Few per batch: at thousands of nodes one decision takes up to a
     // millisecond. Each pod bound counts on its node afterwards, as in a
@@ -466,6 +506,9 @@ fn micro(bytes: &[u8], node_count: usize) -> anyhow::Result<Micro> {
         trivial_native,
         view_wasm,
         view_native,
+        swap_view_wasm,
+        swap_view_native,
+        swap_view_fresh,
         decision_wasm,
         decision_native,
         algorithm_only,
@@ -511,27 +554,29 @@ fn instantiate_time(engine: &PluginEngine, compiled: &Compiled) -> anyhow::Resul
 /// The view of hollow nodes halfway through an end to end run, as the
 /// runner's cache sends it whole: `orchd sim nodes`' labels and size, one
 /// pod placed on each.
-fn micro_view(count: usize) -> Vec<ViewChange> {
+fn micro_view(count: usize, pods_per_node: usize) -> Vec<ViewChange> {
     let label = |k: &str, v: &str| Label {
         key: k.into(),
         value: v.into(),
     };
-    let mut changes = Vec::with_capacity(2 * count);
+    let mut changes = Vec::with_capacity((1 + pods_per_node) * count);
     for i in 0..count {
         let name = format!("{NODE_PREFIX}-{i}");
-        changes.push(ViewChange::PodPlaced(Arc::new(PlacedPod {
-            key: format!("default/placed-{i}"),
-            node: name.clone(),
-            namespace: "default".into(),
-            labels: vec![label("app", "bench")],
-            owner_uid: None,
-            requests: Resources {
-                milli_cpu: 100,
-                memory_bytes: 128 << 20,
-                pods: 1,
-            },
-            host_ports: Vec::new(),
-        })));
+        changes.extend((0..pods_per_node).map(|p| {
+            ViewChange::PodPlaced(Arc::new(PlacedPod {
+                key: format!("default/placed-{i}-{p}"),
+                node: name.clone(),
+                namespace: "default".into(),
+                labels: vec![label("app", "bench")],
+                owner_uid: None,
+                requests: Resources {
+                    milli_cpu: 100,
+                    memory_bytes: 128 << 20,
+                    pods: 1,
+                },
+                host_ports: Vec::new(),
+            }))
+        }));
         changes.push(ViewChange::NodeSet(Arc::new(Node {
             labels: vec![
                 label("kubernetes.io/hostname", &name),
@@ -1417,6 +1462,10 @@ async fn put_plugin(conn: &mut Conn, body: Vec<u8>, revision: i64) -> anyhow::Re
 /// Swaps after the first one, each measured by the manager alone.
 const MORE_SWAPS: usize = 4;
 
+/// Pods placed on each node in the micro benchmark's swap-sized view: the
+/// end to end run's swap phase finds about 20,000 pods on 5,000 nodes.
+const SWAP_PODS_PER_NODE: usize = 4;
+
 /// Makes `revision` (component `digest`) the Plugin's revision and waits
 /// for it to decide; returns its `status.swapMillis`.
 async fn swap_to(
@@ -1566,6 +1615,25 @@ fn summary(
             "{:.2}x",
             micro.view_native.as_secs_f64() / micro.view_wasm.as_secs_f64()
         ),
+        "",
+        None,
+    );
+    row(
+        &format!("  with {SWAP_PODS_PER_NODE} pods on each node, as at the swap (ms)"),
+        format!("{:.1}", ms(micro.swap_view_wasm)),
+        format!("{:.1}", ms(micro.swap_view_native)),
+        format!(
+            "{:.2}x",
+            micro.swap_view_native.as_secs_f64() / micro.swap_view_wasm.as_secs_f64()
+        ),
+        "",
+        None,
+    );
+    row(
+        "    the same, to a fresh instance, as a swap does (ms)",
+        format!("{:.1}", ms(micro.swap_view_fresh)),
+        String::new(),
+        String::new(),
         "",
         None,
     );

@@ -482,7 +482,7 @@ impl ApiServer {
         };
         let namespace = self
             .store
-            .get(&key)
+            .get_shared(&key)
             .await
             .map_err(|e| ApiError::from_store(e, &subject))?;
         if meta::meta_str(&namespace, "deletionTimestamp").is_some() {
@@ -665,7 +665,7 @@ impl ApiServer {
         for _ in 0..32 {
             let current = self
                 .store
-                .get(&key)
+                .get_shared(&key)
                 .await
                 .map_err(|e| ApiError::from_store(e, &subject))?;
             let mut next = build(&current)?;

@@ -310,6 +310,29 @@ pub async fn shared_answers_are_the_stored_objects(store: Arc<dyn Store>) {
         store.update_shared(&k, changed).await,
         Err(StoreError::Conflict { .. })
     ));
+    // A shared read sees each write as soon as it is answered, the delete
+    // included.
+    assert_eq!(store.get_shared(&k).await.expect("get_shared"), updated);
+    for size in 3..6 {
+        let mut next = (*store.get_shared(&k).await.expect("get_shared")).clone();
+        next["spec"]["size"] = json!(size);
+        let written = store.update_shared(&k, next).await.expect("update");
+        let read = store.get_shared(&k).await.expect("get_shared");
+        assert_eq!(read, written);
+        assert_eq!(read["spec"]["size"], json!(size));
+    }
+    store
+        .delete(&k, &Preconditions::default())
+        .await
+        .expect("delete");
+    assert!(matches!(
+        store.get_shared(&k).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.get(&k).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 /// A stale resourceVersion is a `Conflict` with Kubernetes' message; a

@@ -175,6 +175,14 @@ pub trait Store: Send + Sync + 'static {
     /// Reads the object at `key`.
     async fn get(&self, key: &ObjectKey) -> Result<Value>;
 
+    /// [`Store::get`], answered with the stored object itself rather than
+    /// a copy, for callers that only read it (a patch builds the next
+    /// object from it). The backend may keep recent objects decoded in
+    /// memory and answer from there.
+    async fn get_shared(&self, key: &ObjectKey) -> Result<Arc<Value>> {
+        self.get(key).await.map(Arc::new)
+    }
+
     /// Lists objects in `scope`, in key order.
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ObjectList>;
 

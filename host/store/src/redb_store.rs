@@ -23,7 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Display;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -111,6 +111,16 @@ struct Inner {
     /// The newest published revision; its sender lives in the writer
     /// thread, so watchers see the channel close when the store shuts down.
     revision: watch::Receiver<Revision>,
+    /// Recently written objects as last committed: the writer's reads of
+    /// the object it updates, and `get`s, are answered from here without
+    /// a table read or a JSON decode.
+    committed: Mutex<CurrentObjects>,
+}
+
+impl Inner {
+    fn committed(&self) -> std::sync::MutexGuard<'_, CurrentObjects> {
+        self.committed.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// One committed change, as kept in memory.
@@ -354,6 +364,7 @@ impl RedbStore {
             }),
             compacted: AtomicU64::new(compacted),
             revision: revision_rx,
+            committed: Mutex::new(CurrentObjects::new(CURRENT_OBJECTS_BYTES)),
         });
         let (writes, requests) = mpsc::unbounded_channel();
         let writer = Writer {
@@ -362,7 +373,6 @@ impl RedbStore {
             revision_tx,
             revision,
             compacted,
-            current: CurrentObjects::new(CURRENT_OBJECTS_BYTES),
         };
         let writer = std::thread::Builder::new()
             .name("orchd-store-writer".into())
@@ -444,26 +454,36 @@ struct Writer {
     revision_tx: watch::Sender<Revision>,
     revision: Revision,
     compacted: Revision,
-    current: CurrentObjects,
 }
 
 /// An object, decoded and as its stored JSON.
 type Current = (Arc<Value>, Arc<[u8]>);
 
-/// The writer's copy of recently written objects, decoded and as stored.
+/// Recently written objects, decoded and as stored, shared by the writer
+/// and the readers.
 ///
 /// Every update and delete needs the stored object (preconditions, the
 /// `prev` of its event); decoding it from the table was the writer
 /// thread's largest cost, and the writer thread is the store's ceiling.
+/// A `get` of a recently written object (a status patch reads the pod the
+/// scheduler just bound) is answered from here too, without a hop to a
+/// blocking thread, a table read and a decode.
+///
 /// Invariant: an entry equals what the objects table holds for its key as
-/// of the last committed transaction — writes insert or remove entries as
-/// they go, and a failed commit clears everything. Bounded by the JSON
-/// bytes held; when full it is cleared whole (simple, and the next writes
-/// refill it with the objects that are actually changing).
+/// of the last committed transaction. A batch's writes are kept apart
+/// (`Batch::written`) and applied here only once their transaction has
+/// committed, so readers never see a write that may still fail; a failed
+/// commit clears everything. Bounded by the JSON bytes held; when full it
+/// is cleared whole (simple, and the next writes refill it with the
+/// objects that are actually changing). `generation` changes with every
+/// applied batch and every clear: a reader that loaded an object from the
+/// table adds it only if no batch was applied since it began, so an entry
+/// is never older than the table.
 struct CurrentObjects {
     entries: HashMap<String, Current>,
     bytes: usize,
     max_bytes: usize,
+    generation: u64,
 }
 
 impl CurrentObjects {
@@ -472,6 +492,26 @@ impl CurrentObjects {
             entries: HashMap::new(),
             bytes: 0,
             max_bytes,
+            generation: 0,
+        }
+    }
+
+    /// Applies a committed batch's writes (`None`: the key was removed).
+    fn apply(&mut self, written: HashMap<String, Option<Current>>) {
+        self.generation += 1;
+        for (key, entry) in written {
+            match entry {
+                Some((object, json)) => self.insert(&key, object, json),
+                None => self.remove(&key),
+            }
+        }
+    }
+
+    /// Adds what a reader loaded from the table at `generation`, unless a
+    /// batch was applied since (the entry might be older than its write).
+    fn fill(&mut self, generation: u64, key: &str, object: Arc<Value>, json: Arc<[u8]>) {
+        if self.generation == generation && !self.entries.contains_key(key) {
+            self.insert(key, object, json);
         }
     }
 
@@ -498,6 +538,7 @@ impl CurrentObjects {
     fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
+        self.generation += 1;
     }
 }
 
@@ -551,8 +592,9 @@ impl Writer {
                 }
             }
             Err(e) => {
-                // The cache may hold writes of the failed transaction.
-                self.current.clear();
+                // The transaction may have landed after all: the cache
+                // cannot say which of its writes the table holds.
+                self.inner.committed().clear();
                 // A commit that reported failure may still have landed;
                 // continue from what the file says so revisions never repeat.
                 if let Ok((revision, compacted)) = read_meta(&self.inner.db)
@@ -576,14 +618,15 @@ impl Writer {
         let mut txn = self.inner.db.begin_write().internal()?;
         txn.set_durability(Durability::Immediate).internal()?;
         let mut outcomes = Vec::with_capacity(ops.len());
-        let (events, revision, compacted) = {
+        let (events, revision, compacted, written) = {
             let mut batch = Batch {
                 objects: txn.open_table(OBJECTS).internal()?,
                 history: txn.open_table(EVENTS).internal()?,
                 revision: self.revision,
                 compacted: self.compacted,
                 events: Vec::new(),
-                current: &mut self.current,
+                committed: &self.inner.committed,
+                written: HashMap::new(),
             };
             for op in ops {
                 let outcome = match op {
@@ -611,13 +654,15 @@ impl Writer {
                 meta.insert(META_REVISION, batch.revision).internal()?;
                 meta.insert(META_COMPACTED, batch.compacted).internal()?;
             }
-            (batch.events, batch.revision, batch.compacted)
+            (batch.events, batch.revision, batch.compacted, batch.written)
         };
         if revision == self.revision && compacted == self.compacted {
             // Nothing was written: skip the fsync.
             txn.abort().internal()?;
         } else {
             txn.commit().internal()?;
+            // Before any reply or event: whoever learns of a write reads it.
+            self.inner.committed().apply(written);
         }
         Ok(Committed {
             outcomes,
@@ -635,21 +680,29 @@ struct Batch<'t> {
     revision: Revision,
     compacted: Revision,
     events: Vec<Arc<StoredEvent>>,
-    current: &'t mut CurrentObjects,
+    committed: &'t Mutex<CurrentObjects>,
+    /// This batch's writes, by key (`None`: removed): they reach
+    /// `committed` once the transaction has committed.
+    written: HashMap<String, Option<Current>>,
 }
 
 impl Batch<'_> {
     /// The stored object at `key`, decoded, and its JSON as stored (the
     /// history record of the next write reuses it as `prev`).
     fn load(&mut self, key: &str) -> Result<Option<Current>> {
-        if let Some(found) = self.current.get(key) {
+        if let Some(written) = self.written.get(key) {
+            return Ok(written.clone());
+        }
+        if let Some(found) = self.committed().get(key) {
             return Ok(Some(found));
         }
         match self.objects.get(key).internal()? {
             Some(guard) => {
                 let json: Arc<[u8]> = Arc::from(guard.value());
                 let object = Arc::new(decode_object(&json)?);
-                self.current.insert(key, object.clone(), json.clone());
+                // Not written by this batch: the table's entry is the
+                // committed one, and only this thread commits.
+                self.committed().insert(key, object.clone(), json.clone());
                 Ok(Some((object, json)))
             }
             None => Ok(None),
@@ -657,10 +710,17 @@ impl Batch<'_> {
     }
 
     fn exists(&self, key: &str) -> Result<bool> {
-        if self.current.entries.contains_key(key) {
+        if let Some(written) = self.written.get(key) {
+            return Ok(written.is_some());
+        }
+        if self.committed().entries.contains_key(key) {
             return Ok(true);
         }
         Ok(self.objects.get(key).internal()?.is_some())
+    }
+
+    fn committed(&self) -> std::sync::MutexGuard<'_, CurrentObjects> {
+        self.committed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores `object` at `key`; returns its JSON for the history record.
@@ -673,7 +733,7 @@ impl Batch<'_> {
     /// Removes the object at `key` from the table and the cache.
     fn remove(&mut self, key: &str) -> Result<()> {
         self.objects.remove(key).internal()?;
-        self.current.remove(key);
+        self.written.insert(key.to_string(), None);
         Ok(())
     }
 
@@ -705,8 +765,8 @@ impl Batch<'_> {
             .insert(self.revision, bytes.as_slice())
             .internal()?;
         if event_type != EventType::Deleted {
-            self.current
-                .insert(encoded_key, object.clone(), object_json);
+            self.written
+                .insert(encoded_key.to_string(), Some((object.clone(), object_json)));
         }
         self.events.push(Arc::new(StoredEvent {
             revision: self.revision,
@@ -1132,17 +1192,33 @@ impl Store for RedbStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Value> {
+        self.get_shared(key).await.map(Arc::unwrap_or_clone)
+    }
+
+    async fn get_shared(&self, key: &ObjectKey) -> Result<Arc<Value>> {
         validate_key(key)?;
-        let inner = self.inner.clone();
         let enc = key.encode();
+        let generation = {
+            let committed = self.inner.committed();
+            if let Some((object, _)) = committed.entries.get(&enc) {
+                return Ok(object.clone());
+            }
+            committed.generation
+        };
+        let inner = self.inner.clone();
         let name = key.to_string();
         blocking(move || {
             let txn = inner.db.begin_read().internal()?;
             let table = txn.open_table(OBJECTS).internal()?;
-            match table.get(enc.as_str()).internal()? {
-                Some(g) => decode_object(g.value()),
-                None => Err(StoreError::NotFound { key: name }),
-            }
+            let Some(guard) = table.get(enc.as_str()).internal()? else {
+                return Err(StoreError::NotFound { key: name });
+            };
+            let json: Arc<[u8]> = Arc::from(guard.value());
+            let object = Arc::new(decode_object(&json)?);
+            inner
+                .committed()
+                .fill(generation, &enc, object.clone(), json);
+            Ok(object)
         })
         .await
     }
@@ -1263,6 +1339,31 @@ mod tests {
             object: Arc::new(json!({})),
             prev: None,
         })
+    }
+
+    #[test]
+    fn a_reader_fills_the_cache_only_if_no_batch_was_applied_since_it_began() {
+        let json = |b: &'static [u8]| -> Arc<[u8]> { Arc::from(b) };
+        let mut current = CurrentObjects::new(1 << 20);
+        let old = Arc::new(serde_json::json!({"v": 1}));
+        let new = Arc::new(serde_json::json!({"v": 2}));
+        // A reader begins, reads the table's version 1...
+        let began = current.generation;
+        // ...while a batch that writes version 2 commits and is applied.
+        current.apply(HashMap::from([(
+            "k".to_string(),
+            Some((new.clone(), json(b"2"))),
+        )]));
+        current.fill(began, "k", old.clone(), json(b"1"));
+        assert_eq!(current.get("k").unwrap().0, new);
+        // A removal applied since is not undone by a late reader either.
+        let began = current.generation;
+        current.apply(HashMap::from([("k".to_string(), None)]));
+        current.fill(began, "k", old.clone(), json(b"1"));
+        assert!(current.get("k").is_none());
+        // With nothing applied in between, the reader's load is kept.
+        current.fill(current.generation, "k", old.clone(), json(b"1"));
+        assert_eq!(current.get("k").unwrap().0, old);
     }
 
     #[test]
