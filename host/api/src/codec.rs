@@ -18,6 +18,12 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// A JSON response with `code`, plus `Warning` headers.
 pub fn json_response(code: u16, value: &Value, warnings: &[String]) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    encoded_json_response(code, Bytes::from(body), warnings)
+}
+
+/// [`json_response`] with the JSON already encoded (a written object, as
+/// the store encoded it).
+pub fn encoded_json_response(code: u16, body: Bytes, warnings: &[String]) -> Response<Body> {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "application/json")

@@ -24,7 +24,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Response};
 use hyper_util::rt::TokioIo;
 use orchd_resources::Subresource;
-use orchd_store::{ObjectKey, Store, StoreError};
+use orchd_store::{ObjectKey, SharedObject, Store, StoreError};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -145,17 +145,18 @@ pub trait PodLogs: Send + Sync {
 /// A JSON reply before encoding.
 pub(crate) struct Reply {
     code: u16,
-    /// Shared: a written object is answered with the store's own copy.
-    body: Arc<Value>,
+    /// Shared: a written object is answered with the store's own copy,
+    /// and with the JSON it stored when the store has it.
+    body: SharedObject,
     warnings: Vec<String>,
 }
 
 impl Reply {
     fn json(code: u16, body: Value) -> Self {
-        Self::shared(code, Arc::new(body))
+        Self::shared(code, SharedObject::new(Arc::new(body)))
     }
 
-    fn shared(code: u16, body: Arc<Value>) -> Self {
+    fn shared(code: u16, body: SharedObject) -> Self {
         Reply {
             code,
             body,

@@ -1447,7 +1447,14 @@ pub(crate) fn with_type_meta(resource: &ResourceType, object: &Arc<Value>) -> Va
 
 /// The reply for a request, before it is encoded.
 pub(crate) fn reply_response(reply: Reply) -> hyper::Response<crate::codec::Body> {
-    json_response(reply.code, &reply.body, &reply.warnings)
+    match reply.body.json {
+        Some(json) => crate::codec::encoded_json_response(
+            reply.code,
+            bytes::Bytes::from_owner(json),
+            &reply.warnings,
+        ),
+        None => json_response(reply.code, &reply.body, &reply.warnings),
+    }
 }
 
 #[cfg(test)]

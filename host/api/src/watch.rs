@@ -138,7 +138,7 @@ impl ApiServer {
                     }
                     Some(Ok(event)) => match event.event_type {
                         EventType::Bookmark => encoder.bookmark(event.revision, false),
-                        t => encoder.stored(t.as_str(), &event.object),
+                        t => encoder.stored(t.as_str(), &event.object, event.json.as_deref()),
                     },
                 };
                 if tx.send(line).await.is_err() {
@@ -192,14 +192,31 @@ impl Encoder {
         Bytes::from(bytes)
     }
 
+    /// `{"type":...,"object":...}` and a newline around `json`, an
+    /// object already encoded.
+    fn line_with(event_type: &str, json: &[u8]) -> Bytes {
+        let mut bytes = Vec::with_capacity(json.len() + event_type.len() + 23);
+        bytes.extend_from_slice(b"{\"type\":\"");
+        bytes.extend_from_slice(event_type.as_bytes());
+        bytes.extend_from_slice(b"\",\"object\":");
+        bytes.extend_from_slice(json);
+        bytes.extend_from_slice(b"}\n");
+        Bytes::from(bytes)
+    }
+
     /// The line of a stored object's event. Stored objects carry their
     /// `apiVersion` and `kind` (the API writes them), so the shared object
     /// is encoded as it is: copying each one for each watcher was most of
-    /// a watch's cost. One that lacks them is completed on a copy.
-    fn stored(&mut self, event_type: &str, object: &Arc<Value>) -> Bytes {
+    /// a watch's cost. One that lacks them is completed on a copy. With
+    /// `json`, the object as the store encoded it, the line is spliced
+    /// from it instead of encoding the object again.
+    fn stored(&mut self, event_type: &str, object: &Arc<Value>, json: Option<&[u8]>) -> Bytes {
         let typed = object.get("apiVersion").is_some() && object.get("kind").is_some();
         if typed && !self.wants_table {
-            return Self::line_of(event_type, object);
+            return match json {
+                Some(json) => Self::line_with(event_type, json),
+                None => Self::line_of(event_type, object),
+            };
         }
         self.event(event_type, with_type_meta(self.resource, object))
     }
@@ -239,4 +256,23 @@ impl Encoder {
 fn error_event(e: StoreError) -> Bytes {
     let err = ApiError::from_store(e, &Default::default());
     Encoder::line("ERROR", err.to_status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_spliced_from_stored_json_is_the_line_encoded_from_the_object() {
+        let object = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a \"quoted\" name", "resourceVersion": "7"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        let json = serde_json::to_vec(&object).unwrap();
+        for event_type in ["ADDED", "MODIFIED", "DELETED"] {
+            let spliced = Encoder::line_with(event_type, &json);
+            assert_eq!(spliced, Encoder::line_of(event_type, &object));
+            let line: Value = serde_json::from_slice(&spliced).unwrap();
+            assert_eq!(line, json!({"type": event_type, "object": object}));
+        }
+    }
 }

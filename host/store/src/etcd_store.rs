@@ -614,7 +614,7 @@ impl Filter {
             return None;
         }
         self.selectors
-            .apply(e.event_type, e.revision, &e.object, e.prev.as_ref())
+            .apply(e.event_type, e.revision, &e.object, None, e.prev.as_ref())
     }
 }
 

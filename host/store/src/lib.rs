@@ -141,6 +141,36 @@ pub struct WatchEvent {
     /// bookmarks, an object carrying only `metadata.resourceVersion`
     /// (apiVersion/kind are added by the API layer).
     pub object: Arc<Value>,
+    /// `object` as `serde_json` encodes it, when the backend has the
+    /// bytes at hand (the JSON it stored): a watch line is then written
+    /// without encoding the object again.
+    pub json: Option<Arc<[u8]>>,
+}
+
+/// An object as the store holds it, shared rather than copied: the answer
+/// of the `_shared` calls.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedObject {
+    /// The object, decoded; the backend may share it with its watchers.
+    pub object: Arc<Value>,
+    /// `object` as `serde_json` encodes it, when the backend has the bytes
+    /// at hand: an answer is then sent without encoding it again.
+    pub json: Option<Arc<[u8]>>,
+}
+
+impl SharedObject {
+    /// An object without its encoded form.
+    pub fn new(object: Arc<Value>) -> Self {
+        SharedObject { object, json: None }
+    }
+}
+
+impl std::ops::Deref for SharedObject {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.object
+    }
 }
 
 /// Options of [`Store::watch`].
@@ -179,8 +209,8 @@ pub trait Store: Send + Sync + 'static {
     /// a copy, for callers that only read it (a patch builds the next
     /// object from it). The backend may keep recent objects decoded in
     /// memory and answer from there.
-    async fn get_shared(&self, key: &ObjectKey) -> Result<Arc<Value>> {
-        self.get(key).await.map(Arc::new)
+    async fn get_shared(&self, key: &ObjectKey) -> Result<SharedObject> {
+        self.get(key).await.map(|v| SharedObject::new(Arc::new(v)))
     }
 
     /// Lists objects in `scope`, in key order.
@@ -201,13 +231,17 @@ pub trait Store: Send + Sync + 'static {
     /// than a copy: for callers that only read the answer (encode it, look
     /// at a field). The backend may share it with its watchers, which a
     /// copy of a pod for every write made a visible cost of.
-    async fn create_shared(&self, key: &ObjectKey, object: Value) -> Result<Arc<Value>> {
-        self.create(key, object).await.map(Arc::new)
+    async fn create_shared(&self, key: &ObjectKey, object: Value) -> Result<SharedObject> {
+        self.create(key, object)
+            .await
+            .map(|v| SharedObject::new(Arc::new(v)))
     }
 
     /// [`Store::update`], answered as [`Store::create_shared`] is.
-    async fn update_shared(&self, key: &ObjectKey, object: Value) -> Result<Arc<Value>> {
-        self.update(key, object).await.map(Arc::new)
+    async fn update_shared(&self, key: &ObjectKey, object: Value) -> Result<SharedObject> {
+        self.update(key, object)
+            .await
+            .map(|v| SharedObject::new(Arc::new(v)))
     }
 
     /// Deletes the object at `key`, honouring `preconditions` and finalizers.

@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use crate::watch_filter::{Selectors, bookmark};
 use crate::{
     DeleteOutcome, EventType, ListOptions, ObjectKey, ObjectList, Preconditions, Result, Revision,
-    Scope, Store, StoreError, WatchEvent, WatchOptions, WatchStream, meta,
+    Scope, SharedObject, Store, StoreError, WatchEvent, WatchOptions, WatchStream, meta,
 };
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
@@ -130,6 +130,9 @@ struct StoredEvent {
     event_type: EventType,
     key: ObjectKey,
     object: Arc<Value>,
+    /// `object`'s JSON as stored, for events of this process's writes
+    /// (those read back from the history table are decoded only).
+    json: Option<Arc<[u8]>>,
     /// The object before this write; `None` for creations and for deletes,
     /// where `object` already is the last state.
     prev: Option<Arc<Value>>,
@@ -210,9 +213,10 @@ enum WriteOp {
 }
 
 enum WriteOutput {
-    /// The object as stored, shared with the events: a caller wanting its
-    /// own copy makes it on its own thread, not the writer's.
-    Object(Arc<Value>),
+    /// The object as stored and its JSON, shared with the events: a
+    /// caller wanting its own copy makes it on its own thread, not the
+    /// writer's.
+    Object(Current),
     Delete(DeleteOutcome),
     Done,
 }
@@ -301,6 +305,7 @@ fn decode_event(revision: Revision, bytes: &[u8]) -> Result<StoredEvent> {
         event_type,
         key,
         object: Arc::new(record.object),
+        json: None,
         prev: record.prev.map(Arc::new),
     })
 }
@@ -458,6 +463,13 @@ struct Writer {
 
 /// An object, decoded and as its stored JSON.
 type Current = (Arc<Value>, Arc<[u8]>);
+
+fn shared((object, json): Current) -> SharedObject {
+    SharedObject {
+        object,
+        json: Some(json),
+    }
+}
 
 /// Recently written objects, decoded and as stored, shared by the writer
 /// and the readers.
@@ -750,7 +762,7 @@ impl Batch<'_> {
         object: Arc<Value>,
         object_json: Option<Arc<[u8]>>,
         prev: Option<Current>,
-    ) -> Result<()> {
+    ) -> Result<Arc<[u8]>> {
         let object_json = match object_json {
             Some(json) => json,
             None => Arc::from(serde_json::to_vec(&*object).internal()?),
@@ -765,20 +777,23 @@ impl Batch<'_> {
             .insert(self.revision, bytes.as_slice())
             .internal()?;
         if event_type != EventType::Deleted {
-            self.written
-                .insert(encoded_key.to_string(), Some((object.clone(), object_json)));
+            self.written.insert(
+                encoded_key.to_string(),
+                Some((object.clone(), object_json.clone())),
+            );
         }
         self.events.push(Arc::new(StoredEvent {
             revision: self.revision,
             event_type,
             key: key.clone(),
             object,
+            json: Some(object_json.clone()),
             prev: prev.map(|(value, _)| value),
         }));
-        Ok(())
+        Ok(object_json)
     }
 
-    fn create(&mut self, key: &ObjectKey, mut object: Value) -> Result<Arc<Value>> {
+    fn create(&mut self, key: &ObjectKey, mut object: Value) -> Result<Current> {
         validate_key(key)?;
         meta::metadata_mut(&mut object)?;
         let enc = key.encode();
@@ -793,7 +808,7 @@ impl Batch<'_> {
         let json = self.put(&enc, &object)?;
         self.revision = revision;
         let object = Arc::new(object);
-        self.emit(
+        let json = self.emit(
             EventType::Added,
             key,
             &enc,
@@ -801,10 +816,10 @@ impl Batch<'_> {
             Some(json),
             None,
         )?;
-        Ok(object)
+        Ok((object, json))
     }
 
-    fn update(&mut self, key: &ObjectKey, mut object: Value) -> Result<Arc<Value>> {
+    fn update(&mut self, key: &ObjectKey, mut object: Value) -> Result<Current> {
         validate_key(key)?;
         meta::metadata_mut(&mut object)?;
         let enc = key.encode();
@@ -823,7 +838,7 @@ impl Batch<'_> {
             meta::set_resource_version(&mut object, Some(self.revision));
             self.remove(&enc)?;
             let object = Arc::new(object);
-            self.emit(
+            let json = self.emit(
                 EventType::Deleted,
                 key,
                 &enc,
@@ -831,16 +846,16 @@ impl Batch<'_> {
                 None,
                 Some((stored, stored_json)),
             )?;
-            return Ok(object);
+            return Ok((object, json));
         }
         if object == *stored {
-            return Ok(stored);
+            return Ok((stored, stored_json));
         }
         self.revision += 1;
         meta::set_resource_version(&mut object, Some(self.revision));
         let json = self.put(&enc, &object)?;
         let object = Arc::new(object);
-        self.emit(
+        let json = self.emit(
             EventType::Modified,
             key,
             &enc,
@@ -848,7 +863,7 @@ impl Batch<'_> {
             Some(json),
             Some((stored, stored_json)),
         )?;
-        Ok(object)
+        Ok((object, json))
     }
 
     fn delete(
@@ -937,8 +952,13 @@ impl Filter {
         {
             return None;
         }
-        self.selectors
-            .apply(e.event_type, e.revision, &e.object, e.prev.as_ref())
+        self.selectors.apply(
+            e.event_type,
+            e.revision,
+            &e.object,
+            e.json.as_ref(),
+            e.prev.as_ref(),
+        )
     }
 }
 
@@ -1181,27 +1201,29 @@ impl Store for RedbStore {
     async fn create(&self, key: &ObjectKey, object: Value) -> Result<Value> {
         self.create_shared(key, object)
             .await
-            .map(Arc::unwrap_or_clone)
+            .map(|shared| Arc::unwrap_or_clone(shared.object))
     }
 
-    async fn create_shared(&self, key: &ObjectKey, object: Value) -> Result<Arc<Value>> {
+    async fn create_shared(&self, key: &ObjectKey, object: Value) -> Result<SharedObject> {
         match self.submit(WriteOp::Create(key.clone(), object)).await? {
-            WriteOutput::Object(v) => Ok(v),
+            WriteOutput::Object(current) => Ok(shared(current)),
             _ => Err(StoreError::Internal("unexpected writer answer".into())),
         }
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Value> {
-        self.get_shared(key).await.map(Arc::unwrap_or_clone)
+        self.get_shared(key)
+            .await
+            .map(|shared| Arc::unwrap_or_clone(shared.object))
     }
 
-    async fn get_shared(&self, key: &ObjectKey) -> Result<Arc<Value>> {
+    async fn get_shared(&self, key: &ObjectKey) -> Result<SharedObject> {
         validate_key(key)?;
         let enc = key.encode();
         let generation = {
             let committed = self.inner.committed();
-            if let Some((object, _)) = committed.entries.get(&enc) {
-                return Ok(object.clone());
+            if let Some(current) = committed.get(&enc) {
+                return Ok(shared(current));
             }
             committed.generation
         };
@@ -1217,8 +1239,8 @@ impl Store for RedbStore {
             let object = Arc::new(decode_object(&json)?);
             inner
                 .committed()
-                .fill(generation, &enc, object.clone(), json);
-            Ok(object)
+                .fill(generation, &enc, object.clone(), json.clone());
+            Ok(shared((object, json)))
         })
         .await
     }
@@ -1242,12 +1264,12 @@ impl Store for RedbStore {
     async fn update(&self, key: &ObjectKey, object: Value) -> Result<Value> {
         self.update_shared(key, object)
             .await
-            .map(Arc::unwrap_or_clone)
+            .map(|shared| Arc::unwrap_or_clone(shared.object))
     }
 
-    async fn update_shared(&self, key: &ObjectKey, object: Value) -> Result<Arc<Value>> {
+    async fn update_shared(&self, key: &ObjectKey, object: Value) -> Result<SharedObject> {
         match self.submit(WriteOp::Update(key.clone(), object)).await? {
-            WriteOutput::Object(v) => Ok(v),
+            WriteOutput::Object(current) => Ok(shared(current)),
             _ => Err(StoreError::Internal("unexpected writer answer".into())),
         }
     }
@@ -1337,6 +1359,7 @@ mod tests {
             event_type: EventType::Added,
             key: ObjectKey::cluster("nodes", "n"),
             object: Arc::new(json!({})),
+            json: None,
             prev: None,
         })
     }

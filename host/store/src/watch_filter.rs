@@ -30,9 +30,11 @@ impl Selectors {
         event_type: EventType,
         revision: Revision,
         object: &Arc<Value>,
+        json: Option<&Arc<[u8]>>,
         prev: Option<&Arc<Value>>,
     ) -> Option<WatchEvent> {
         let mut object = object.clone();
+        let mut json = json.cloned();
         let event_type = if self.labels.is_empty() && self.fields.is_empty() {
             event_type
         } else {
@@ -53,6 +55,7 @@ impl Selectors {
                             let mut last = prev.map(|p| (**p).clone()).unwrap_or(Value::Null);
                             meta::set_resource_version(&mut last, Some(revision));
                             object = Arc::new(last);
+                            json = None;
                             EventType::Deleted
                         }
                     }
@@ -71,6 +74,7 @@ impl Selectors {
             event_type,
             revision,
             object,
+            json,
         })
     }
 }
@@ -81,5 +85,6 @@ pub(crate) fn bookmark(revision: Revision) -> WatchEvent {
         event_type: EventType::Bookmark,
         revision,
         object: Arc::new(json!({"metadata": {"resourceVersion": revision.to_string()}})),
+        json: None,
     }
 }

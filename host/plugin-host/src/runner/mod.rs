@@ -922,7 +922,7 @@ async fn bind(store: &dyn Store, pod: &Value, node: &str) -> BindOutcome {
                "lastTransitionTime": meta::now_rfc3339()}),
     );
     match store.update_shared(&key, next).await {
-        Ok(bound) => BindOutcome::Bound(bound),
+        Ok(bound) => BindOutcome::Bound(bound.object),
         Err(StoreError::Conflict { .. }) => BindOutcome::Conflict,
         Err(StoreError::NotFound { .. }) => BindOutcome::Gone,
         Err(e) => BindOutcome::Failed(e),
