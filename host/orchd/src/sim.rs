@@ -508,11 +508,22 @@ async fn pod_loop(sim: Arc<Sim>) {
     }
 }
 
+/// Only pods bound to a node (`spec.nodeName!=`), as a kubelet watches
+/// only its own: a pending pod is none of a node's business, and every
+/// pod created would otherwise cost one more watch line to encode, send
+/// and read. A binding arrives as `ADDED`, the pod starting to match.
+const BOUND_PODS: &str = "fieldSelector=spec.nodeName%21%3D";
+
 /// One list and the watches after it; returns when a relist is needed.
 async fn watch_pods(sim: &Arc<Sim>) -> anyhow::Result<()> {
     let list = sim
         .client
-        .send(Method::GET, "/api/v1/pods", None, Vec::new())
+        .send(
+            Method::GET,
+            &format!("/api/v1/pods?{BOUND_PODS}"),
+            None,
+            Vec::new(),
+        )
         .await?
         .ok()?;
     let mut revision = list["metadata"]["resourceVersion"]
@@ -528,7 +539,7 @@ async fn watch_pods(sim: &Arc<Sim>) -> anyhow::Result<()> {
         let mut watch = sim
             .client
             .watch(&format!(
-                "/api/v1/pods?watch=1&allowWatchBookmarks=true&resourceVersion={revision}"
+                "/api/v1/pods?{BOUND_PODS}&watch=1&allowWatchBookmarks=true&resourceVersion={revision}"
             ))
             .await?;
         while let Some(event) = watch.next_as::<PodEvent>().await? {
