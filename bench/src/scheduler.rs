@@ -1121,6 +1121,26 @@ async fn swap(cluster: &Cluster, scheduler: &[u8], first_fit: &[u8]) -> anyhow::
     // not score) keeps the default scheduler off it, so the first pod
     // bound to hollow-0 after the update was decided by the new revision.
     let probe = format!("{NODE_PREFIX}-0");
+    // The drain before this leaves thousands of pods for the hollow nodes
+    // to mark Running: the swap is measured under its own flow of pods,
+    // not under that tail of status updates.
+    let settle = Instant::now();
+    loop {
+        let starting = cluster
+            .count("pods", |p| p["status"]["phase"] != "Running")
+            .await?;
+        if starting == 0 {
+            break;
+        }
+        if settle.elapsed() > PHASE_TIMEOUT {
+            bail!("{starting} pods were still not Running before the swap");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "  every pod so far Running after {:.1} s; the swap phase starts",
+        settle.elapsed().as_secs_f64()
+    );
     let mut conn = Conn::open(cluster.addr).await?;
     let taint = json!({"spec": {"taints": [
         {"key": "bench.orchd.dev/swap-probe", "value": "", "effect": "PreferNoSchedule"}]}});
