@@ -61,7 +61,7 @@ pub fn validate(resource: &ResourceType, object: &Value) -> Result<Validated, Ve
     }
     let canonical = decode_typed(resource, object)?;
     let mut unknown_fields = Vec::new();
-    unknown_paths(object, &canonical, "", &mut unknown_fields);
+    unknown_paths(object, &canonical, &mut String::new(), &mut unknown_fields);
     check_semantics(resource, &canonical, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
@@ -261,21 +261,34 @@ pub fn check_label_value(v: &str) -> Result<(), String> {
 
 /// Collects fields present (and not null) in `original` but missing from
 /// `canonical`: the fields the typed definition does not know.
-fn unknown_paths(original: &Value, canonical: &Value, path: &str, out: &mut Vec<String>) {
+/// Paths of the fields of `original` that `canonical` (its round trip
+/// through the typed definition) dropped, appended to `out`. The path is
+/// built in one buffer, extended and cut back as the walk goes: every
+/// field of every write is visited, and a string per field was most of
+/// the walk's cost.
+fn unknown_paths(original: &Value, canonical: &Value, path: &mut String, out: &mut Vec<String>) {
+    use std::fmt::Write;
+    let len = path.len();
     match (original, canonical) {
         (Value::Object(o), Value::Object(c)) => {
             for (k, v) in o {
-                let p = format!("{path}.{k}");
                 match c.get(k) {
-                    Some(cv) => unknown_paths(v, cv, &p, out),
+                    Some(cv) => {
+                        path.push('.');
+                        path.push_str(k);
+                        unknown_paths(v, cv, path, out);
+                        path.truncate(len);
+                    }
                     None if v.is_null() => {}
-                    None => out.push(p),
+                    None => out.push(format!("{path}.{k}")),
                 }
             }
         }
         (Value::Array(o), Value::Array(c)) => {
             for (i, (ov, cv)) in o.iter().zip(c).enumerate() {
-                unknown_paths(ov, cv, &format!("{path}[{i}]"), out);
+                let _ = write!(path, "[{i}]");
+                unknown_paths(ov, cv, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
