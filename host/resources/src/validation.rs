@@ -259,10 +259,9 @@ pub fn check_label_value(v: &str) -> Result<(), String> {
     }
 }
 
-/// Collects fields present (and not null) in `original` but missing from
-/// `canonical`: the fields the typed definition does not know.
-/// Paths of the fields of `original` that `canonical` (its round trip
-/// through the typed definition) dropped, appended to `out`. The path is
+/// Collects the paths of fields present (and not null) in `original` but
+/// missing from `canonical`, its round trip through the typed definition:
+/// the fields the type does not know. The path is
 /// built in one buffer, extended and cut back as the walk goes: every
 /// field of every write is visited, and a string per field was most of
 /// the walk's cost.

@@ -637,7 +637,7 @@ impl Writer {
                 revision: self.revision,
                 compacted: self.compacted,
                 events: Vec::new(),
-                committed: &self.inner.committed,
+                inner: &self.inner,
                 written: HashMap::new(),
             };
             for op in ops {
@@ -692,7 +692,8 @@ struct Batch<'t> {
     revision: Revision,
     compacted: Revision,
     events: Vec<Arc<StoredEvent>>,
-    committed: &'t Mutex<CurrentObjects>,
+    /// The store's shared state, for its committed-objects cache.
+    inner: &'t Inner,
     /// This batch's writes, by key (`None`: removed): they reach
     /// `committed` once the transaction has committed.
     written: HashMap<String, Option<Current>>,
@@ -705,7 +706,7 @@ impl Batch<'_> {
         if let Some(written) = self.written.get(key) {
             return Ok(written.clone());
         }
-        if let Some(found) = self.committed().get(key) {
+        if let Some(found) = self.inner.committed().get(key) {
             return Ok(Some(found));
         }
         match self.objects.get(key).internal()? {
@@ -714,7 +715,9 @@ impl Batch<'_> {
                 let object = Arc::new(decode_object(&json)?);
                 // Not written by this batch: the table's entry is the
                 // committed one, and only this thread commits.
-                self.committed().insert(key, object.clone(), json.clone());
+                self.inner
+                    .committed()
+                    .insert(key, object.clone(), json.clone());
                 Ok(Some((object, json)))
             }
             None => Ok(None),
@@ -725,14 +728,10 @@ impl Batch<'_> {
         if let Some(written) = self.written.get(key) {
             return Ok(written.is_some());
         }
-        if self.committed().entries.contains_key(key) {
+        if self.inner.committed().entries.contains_key(key) {
             return Ok(true);
         }
         Ok(self.objects.get(key).internal()?.is_some())
-    }
-
-    fn committed(&self) -> std::sync::MutexGuard<'_, CurrentObjects> {
-        self.committed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores `object` at `key`; returns its JSON for the history record.
