@@ -18,7 +18,7 @@ import threading
 import time
 
 from conftest import start_orchd
-from helpers import Cluster, HollowNodes, plugin_path, request, run_orchd, split_url, wait_until
+from helpers import Cluster, HollowNodes, PodWatch, plugin_path, request, run_orchd, split_url, wait_until
 
 PLUGINS = "/apis/orchd.dev/v1/plugins"
 COMPONENTS = "/apis/orchd.dev/v1/plugincomponents"
@@ -114,42 +114,21 @@ def test_install_refuses_what_is_not_a_plugin_in_one_line(cluster, hollow_nodes,
 
 # --- hot swap under load ---------------------------------------------------
 
-class PodWatch:
-    """Watches pods from a resourceVersion and records, per pod, every
-    nodeName it is seen with, in order."""
+class Placements(PodWatch):
+    """Records, per pod, every nodeName it is seen with, in order."""
 
-    def __init__(self, url: str, resource_version: str):
-        host, port = split_url(url)
-        self.conn = http.client.HTTPConnection(host, port, timeout=300)
-        self.conn.request("GET", f"{PODS}?watch=1&resourceVersion={resource_version}")
-        self.resp = self.conn.getresponse()
-        assert self.resp.status == 200, self.resp.read()
+    def on_listed(self, pods: list[dict]) -> None:
         self.nodes: dict[str, list[str | None]] = {}
-        self.errors: list[str] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        for p in pods:
+            self.on_event("ADDED", p)
 
-    def _run(self):
-        try:
-            for line in self.resp:
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event["type"] == "ERROR":
-                    self.errors.append(str(event["object"]))
-                    return
-                if event["type"] not in ("ADDED", "MODIFIED"):
-                    continue
-                obj = event["object"]
-                seen = self.nodes.setdefault(obj["metadata"]["name"], [])
-                node = obj["spec"].get("nodeName")
-                if not seen or seen[-1] != node:
-                    seen.append(node)
-        except (OSError, ValueError, http.client.HTTPException):
-            pass
-
-    def close(self):
-        self.conn.close()
+    def on_event(self, kind: str, pod: dict) -> None:
+        if kind not in ("ADDED", "MODIFIED"):
+            return
+        seen = self.nodes.setdefault(pod["metadata"]["name"], [])
+        node = pod["spec"].get("nodeName")
+        if not seen or seen[-1] != node:
+            seen.append(node)
 
 
 def test_hot_swap_under_load_binds_every_pod_exactly_once(cluster, hollow_nodes):
@@ -159,11 +138,14 @@ def test_hot_swap_under_load_binds_every_pod_exactly_once(cluster, hollow_nodes)
     hollow_nodes(10, "--cpu", "64", "--memory", "256Gi", "--pods", "2000", "--prefix", "swap")
     wait_until("the default scheduler", lambda: status(cluster).get("phase") == "Active")
     first_digest = status(cluster)["activeDigest"]
-    rv = cluster.get(PODS)["metadata"]["resourceVersion"]
-    watch = PodWatch(cluster.url, rv)
+    watch = Placements(cluster, "")
 
-    total, writers = 1000, 4
+    # The last 200 of the 1,000 pods are created only once the swap is
+    # done, so the swap lands mid-flow however fast this machine creates
+    # pods, and the new revision has pods of its own to place.
+    total, writers, after_swap = 1000, 4, 200
     created = [0]
+    swapped = threading.Event()
     lock = threading.Lock()
     failures: list[str] = []
 
@@ -171,6 +153,8 @@ def test_hot_swap_under_load_binds_every_pod_exactly_once(cluster, hollow_nodes)
         host, port = split_url(cluster.url)
         conn = http.client.HTTPConnection(host, port, timeout=30)
         for i in range(worker, total, writers):
+            if i >= total - after_swap:
+                swapped.wait(timeout=120)
             r = request(cluster.url, "POST", PODS, pod(f"load-{i:04d}"), conn=conn)
             if r.status != 201:
                 failures.append(f"load-{i}: {r!r}")
@@ -181,14 +165,14 @@ def test_hot_swap_under_load_binds_every_pod_exactly_once(cluster, hollow_nodes)
     threads = [threading.Thread(target=create, args=(w,)) for w in range(writers)]
     for t in threads:
         t.start()
-    # Swap while pods are still being created and scheduled.
     wait_until("200 pods created", lambda: created[0] >= 200, timeout=60)
-    install = run_orchd(cluster, "plugin", "install", str(plugin_path("first-fit-scheduler.wasm")))
-    created_at_swap = created[0]
+    try:
+        install = run_orchd(cluster, "plugin", "install", str(plugin_path("first-fit-scheduler.wasm")))
+    finally:
+        swapped.set()
     for t in threads:
         t.join()
     assert not failures, failures[:5]
-    assert created_at_swap < total, "the swap should land while pods are still being created"
     assert "revision 2 is active" in install.stdout, install.stdout
 
     def all_bound():
@@ -206,6 +190,9 @@ def test_hot_swap_under_load_binds_every_pod_exactly_once(cluster, hollow_nodes)
     for name, seen in watch.nodes.items():
         placements = [n for n in seen if n]
         assert len(placements) == 1, f"{name} was bound {len(placements)} times: {seen}"
+    # Pods created after the swap were placed by first fit: onto one node.
+    late = {watch.nodes[f"load-{i:04d}"][-1] for i in range(total - after_swap, total)}
+    assert len(late) == 1, f"first fit spread the pods created after the swap over {late}"
     scheduled: dict[str, int] = {}
     for e in cluster.get("/api/v1/namespaces/default/events")["items"]:
         if e["reason"] == "Scheduled":
