@@ -14,10 +14,12 @@
 //!   over N nodes, instantiation, load, and compilation cold and cached.
 //! * Hot swap through the plugin manager, on the native run's cluster
 //!   (N nodes, its pods bound, pods still flowing): a new revision whose
-//!   artifact is already cached replaces the running one; the Plugin's
-//!   `status.swapMillis` and the wall time from the update to the first
-//!   binding made by the new revision are reported.
+//!   artifact is already cached replaces the running one, then swaps
+//!   back and forth; for every swap the Plugin's `status.swapMillis` and
+//!   the wall time from the update to the first binding made by the new
+//!   revision are taken, and their medians reported.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -206,7 +208,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 "\n-- hot swap through the plugin manager (same cluster: {} nodes, {} pods bound, pods flowing) --",
                 args.nodes, run.bound
             );
-            swap(&cluster, &scheduler, &first_fit).await
+            swap(&cluster, args.nodes, &scheduler, &first_fit).await
         }
         Err(_) => Err(anyhow::anyhow!("not run: the native run failed")),
     };
@@ -1081,16 +1083,17 @@ struct Swap {
     /// each swap in turn (the first to first-fit, then back and forth).
     status_millis: Vec<i64>,
     /// From sending the Plugin update to the watch showing the first pod
-    /// bound by the new revision.
-    update_to_binding: Duration,
+    /// bound by the new revision, for each swap in turn.
+    update_to_binding: Vec<Duration>,
     /// Uploading the component (before the update; not in the figures).
     upload: Duration,
     /// Pods created while the swap happened; all bound at the end.
     flowing: usize,
     /// Whether the manager took the new artifact from the cache.
     cached: bool,
-    /// The longest time between two bindings from the update to the
-    /// first binding by the new revision: how long scheduling paused.
+    /// The longest time between two bindings from an update to the first
+    /// binding by the new revision, over all swaps: how long scheduling
+    /// paused.
     longest_gap: Duration,
     /// The same before the update, with the old revision alone: the
     /// flow's own gaps, for comparison.
@@ -1102,25 +1105,51 @@ struct Swap {
 struct SwapWatch {
     /// `swap-*` pods seen bound.
     bound: usize,
-    /// Set once the Plugin update is sent.
+    /// Set when a Plugin update is sent.
     updated_at: Option<Instant>,
-    /// The first `swap-*` pod bound to the probe node after that.
+    /// Whether the revision swapped in is first-fit, which binds to the
+    /// probe nodes, rather than the default, which keeps off them.
+    new_on_probes: bool,
+    /// The first `swap-*` pod bound by the new revision after the update:
+    /// on a probe node for first-fit, elsewhere for the default.
     first_new: Option<Instant>,
     /// When the last `swap-*` binding was seen.
     last_bound: Option<Instant>,
-    /// Longest gap between bindings before the update.
+    /// Longest gap between bindings before the first update.
     gap_before: Duration,
-    /// Longest gap between bindings from the update to `first_new`.
+    /// Longest gap between bindings from an update to its `first_new`.
     gap_during: Duration,
 }
 
-async fn swap(cluster: &Cluster, scheduler: &[u8], first_fit: &[u8]) -> anyhow::Result<Swap> {
+impl SwapWatch {
+    /// Starts timing a swap to first-fit (`to_first_fit`) or back to the
+    /// default scheduler.
+    fn updating(&mut self, to_first_fit: bool) -> Instant {
+        let now = Instant::now();
+        self.updated_at = Some(now);
+        self.new_on_probes = to_first_fit;
+        self.first_new = None;
+        now
+    }
+}
+
+async fn swap(
+    cluster: &Cluster,
+    nodes: usize,
+    scheduler: &[u8],
+    first_fit: &[u8],
+) -> anyhow::Result<Swap> {
     let err = |e: orchd_plugin_host::PluginError| anyhow::anyhow!("{e}");
-    // The new revision, first-fit, binds to the first node by name that
-    // fits: hollow-0. A PreferNoSchedule taint there (which first-fit does
-    // not score) keeps the default scheduler off it, so the first pod
-    // bound to hollow-0 after the update was decided by the new revision.
-    let probe = format!("{NODE_PREFIX}-0");
+    // First-fit binds to the first nodes by name that fit, in string
+    // order: hollow-0, hollow-1, hollow-10, hollow-100, ... A
+    // PreferNoSchedule taint on the first of those (which first-fit does
+    // not score) keeps the default scheduler off them. So after a swap to
+    // first-fit, the first pod bound to a probe node was decided by the
+    // new revision, and after a swap back, the first pod bound elsewhere.
+    let mut names: Vec<String> = (0..nodes).map(|i| format!("{NODE_PREFIX}-{i}")).collect();
+    names.sort_unstable();
+    names.truncate(SWAP_PROBES);
+    let probes: HashSet<String> = names.into_iter().collect();
     // The drain before this leaves thousands of pods for the hollow nodes
     // to mark Running: the swap is measured under its own flow of pods,
     // not under that tail of status updates.
@@ -1144,19 +1173,21 @@ async fn swap(cluster: &Cluster, scheduler: &[u8], first_fit: &[u8]) -> anyhow::
     let mut conn = Conn::open(cluster.addr).await?;
     let taint = json!({"spec": {"taints": [
         {"key": "bench.orchd.dev/swap-probe", "value": "", "effect": "PreferNoSchedule"}]}});
-    let (code, body) = conn
-        .send(
-            "PATCH",
-            &format!("/api/v1/nodes/{probe}"),
-            "application/merge-patch+json",
-            serde_json::to_vec(&taint)?,
-        )
-        .await?;
-    if code != 200 {
-        bail!(
-            "tainting {probe} answered {code}: {}",
-            String::from_utf8_lossy(&body)
-        );
+    for probe in &probes {
+        let (code, body) = conn
+            .send(
+                "PATCH",
+                &format!("/api/v1/nodes/{probe}"),
+                "application/merge-patch+json",
+                serde_json::to_vec(&taint)?,
+            )
+            .await?;
+        if code != 200 {
+            bail!(
+                "tainting {probe} answered {code}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
     }
 
     // Install compiles off the hot path: `orchd plugin install` compiles
@@ -1192,7 +1223,7 @@ async fn swap(cluster: &Cluster, scheduler: &[u8], first_fit: &[u8]) -> anyhow::
         quiet_sink(),
         ManagerConfig::default(),
     );
-    let result = swap_with_manager(cluster, &probe, first_fit, &precompiled.digest).await;
+    let result = swap_with_manager(cluster, probes, first_fit, &precompiled.digest).await;
     manager.stop().await;
     let ((status_millis, update_to_binding, upload, flowing), (gap_before, longest_gap)) = result?;
     let cached = artifact_of(&cache_dir, &precompiled.digest)? == artifact;
@@ -1229,10 +1260,13 @@ async fn plugin_status(store: &dyn Store) -> anyhow::Result<Value> {
 
 async fn swap_with_manager(
     cluster: &Cluster,
-    probe: &str,
+    probes: HashSet<String>,
     first_fit: &[u8],
     digest: &str,
-) -> anyhow::Result<((Vec<i64>, Duration, Duration, usize), (Duration, Duration))> {
+) -> anyhow::Result<(
+    (Vec<i64>, Vec<Duration>, Duration, usize),
+    (Duration, Duration),
+)> {
     let store = cluster.store.as_ref();
     let started = Instant::now();
     loop {
@@ -1259,9 +1293,8 @@ async fn swap_with_manager(
     let mut stream = store.watch(&scope, &WatchOptions::default()).await?;
     let watcher = tokio::spawn({
         let seen = seen.clone();
-        let probe = probe.to_string();
         async move {
-            let mut bound = std::collections::HashSet::new();
+            let mut bound = HashSet::new();
             while let Some(event) = stream.next().await {
                 let Ok(event) = event else { break };
                 if event.event_type != EventType::Modified {
@@ -1285,7 +1318,10 @@ async fn swap_with_manager(
                         _ => {}
                     }
                 }
-                if node == probe && seen.updated_at.is_some() && seen.first_new.is_none() {
+                if seen.updated_at.is_some()
+                    && seen.first_new.is_none()
+                    && probes.contains(node) == seen.new_on_probes
+                {
                     seen.first_new = Some(now);
                 }
             }
@@ -1305,7 +1341,7 @@ async fn flow_and_swap(
     seen: &Arc<Mutex<SwapWatch>>,
     first_fit: &[u8],
     digest: &str,
-) -> anyhow::Result<(Vec<i64>, Duration, Duration, usize)> {
+) -> anyhow::Result<(Vec<i64>, Vec<Duration>, Duration, usize)> {
     let bound = |seen: &Arc<Mutex<SwapWatch>>| seen.lock().map(|s| s.bound).unwrap_or(0);
     // A steady stream with a short queue: a pod is always waiting when
     // the new revision takes over, and the flow ends soon after the stop.
@@ -1352,42 +1388,24 @@ async fn flow_and_swap(
         );
     }
     let upload = upload_started.elapsed();
-    let body = with_revision(&mut conn, 2, digest, "first-fit-scheduler.wasm").await?;
     println!(
         "updating Plugin {PLUGIN} to revision 2 (first-fit, artifact already cached) while pods flow..."
     );
-    let updated_at = Instant::now();
-    if let Ok(mut s) = seen.lock() {
-        s.updated_at = Some(updated_at);
-    }
-    put_plugin(&mut conn, body, 2).await?;
-    let put_done = updated_at.elapsed();
-
     let store = cluster.store.as_ref();
-    let (status_millis, first_new) = loop {
-        let status = plugin_status(store).await?;
-        let first_new = seen.lock().ok().and_then(|s| s.first_new);
-        if status["activeRevision"] == 2
-            && let (Some(ms), Some(first)) = (status["swapMillis"].as_i64(), first_new)
-        {
-            break (ms, first);
-        }
-        if status["failedRevisions"]
-            .as_array()
-            .is_some_and(|f| f.contains(&json!(2)))
-        {
-            bail!("revision 2 was refused: {status}");
-        }
-        if updated_at.elapsed() > Duration::from_secs(60) {
-            bail!("no first decision by revision 2 within 60 s: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    };
-    let update_to_binding = first_new.duration_since(updated_at);
+    let first = swap_to(
+        &mut conn,
+        store,
+        seen,
+        2,
+        digest,
+        "first-fit-scheduler.wasm",
+    )
+    .await?;
     println!(
-        "  status.swapMillis {status_millis} ms; update sent → first pod bound by revision 2 seen: {:.1} ms (PUT answered after {:.1} ms; component upload before it: {:.1} ms)",
-        ms(update_to_binding),
-        ms(put_done),
+        "  status.swapMillis {} ms; update sent → first pod bound by revision 2 seen: {:.1} ms (PUT answered after {:.1} ms; component upload before it: {:.1} ms)",
+        first.status_millis,
+        ms(first.update_to_binding),
+        ms(first.put),
         ms(upload)
     );
 
@@ -1400,19 +1418,26 @@ async fn flow_and_swap(
         .as_str()
         .context("revision 1 has no digest")?
         .to_string();
-    let mut all_millis = vec![status_millis];
+    let mut all_millis = vec![first.status_millis];
+    let mut all_bindings = vec![first.update_to_binding];
     for revision in 3..(3 + MORE_SWAPS as i64) {
         let (digest, source) = if revision % 2 == 1 {
             (default_digest.as_str(), "default-scheduler.wasm")
         } else {
             (digest, "first-fit-scheduler.wasm")
         };
-        all_millis.push(swap_to(&mut conn, store, revision, digest, source).await?);
+        let swapped = swap_to(&mut conn, store, seen, revision, digest, source).await?;
+        all_millis.push(swapped.status_millis);
+        all_bindings.push(swapped.update_to_binding);
     }
     println!(
-        "  {} more swaps (back to the default, then first-fit again, ...): status.swapMillis {:?} ms",
+        "  {} more swaps (back to the default, then first-fit again, ...): status.swapMillis {:?} ms; update sent → first new binding seen {:?} ms",
         MORE_SWAPS,
-        &all_millis[1..]
+        &all_millis[1..],
+        all_bindings[1..]
+            .iter()
+            .map(|d| (ms(*d) * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
     );
 
     // Stop the flow; every pod created must end up bound, none lost.
@@ -1439,7 +1464,7 @@ async fn flow_and_swap(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("  {flowing} pods created during the swap phase, all bound");
-    Ok((all_millis, update_to_binding, upload, flowing))
+    Ok((all_millis, all_bindings, upload, flowing))
 }
 
 /// The Plugin as it is now, with `revision` (component `digest`) added
@@ -1479,32 +1504,59 @@ async fn put_plugin(conn: &mut Conn, body: Vec<u8>, revision: i64) -> anyhow::Re
     Ok(())
 }
 
-/// Swaps after the first one, each measured by the manager alone.
+/// Swaps after the first one, back and forth.
 const MORE_SWAPS: usize = 4;
+
+/// Nodes tainted for the swap phase, which first-fit fills in turn: room
+/// for its pods during the phase (36 more on each).
+const SWAP_PROBES: usize = 20;
 
 /// Pods placed on each node in the micro benchmark's swap-sized view: the
 /// end to end run's swap phase finds about 20,000 pods on 5,000 nodes.
 const SWAP_PODS_PER_NODE: usize = 4;
 
-/// Makes `revision` (component `digest`) the Plugin's revision and waits
-/// for it to decide; returns its `status.swapMillis`.
+/// One swap's figures.
+struct Swapped {
+    /// The Plugin's `status.swapMillis`.
+    status_millis: i64,
+    /// From sending the update to the watch showing the first pod bound
+    /// by the new revision.
+    update_to_binding: Duration,
+    /// How long the update's PUT took to answer.
+    put: Duration,
+}
+
+/// Makes `revision` (component `digest`, first-fit if `source` says so)
+/// the Plugin's revision and waits for its first decision and the first
+/// binding by it.
 async fn swap_to(
     conn: &mut Conn,
     store: &dyn Store,
+    seen: &Mutex<SwapWatch>,
     revision: i64,
     digest: &str,
     source: &str,
-) -> anyhow::Result<i64> {
+) -> anyhow::Result<Swapped> {
     let body = with_revision(conn, revision, digest, source).await?;
+    let to_first_fit = source.starts_with("first-fit");
+    let updated_at = seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the swap watch panicked"))?
+        .updating(to_first_fit);
     put_plugin(conn, body, revision).await?;
-    let asked = Instant::now();
+    let put = updated_at.elapsed();
     loop {
         let status = plugin_status(store).await?;
+        let first_new = seen.lock().ok().and_then(|s| s.first_new);
         // The takeover clears swapMillis; the first decision sets it.
         if status["activeRevision"] == revision
-            && let Some(ms) = status["swapMillis"].as_i64()
+            && let (Some(status_millis), Some(first)) = (status["swapMillis"].as_i64(), first_new)
         {
-            return Ok(ms);
+            return Ok(Swapped {
+                status_millis,
+                update_to_binding: first.duration_since(updated_at),
+                put,
+            });
         }
         if status["failedRevisions"]
             .as_array()
@@ -1512,8 +1564,8 @@ async fn swap_to(
         {
             bail!("revision {revision} was refused: {status}");
         }
-        if asked.elapsed() > Duration::from_secs(60) {
-            bail!("no first decision by revision {revision} within 60 s: {status}");
+        if updated_at.elapsed() > Duration::from_secs(60) {
+            bail!("no first binding by revision {revision} within 60 s: {status}");
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -1728,13 +1780,34 @@ fn summary(
         "",
         None,
     );
+    let mut bindings = swap.update_to_binding.clone();
+    bindings.sort_unstable();
+    let median = bindings
+        .get(bindings.len() / 2)
+        .copied()
+        .unwrap_or(Duration::MAX);
     row(
-        "swap: update → first new binding seen (ms)",
-        format!("{:.1}", ms(swap.update_to_binding)),
+        &format!(
+            "swap: update → first new binding seen, median of {} (ms)",
+            bindings.len()
+        ),
+        format!("{:.1}", ms(median)),
         String::new(),
         String::new(),
         "< 100 ms cached",
-        Some(swap.update_to_binding < Duration::from_millis(100) && swap.cached),
+        Some(median < Duration::from_millis(100) && swap.cached),
+    );
+    row(
+        "  fastest, slowest (ms)",
+        format!(
+            "{:.1}, {:.1}",
+            ms(bindings.first().copied().unwrap_or_default()),
+            ms(bindings.last().copied().unwrap_or_default())
+        ),
+        String::new(),
+        String::new(),
+        "",
+        None,
     );
     row(
         "swap: longest pause between bindings (ms)",
